@@ -1,0 +1,1 @@
+"""cortex-dev task modules: thin @task functions and the plain-Python logic they call."""

@@ -1,0 +1,4 @@
+"""(to be written)"""
+from invoke import Collection
+
+ns = Collection("mlx")

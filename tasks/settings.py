@@ -1,0 +1,164 @@
+"""The stack's settings: defaults, overlaid by `.env.dev`, overlaid by the environment."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CORE_SERVICES = ("nats", "grafana", "loki", "tempo")
+APP_SERVICES = ("model-gateway", "mcp-registry")
+ALL_SERVICES = CORE_SERVICES + APP_SERVICES
+
+DEFAULTS = {
+    "MLX_HOST": "127.0.0.1",
+    "MLX_PORT": "8081",
+    "MLX_WAIT_TIMEOUT": "120",
+    "CORTEX_API_PORT": "8080",
+    "CORTEX_WEBUI_PORT": "3000",
+    "CORTEX_MODEL_GATEWAY_PORT": "8083",
+    "CORTEX_MCP_REGISTRY_PORT": "8084",
+    "CORTEX_NATS_PORT": "4222",
+    "CORTEX_NATS_MONITOR_PORT": "8222",
+    "CORTEX_GRAFANA_PORT": "3001",
+    "CORTEX_LOKI_PORT": "3100",
+    "CORTEX_TEMPO_PORT": "3200",
+    "CORTEX_COMPOSE_PROJECT": "cortex",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the stack cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    env: Mapping[str, str] = field(repr=False)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        return value if value not in (None, "") else default
+
+    def port(self, name: str) -> int:
+        raw = self.get(name)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name}={raw!r} is not a port number") from None
+        if not 1 <= value <= 65535:
+            raise SettingsError(f"{name}={value} is outside 1-65535")
+        return value
+
+    # --- host embedding service -------------------------------------------------------
+    @property
+    def mlx_host(self) -> str:
+        return self.get("MLX_HOST", "127.0.0.1")
+
+    @property
+    def mlx_port(self) -> int:
+        # CORTEX_MLX_PORT is the seed's name; MLX_PORT wins when both are set.
+        if self.get("MLX_PORT") is None and self.get("CORTEX_MLX_PORT") is not None:
+            return self.port("CORTEX_MLX_PORT")
+        return self.port("MLX_PORT")
+
+    @property
+    def mlx_url(self) -> str:
+        host = self.mlx_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.mlx_port}"
+
+    @property
+    def mlx_host_url(self) -> str:
+        """How containers reach the host service."""
+        return self.get("MLX_HOST_URL", f"http://host.docker.internal:{self.mlx_port}")
+
+    @property
+    def embeddings_model(self) -> str | None:
+        return self.get("EMBEDDINGS_MODEL")
+
+    @property
+    def embeddings_dim(self) -> str | None:
+        return self.get("EMBEDDINGS_DIM")
+
+    @property
+    def mlx_venv(self) -> Path:
+        return Path(self.get("MLX_VENV_PATH", str(self.root / ".venv-mlx"))).expanduser()
+
+    @property
+    def mlx_wait_timeout(self) -> float:
+        raw = self.get("MLX_WAIT_TIMEOUT", "120")
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"MLX_WAIT_TIMEOUT={raw!r} is not a number of seconds") from None
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.get("CORTEX_LOG_DIR", str(self.root / "logs")))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.get("CORTEX_RUN_DIR", str(self.root / "run")))
+
+    @property
+    def mlx_log(self) -> Path:
+        return self.log_dir / "mlx-server.log"
+
+    @property
+    def mlx_pidfile(self) -> Path:
+        return self.run_dir / "mlx-server.pid"
+
+    # --- containers ---------------------------------------------------------------------
+    @property
+    def compose_project(self) -> str:
+        return self.get("CORTEX_COMPOSE_PROJECT", "cortex")
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.root / "compose"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env.dev"
+
+    def ports(self) -> dict[str, int]:
+        """Every published port by the name status uses for it."""
+        return {
+            "api": self.port("CORTEX_API_PORT"),
+            "mlx": self.mlx_port,
+            "webui": self.port("CORTEX_WEBUI_PORT"),
+            "modelGateway": self.port("CORTEX_MODEL_GATEWAY_PORT"),
+            "mcpRegistry": self.port("CORTEX_MCP_REGISTRY_PORT"),
+            "nats": self.port("CORTEX_NATS_PORT"),
+            "natsMonitor": self.port("CORTEX_NATS_MONITOR_PORT"),
+            "grafana": self.port("CORTEX_GRAFANA_PORT"),
+            "loki": self.port("CORTEX_LOKI_PORT"),
+            "tempo": self.port("CORTEX_TEMPO_PORT"),
+        }
+
+    def with_env(self, **overrides: str) -> "Settings":
+        return Settings(self.root, {**self.env, **overrides})
+
+
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < `.env.dev` < environment. Values are validated lazily, by the property read."""
+    root = Path(root or REPO_ROOT)
+    environ = os.environ if environ is None else environ
+    merged: dict[str, str] = dict(DEFAULTS)
+    env_file = root / ".env.dev"
+    if env_file.exists():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(environ)
+    return Settings(root, merged)
+
+
+def python_for_tools() -> str:
+    """The interpreter running the tasks: used to start helpers the same way."""
+    return sys.executable

@@ -1,0 +1,41 @@
+"""Helpers shared by every test session: free ports, isolated settings, the real `inv`."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """An environment whose stack state (ports, PID file, logs, compose project) is the test's own."""
+    env = dict(os.environ)
+    env.update(
+        MLX_PORT=str(free_port()),
+        CORTEX_RUN_DIR=str(tmp_path / "run"),
+        CORTEX_LOG_DIR=str(tmp_path / "logs"),
+        CORTEX_COMPOSE_PROJECT=f"cortex-test-{os.getpid()}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("CORTEX_MLX_PORT", None)
+    env.update(overrides)
+    return env
+
+
+def inv(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real invoke program on this repo's tasks.py."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, input=input,
+    )
