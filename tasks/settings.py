@@ -69,7 +69,8 @@ class Settings:
 
     @property
     def mlx_url(self) -> str:
-        host = self.mlx_host
+        # MLX_HOST may list several addresses; the first is the one to call.
+        host = self.mlx_host.split(",")[0].strip()
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.mlx_port}"

@@ -6,6 +6,7 @@ a hash), says what it runs, then runs pytest on its own folder of tests/.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def prepare_session(name: str) -> str:
 def run_session(name: str, pytest_args: str = "") -> int:
     python = prepare_session(name)
     _say(f"session {name}: {SESSIONS[name]}")
-    cmd = [python, "-m", "pytest", f"tests/{name}", "-ra", *pytest_args.split()]
+    cmd = [python, "-m", "pytest", f"tests/{name}", "-ra", *shlex.split(pytest_args)]
     _say("running " + " ".join(cmd[1:]))
     return subprocess.call(cmd, cwd=load_settings().root, env=os.environ.copy())
 

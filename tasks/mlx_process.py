@@ -1,0 +1,805 @@
+"""The host embedding service's lifecycle: start, stop, status, logs. Plain functions.
+
+Safety rules, in one place:
+- a PID file records pid, start time and command line; a pid counts as ours only while
+  all of them still match (tasks/pidfile.py). A stale PID file is reported and removed;
+- the service runs in its own session and process group; stop signals that group only
+  when its leader is verified ours, and returns once no process of the group is left;
+- the port is checked before starting; a holder is named by pid and command.
+
+Modes: detached (default: output appended to the log), foreground (attached: output to the
+terminal and the log; Ctrl+C stops it gently, a second Ctrl+C kills it at once) and watch
+(foreground plus a restart on every change of the service's sources). In foreground and
+watch modes the PID file also names the attached `inv` process as `supervisor`, so that
+`inv mlx stop` elsewhere asks it to stop instead of racing it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable, TextIO
+
+import psutil
+
+from tasks.bind_addresses import bind_addresses as _bind_addresses
+from tasks.pidfile import (
+    Check, PidFileError, PidRecord, ProcessRef, check_process, locked, read_pidfile,
+    remove_pidfile, write_pidfile,
+)
+from tasks.port_holders import WILDCARDS, address_free, describe_holders, port_holders
+from tasks.service_venv import install_service_venv, service_python
+from tasks.settings import Settings
+from tasks.watch import SourceWatcher, service_src, summarize, watched_dir
+
+MARKER = "mlx_service"
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 3
+PROGRESS_EVERY = 3.0      # seconds between "still waiting" lines
+HEALTH_POLL = 0.25
+KILL_WAIT = 10.0          # after SIGKILL, how long until we call the group unkillable
+
+Say = Callable[[str], None]
+
+
+class ServiceError(RuntimeError):
+    """A lifecycle step failed; the message is one clear sentence (plus log lines)."""
+
+
+def print_to_stderr(line: str) -> None:
+    print(f"[mlx] {line}", file=sys.stderr, flush=True)
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+def bind_addresses(settings: Settings) -> list[str]:
+    """settings.mlx_host plus, on Linux, the Docker bridge's gateway address (when found)."""
+    return _bind_addresses(settings)
+
+
+def service_url(settings: Settings, bind: list[str] | None = None) -> str:
+    """The URL to probe: the first listen address (a wildcard is probed on loopback)."""
+    hosts = bind or [h.strip() for h in settings.mlx_host.split(",") if h.strip()] or ["127.0.0.1"]
+    host = hosts[0]
+    if host in WILDCARDS:
+        host = "127.0.0.1" if host != "::" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.mlx_port}"
+
+
+# --- health -----------------------------------------------------------------------------------
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def probe_health(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None, str]:
+    """GET url/health: (HTTP status or None, JSON body or None, a short description)."""
+    try:
+        with _NO_PROXY.open(url.rstrip("/") + "/health", timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, None, f"no answer ({reason})"
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    detail = f"HTTP {status}"
+    if isinstance(body, dict) and body.get("status"):
+        detail += f" {body['status']}"
+    return status, body if isinstance(body, dict) else None, detail
+
+
+def is_healthy(status: int | None, body: dict | None) -> bool:
+    return status == 200 and isinstance(body, dict) and body.get("status") == "ok"
+
+
+class _Died(Exception):
+    pass
+
+
+def wait_for_health(url: str, timeout: float, alive: Callable[[], bool], say: Say,
+                    progress_every: float = PROGRESS_EVERY) -> dict:
+    """Poll /health until healthy (returns the body), the process dies (_Died) or the
+    timeout passes (TimeoutError carrying the last description). Progress goes to `say`."""
+    start = time.monotonic()
+    say(f"waiting for {url}/health (up to {timeout:g}s)")
+    next_progress = start + progress_every
+    detail = "not polled yet"
+    while True:
+        if not alive():
+            raise _Died(detail)
+        status, body, detail = probe_health(url, timeout=min(2.0, max(timeout, 0.1)))
+        if is_healthy(status, body):
+            return body
+        if not alive():
+            raise _Died(detail)
+        now = time.monotonic()
+        if now - start >= timeout:
+            raise TimeoutError(detail)
+        if now >= next_progress:
+            say(f"  ... {now - start:.0f}s, still waiting ({detail})")
+            next_progress = now + progress_every
+        time.sleep(HEALTH_POLL)
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
+    """Over `max_bytes`: path -> path.1 -> path.2 ... (keeping `keep`). True when rotated."""
+    path = Path(path)
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
+    return True
+
+
+def tail_lines(path: Path, n: int = 50, start_offset: int = 0) -> list[str]:
+    """The last `n` lines of a file (from `start_offset` on), read from the end."""
+    if n <= 0:
+        return []
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            pos, data = end, b""
+            while pos > start_offset and data.count(b"\n") <= n:
+                step = min(65536, pos - start_offset)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except FileNotFoundError:
+        return []
+    return data.decode(errors="replace").splitlines()[-n:]
+
+
+def follow_log(path: Path, out: TextIO, n: int = 50, poll: float = 0.25,
+               stop: Callable[[], bool] = lambda: False) -> None:
+    """`tail -F`: the last `n` lines, then whatever is appended; survives rotation."""
+    path = Path(path)
+    for line in tail_lines(path, n):
+        out.write(line + "\n")
+    out.flush()
+    fh, ino = None, None
+    try:
+        if path.exists():
+            fh = open(path, "rb")
+            fh.seek(0, os.SEEK_END)
+            ino = os.fstat(fh.fileno()).st_ino
+        while not stop():
+            if fh is not None:
+                chunk = fh.read()
+                if chunk:
+                    out.write(chunk.decode(errors="replace"))
+                    out.flush()
+                    continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                st = None
+            if st is not None and (fh is None or st.st_ino != ino or st.st_size < fh.tell()):
+                if fh is not None:
+                    fh.close()
+                fh = open(path, "rb")  # rotated or recreated: read the new file from its start
+                ino = os.fstat(fh.fileno()).st_ino
+                continue
+            time.sleep(poll)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+# --- process groups ---------------------------------------------------------------------------
+
+def group_members(pgid: int, not_before: float | None = None) -> list[psutil.Process]:
+    """Live (non-zombie) processes of process group `pgid`; with `not_before`, only those
+    started at or after that time (the leftovers of a group whose leader is gone)."""
+    members = []
+    for proc in psutil.process_iter(["pid", "status", "create_time"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) != pgid:
+                continue
+            if not_before is not None and proc.info["create_time"] < not_before - 0.5:
+                continue
+            members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return bool(group_members(pgid))
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def terminate_group(pgid: int, grace: float, say: Say, label: str = "the mlx service",
+                    interrupted: Callable[[], bool] = lambda: False) -> bool:
+    """SIGTERM to the group, up to `grace` seconds, then SIGKILL; returns once no process of
+    the group is left. True when the group went gently, False when it had to be killed."""
+    if not group_alive(pgid):
+        return True
+    _killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_alive(pgid):
+        if time.monotonic() >= deadline or interrupted():
+            break
+        time.sleep(0.1)
+    else:
+        return True
+    say(f"{label} (process group {pgid}) is still running"
+        f"{'' if interrupted() else f' after {grace:g}s'}; sending SIGKILL")
+    _killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + KILL_WAIT
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            left = ", ".join(str(p.pid) for p in group_members(pgid))
+            raise ServiceError(f"process group {pgid} survived SIGKILL (pids {left})")
+        time.sleep(0.05)
+    return False
+
+
+# --- state --------------------------------------------------------------------------------------
+
+class ServiceState:
+    """What the PID file says, checked against the live processes."""
+
+    def __init__(self, record: PidRecord | None, service: Check | None,
+                 supervisor: Check | None, stale: str | None,
+                 leftovers: list[psutil.Process]):
+        self.record, self.service, self.supervisor = record, service, supervisor
+        self.stale, self.leftovers = stale, leftovers
+
+    @property
+    def running(self) -> bool:
+        return self.service is not None and self.service.state == "ours"
+
+    @property
+    def supervised(self) -> bool:
+        return self.supervisor is not None and self.supervisor.state == "ours"
+
+
+def inspect(settings: Settings, *, cleanup: bool = True, say: Say | None = None) -> ServiceState:
+    """Read and verify the PID file. A stale one is described (and removed with `cleanup`)."""
+    path = settings.mlx_pidfile
+    try:
+        record = read_pidfile(path)
+    except PidFileError as exc:
+        stale = f"the PID file {path} is unreadable ({exc})"
+        if cleanup:
+            remove_pidfile(path)
+            if say:
+                say(f"stale PID file: {stale}; removed it (no process was signalled)")
+        return ServiceState(None, None, None, stale, [])
+    if record is None:
+        return ServiceState(None, None, None, None, [])
+    service = supervisor = None
+    if record.service is not None:
+        service = check_process(record.service, record.marker)
+    if record.supervisor_ref is not None:
+        supervisor = check_process(record.supervisor_ref, None)
+    state = ServiceState(record, service, supervisor, None, [])
+    if state.running or state.supervised:
+        return state
+    # Stale. A group whose leader is gone can only have our processes in it: the kernel
+    # does not hand out a pid that is still some group's id.
+    if service is not None and service.state == "gone" and record.pid:
+        state.leftovers = group_members(record.pid, not_before=record.create_time)
+    reason = service.reason if service is not None else "no service process recorded"
+    state.stale = f"the PID file named pid {record.pid}, but {reason}" if record.pid else reason
+    if state.leftovers:
+        pids = ", ".join(str(p.pid) for p in state.leftovers)
+        state.stale += f"; processes of its group are still running (pids {pids})"
+    elif cleanup:
+        remove_pidfile(path)
+        if say:
+            say(f"stale PID file: {state.stale}; removed it (no process was signalled)")
+    return state
+
+
+def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None = None) -> dict:
+    """The service's status document (the seed's keys plus health, uptime, stale, ...)."""
+    state = inspect(settings, cleanup=cleanup, say=say)
+    record = state.record
+    live = record if (state.running or state.supervised) else None
+    bind = list(live.bind) if live and live.bind else bind_addresses(settings)
+    url = live.url if live and live.url else service_url(settings, bind)
+    status, body, _ = probe_health(url, timeout=2.0)
+    uptime = None
+    if state.running and record.create_time:
+        uptime = round(max(0.0, time.time() - record.create_time), 1)
+    return {
+        "running": state.running,
+        "pid": record.pid if state.running else None,
+        "url": url,
+        "responding": status is not None,
+        "healthy": is_healthy(status, body),
+        "log": str(Path(live.log) if live and live.log else settings.mlx_log),
+        "health": body,
+        "uptime": uptime,
+        "stale": state.stale,
+        "restarts": record.restarts if live else 0,
+        "bind": bind,
+        "port": live.port if live and live.port else settings.mlx_port,
+        "mode": live.mode if live else None,
+        "watching": bool(live and live.mode == "watch" and state.supervised),
+    }
+
+
+# --- start ------------------------------------------------------------------------------------
+
+def service_command(settings: Settings, venv_path: Path | None, bind: list[str],
+                    extra_args: Iterable[str] = ()) -> list[str]:
+    python = service_python(settings, venv_path)
+    cmd = [str(python), "-m", MARKER, "--host", ",".join(bind), "--port", str(settings.mlx_port)]
+    if settings.embeddings_model:
+        cmd += ["--model", settings.embeddings_model]
+    if settings.embeddings_dim:
+        cmd += ["--dim", str(settings.embeddings_dim)]
+    return cmd + list(extra_args)
+
+
+def service_env(settings: Settings, bind: list[str]) -> dict[str, str]:
+    env = {k: str(v) for k, v in settings.env.items() if v is not None}
+    src = str(service_src(settings))
+    env.update(MLX_HOST=",".join(bind), MLX_PORT=str(settings.mlx_port), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _log_header(cmd: list[str], bind: list[str], port: int, mode: str) -> bytes:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (f"\n===== {stamp} inv mlx start ({mode}): {shlex.join(cmd)} "
+            f"[listen {', '.join(bind)} port {port}]\n").encode()
+
+
+def _check_port(settings: Settings, bind: list[str]) -> None:
+    port = settings.mlx_port
+    busy = [a for a in bind if not address_free(a, port)]
+    if not busy:
+        return
+    holders = port_holders(port, bind)
+    raise ServiceError(
+        f"port {port} is already in use on {', '.join(busy)} by {describe_holders(holders)}; "
+        f"stop that program or choose another port (MLX_PORT)")
+
+
+def _ready_line(url: str, pid: int, body: dict, started: float, log: Path) -> str:
+    model = body.get("model", "?")
+    dims = body.get("dimensions", "?")
+    return (f"ready at {url} (pid {pid}, model {model}, {dims} dimensions) "
+            f"after {time.monotonic() - started:.1f}s; log: {log}")
+
+
+def _new_record(settings: Settings, ref: ProcessRef | None, cmd: list[str], bind: list[str],
+                url: str, mode: str, venv: Path, supervisor: ProcessRef | None = None,
+                restarts: int = 0) -> PidRecord:
+    return PidRecord(
+        pid=ref.pid if ref else None, create_time=ref.create_time if ref else None,
+        cmdline=ref.cmdline if ref and ref.cmdline else cmd, port=settings.mlx_port, url=url,
+        log=str(settings.mlx_log), bind=bind, mode=mode,
+        supervisor=vars(supervisor) if supervisor else None, restarts=restarts,
+        started_at=time.time(), marker=MARKER, venv=str(venv))
+
+
+def start_service(settings: Settings, *, venv_path: Path | str | None = None, install: bool = True,
+                  wait: bool = True, timeout: float | None = None, extra_args: Iterable[str] = (),
+                  foreground: bool = False, watch: bool = False,
+                  say: Say = print_to_stderr) -> dict:
+    """Start the service (or find it running). Returns the status dict after start; in
+    foreground/watch mode that is after it stopped, with "exit_code" added.
+    Raises ServiceError with one clear sentence on failure."""
+    timeout = settings.mlx_wait_timeout if timeout is None else float(timeout)
+    venv = Path(venv_path).expanduser() if venv_path else settings.mlx_venv
+    extra_args = list(extra_args)
+
+    state = inspect(settings, cleanup=True, say=say)
+    if state.running or state.supervised:
+        return _already_running(settings, state, wait=wait, timeout=timeout,
+                                attached=foreground or watch, say=say)
+    if state.leftovers:
+        say(f"cleaning up: {state.stale}")
+        terminate_group(state.record.pid, 5.0, say)
+        remove_pidfile(settings.mlx_pidfile)
+
+    if install:
+        if not install_service_venv(settings, venv, say=say):
+            say(f"venv up to date ({venv})")
+    python = service_python(settings, venv)
+    if not python.exists():
+        raise ServiceError(f"the service venv {venv} does not exist; run `inv mlx install`")
+
+    bind = bind_addresses(settings)
+    url = service_url(settings, bind)
+    cmd = service_command(settings, venv, bind, extra_args)
+    env = service_env(settings, bind)
+    cwd = service_src(settings)
+    if not (cwd / MARKER).is_dir():
+        raise ServiceError(f"no {MARKER} package in {cwd} (MLX_SERVICE_SRC)")
+
+    if foreground or watch:
+        code = run_attached(settings, cmd, env, cwd, bind=bind, url=url, venv=venv,
+                            timeout=timeout, watch=watch, say=say)
+        result = service_status(settings, cleanup=False)
+        result["exit_code"] = code
+        return result
+
+    with locked(settings.mlx_pidfile):
+        state = inspect(settings, cleanup=True, say=say)  # someone may have won the race
+        if state.running or state.supervised:
+            return _already_running(settings, state, wait=wait, timeout=timeout,
+                                    attached=False, say=say)
+        _check_port(settings, bind)
+        log = settings.mlx_log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if rotate_log(log, _log_max_bytes(settings)):
+            say(f"rotated {log} to {log.name}.1")
+        import subprocess
+
+        with open(log, "ab") as fh:
+            fh.write(_log_header(cmd, bind, settings.mlx_port, "detached"))
+            fh.flush()
+            offset = fh.tell()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh,
+                                    stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                    start_new_session=True, close_fds=True)
+        try:
+            ref = ProcessRef.of(proc.pid)
+        except psutil.NoSuchProcess:
+            ref = None
+        if ref is None or proc.poll() is not None:
+            proc.wait()
+            raise ServiceError(_died_message(proc.returncode, log, offset))
+        ref.cmdline = cmd  # the command we ran; the service may re-exec under another one
+        write_pidfile(settings.mlx_pidfile, _new_record(settings, ref, cmd, bind, url,
+                                                        "detached", venv))
+    say(f"started the mlx service (pid {proc.pid}); output goes to {log}")
+    if not wait:
+        say("not waiting for it to be ready (--no-wait)")
+        return service_status(settings, cleanup=False)
+    started = time.monotonic()
+    try:
+        body = wait_for_health(url, timeout, lambda: proc.poll() is None, say)
+    except _Died:
+        code = proc.wait()
+        _kill_leftovers(proc.pid, say)
+        remove_pidfile(settings.mlx_pidfile, only_if_pid=proc.pid)
+        raise ServiceError(_died_message(code, log, offset)) from None
+    except TimeoutError as exc:
+        raise ServiceError(
+            f"the mlx service (pid {proc.pid}) did not become healthy within {timeout:g}s "
+            f"(last: {exc}); it is still running: see {log}, wait longer with --timeout, "
+            f"or stop it with `inv mlx stop`") from None
+    say(_ready_line(url, proc.pid, body, started, log))
+    return service_status(settings, cleanup=False)
+
+
+def _log_max_bytes(settings: Settings) -> int:
+    try:
+        return int(settings.get("MLX_LOG_MAX_BYTES", str(LOG_MAX_BYTES)))
+    except ValueError:
+        return LOG_MAX_BYTES
+
+
+def _died_message(code: int | None, log: Path, offset: int) -> str:
+    lines = tail_lines(log, 20, start_offset=offset)
+    how = f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
+    text = f"the mlx service exited while starting ({how})"
+    if lines:
+        return text + f"; last lines of {log}:\n" + "\n".join("    " + line for line in lines)
+    return text + f"; {log} has nothing from it"
+
+
+def _kill_leftovers(pgid: int, say: Say) -> None:
+    if group_alive(pgid):
+        terminate_group(pgid, 2.0, say)
+
+
+def _already_running(settings: Settings, state: ServiceState, *, wait: bool, timeout: float,
+                     attached: bool, say: Say) -> dict:
+    record = state.record
+    url = record.url or service_url(settings)
+    if not state.running:  # a watcher whose service is down (waiting for a fix)
+        sup = record.supervisor_ref
+        raise ServiceError(f"`inv mlx start --watch` (pid {sup.pid if sup else '?'}) supervises "
+                           f"the mlx service, which is not running now (waiting for a "
+                           f"change); see its terminal, or `inv mlx stop`")
+    if record.port and record.port != settings.mlx_port:
+        say(f"note: it runs on port {record.port}, not the configured {settings.mlx_port}; "
+            f"`inv mlx restart` applies the new port")
+    if attached:
+        say(f"the mlx service is already running (pid {record.pid}, {record.mode}); "
+            f"stop it first (`inv mlx stop`) to run it attached")
+    status, body, detail = probe_health(url)
+    if is_healthy(status, body):
+        say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}")
+        return service_status(settings, cleanup=False)
+    if not wait:
+        say(f"the mlx service is already running (pid {record.pid}) but not healthy yet ({detail})")
+        return service_status(settings, cleanup=False)
+    say(f"the mlx service is already starting (pid {record.pid}); waiting for it")
+    started = time.monotonic()
+    ref = record.service
+    try:
+        body = wait_for_health(url, timeout,
+                               lambda: check_process(ref, record.marker).state == "ours", say)
+    except _Died:
+        remove_pidfile(settings.mlx_pidfile, only_if_pid=record.pid)
+        lines = tail_lines(Path(record.log or settings.mlx_log), 20)
+        raise ServiceError(f"the mlx service (pid {record.pid}) exited while starting; last "
+                           f"lines of its log:\n" + "\n".join("    " + l for l in lines)) from None
+    except TimeoutError as exc:
+        raise ServiceError(f"the mlx service (pid {record.pid}) did not become healthy within "
+                           f"{timeout:g}s (last: {exc}); see {record.log}") from None
+    say(_ready_line(url, record.pid, body, started, Path(record.log or settings.mlx_log)))
+    return service_status(settings, cleanup=False)
+
+
+# --- stop ---------------------------------------------------------------------------------------
+
+def stop_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr) -> bool:
+    """Stop the service (and an attached supervisor). True when something was stopped.
+    Signals only processes verified ours; returns once no process of the group is left."""
+    with locked(settings.mlx_pidfile):
+        state = inspect(settings, cleanup=True, say=say)
+        record = state.record
+        stopped = False
+        if state.supervised and state.supervisor.process.pid != os.getpid():
+            sup = state.supervisor.process
+            say(f"asking the attached `inv mlx start` (pid {sup.pid}) to stop the service")
+            sup.send_signal(signal.SIGTERM)
+            try:
+                sup.wait(timeout=grace + KILL_WAIT + 5)
+            except psutil.TimeoutExpired:
+                say(f"pid {sup.pid} did not exit; stopping the service directly")
+            stopped = True
+        if record is not None and record.pid and (state.running or state.leftovers):
+            # Re-verify: the supervisor may have stopped it (and its pid be gone) meanwhile.
+            still = check_process(record.service, record.marker).state == "ours"
+            if still or group_members(record.pid, not_before=record.create_time):
+                say(f"stopping the mlx service (pid {record.pid}; SIGTERM, then SIGKILL after "
+                    f"{grace:g}s)")
+                gentle = terminate_group(record.pid, grace, say)
+                say("stopped" if gentle else "killed")
+            stopped = True
+        if record is not None:
+            remove_pidfile(settings.mlx_pidfile)
+        if not stopped:
+            say("the mlx service is not running")
+        return stopped
+
+
+def restart_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr,
+                    **start_kwargs) -> dict:
+    stop_service(settings, grace=grace, say=say)
+    return start_service(settings, say=say, **start_kwargs)
+
+
+# --- attached (foreground, watch) ------------------------------------------------------------------
+
+class _AttachedChild:
+    """One service process, its output copied to our stdout and appended to the log."""
+
+    def __init__(self, cmd: list[str], env: dict, cwd: Path, log: Path, mode: str,
+                 bind: list[str], port: int, out: TextIO):
+        import subprocess
+
+        self.tail: deque[str] = deque(maxlen=20)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log, "ab")
+        self._log.write(_log_header(cmd, bind, port, mode))
+        self._log.flush()
+        self._out = out
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                     start_new_session=True, close_fds=True)
+        try:
+            self.ref: ProcessRef | None = ProcessRef.of(self.proc.pid)
+            self.ref.cmdline = cmd
+        except psutil.NoSuchProcess:
+            self.ref = None
+        self.started = time.monotonic()
+        self._pump = threading.Thread(target=self._copy, daemon=True)
+        self._pump.start()
+
+    def _copy(self) -> None:
+        for line in iter(self.proc.stdout.readline, b""):
+            self.tail.append(line.decode(errors="replace").rstrip("\n"))
+            try:
+                self._log.write(line)
+                self._log.flush()
+                self._out.write(line.decode(errors="replace"))
+                self._out.flush()
+            except (OSError, ValueError):
+                pass
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self) -> bool:
+        return self.proc.poll() is not None
+
+    def finish(self) -> int:
+        code = self.proc.wait()
+        self._pump.join(timeout=2)
+        self.proc.stdout.close()
+        self._log.close()
+        return code
+
+
+def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bind: list[str],
+                 url: str, venv: Path, timeout: float, watch: bool = False,
+                 grace: float = 10.0, say: Say = print_to_stderr,
+                 out: TextIO | None = None) -> int:
+    """Run the service attached. Returns the exit code: 0 after a clean stop on request
+    (Ctrl+C, SIGTERM, `inv mlx stop`), 130 when it had to be killed (second Ctrl+C or
+    grace exceeded), the service's own code when it exits by itself, 1 on a start failure."""
+    out = out or sys.stdout
+    mode = "watch" if watch else "foreground"
+    me = ProcessRef.of(os.getpid())
+    requests = {"n": 0}
+
+    def on_signal(signum, frame):
+        requests["n"] += 1
+
+    handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    previous = {s: signal.signal(s, on_signal) for s in handled}
+    watcher = None
+    child: _AttachedChild | None = None
+    restarts = 0
+    exit_code = 0
+
+    def record(c: _AttachedChild | None) -> None:
+        write_pidfile(settings.mlx_pidfile, _new_record(
+            settings, c.ref if c else None, cmd, bind, url, mode, venv, supervisor=me,
+            restarts=restarts))
+
+    def spawn() -> _AttachedChild | None:
+        rotate_log(settings.mlx_log, _log_max_bytes(settings))
+        c = _AttachedChild(cmd, env, cwd, settings.mlx_log, mode, bind, settings.mlx_port, out)
+        record(c)
+        say(f"started the mlx service (pid {c.pid}); waiting for {url}/health "
+            f"(up to {timeout:g}s)")
+        return c
+
+    try:
+        with locked(settings.mlx_pidfile):
+            state = inspect(settings, cleanup=True, say=say)
+            if state.running or state.supervised:
+                raise ServiceError(f"the mlx service is already running (pid "
+                                   f"{state.record.pid}); stop it first (`inv mlx stop`)")
+            _check_port(settings, bind)
+            if watch:
+                watcher = SourceWatcher(watched_dir(settings)).start()
+                say(f"watching {watched_dir(settings)} for changes")
+            child = spawn()
+        ready = False
+        next_poll = next_progress = 0.0
+        timed_out = False
+        term_sent = None
+        killed = False
+        while True:
+            now = time.monotonic()
+            # 1. Stop requested: gently first, at once on a second request or after grace.
+            if requests["n"]:
+                if child is not None and group_alive(child.pid):
+                    if term_sent is None:
+                        say("stopping the mlx service (SIGTERM; Ctrl+C again to kill it now)")
+                        _killpg(child.pid, signal.SIGTERM)
+                        term_sent = now
+                    elif not killed and (requests["n"] >= 2 or now - term_sent > grace):
+                        say("killing the mlx service (SIGKILL)")
+                        _killpg(child.pid, signal.SIGKILL)
+                        killed = True
+                    time.sleep(0.05)
+                    continue
+                if child is not None:
+                    code = child.finish()
+                    if killed:
+                        exit_code = 130
+                    elif exit_code == 0 and code not in (0, -signal.SIGTERM):
+                        exit_code = code if code > 0 else 128 - code
+                    say(f"the mlx service stopped ({_how(code)})")
+                return exit_code
+            # 2. The service exited by itself.
+            if child is not None and child.exited():
+                code = child.finish()
+                _kill_leftovers(child.pid, say)
+                if not watch:
+                    what = "while starting" if not ready else "by itself"
+                    say(f"the mlx service exited {what} ({_how(code)})")
+                    return code if code else (0 if ready else 1)
+                last = [line for line in child.tail if line.strip()][-5:]
+                say(f"the mlx service {'failed to start' if not ready else 'exited'} "
+                    f"({_how(code)})" + (":\n" + "\n".join("    " + l for l in last) if last else "")
+                    + f"\n[mlx] watching {watched_dir(settings)}: fix the code and it restarts")
+                child = None
+                record(None)
+            # 3. Waiting for health.
+            if child is not None and not ready and now >= next_poll:
+                next_poll = now + HEALTH_POLL
+                status, body, detail = probe_health(url, timeout=1.0)
+                if is_healthy(status, body):
+                    ready = True
+                    say(_ready_line(url, child.pid, body, child.started, settings.mlx_log))
+                elif now - child.started > timeout and not timed_out:
+                    timed_out = True
+                    if not watch:
+                        say(f"the mlx service did not become healthy within {timeout:g}s "
+                            f"(last: {detail}); stopping it")
+                        exit_code = 1
+                        requests["n"] += 1
+                        continue
+                    say(f"the mlx service is not healthy after {timeout:g}s ({detail}); "
+                        f"still watching")
+                elif now >= next_progress and now - child.started >= PROGRESS_EVERY:
+                    say(f"  ... {now - child.started:.0f}s, still waiting ({detail})")
+                    next_progress = now + PROGRESS_EVERY
+            # 4. Sources changed: restart.
+            if watcher is not None:
+                if watcher.error is not None:
+                    say(f"the file watcher failed: {watcher.error}; no more restarts")
+                    watcher = None
+                    continue
+                paths = watcher.next_batch(timeout=0.1)
+                if paths and not requests["n"]:
+                    say(f"change detected ({summarize(paths, watched_dir(settings))}); "
+                        f"restarting the mlx service")
+                    if child is not None:
+                        terminate_group(child.pid, min(grace, 5.0), say,
+                                        interrupted=lambda: requests["n"] >= 2)
+                        child.finish()
+                    restarts += 1
+                    child = spawn()
+                    ready, timed_out, next_progress = False, False, 0.0
+            else:
+                time.sleep(0.1)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if watcher is not None:
+            watcher.stop()
+        if child is not None and group_alive(child.pid):
+            terminate_group(child.pid, 2.0, say)
+        remove_pidfile(settings.mlx_pidfile, only_if_pid=me.pid)
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
