@@ -1,0 +1,126 @@
+"""The service's settings: command-line flags over environment variables over defaults.
+
+Pure logic (no MLX, no Flask) so it can be unit-tested and so a bad setting is reported
+before anything heavy is imported.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+BLAS_MODES = ("auto", "openblas", "reference")
+
+# Limits: (env var, default, minimum). Defaults are sized for a laptop CPU and MiniLM:
+# a full batch of 8192 padded tokens is ~32 rows of 256 tokens.
+LIMITS = {
+    "max_batch_items": ("MLX_MAX_BATCH_ITEMS", 2048, 1),        # texts per request
+    "max_request_bytes": ("MLX_MAX_REQUEST_BYTES", 4 * 1024 * 1024, 1024),  # body size
+    "queue_size": ("MLX_QUEUE_SIZE", 256, 1),                   # requests waiting for the worker
+    "max_batch_tokens": ("MLX_MAX_BATCH_TOKENS", 8192, 1),      # padded tokens per forward pass
+    "http_threads": ("MLX_HTTP_THREADS", 32, 1),                # waitress threads
+    "request_timeout": ("MLX_REQUEST_TIMEOUT", 300, 1),         # seconds a request may wait
+}
+
+
+class ConfigError(ValueError):
+    """A setting the service cannot start with; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    port: int = 8081
+    model: str | None = None          # None: the bundled all-MiniLM-L6-v2
+    dim: int | None = None            # None: the model's own
+    blas: str = "auto"
+    max_batch_items: int = LIMITS["max_batch_items"][1]
+    max_request_bytes: int = LIMITS["max_request_bytes"][1]
+    queue_size: int = LIMITS["queue_size"][1]
+    max_batch_tokens: int = LIMITS["max_batch_tokens"][1]
+    http_threads: int = LIMITS["http_threads"][1]
+    request_timeout: int = LIMITS["request_timeout"][1]
+    log_level: str = "INFO"
+
+    def limits(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in LIMITS}
+
+    def listen(self) -> str:
+        """waitress's `listen=`: one `host:port` per address, space separated."""
+        return " ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
+                        for h in self.hosts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mlx_service",
+        description="Host embedding service (MLX). Flags override MLX_HOST, MLX_PORT, "
+                    "EMBEDDINGS_MODEL, EMBEDDINGS_DIM and MLX_BLAS.")
+    p.add_argument("--host", help="address(es) to listen on, comma separated "
+                                  "(env MLX_HOST, default 127.0.0.1)")
+    p.add_argument("--port", help="port (env MLX_PORT or CORTEX_MLX_PORT, default 8081)")
+    p.add_argument("--model", help="local model folder or hub id "
+                                   "(env EMBEDDINGS_MODEL, default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--dim", help="output dimensions, at most the model's "
+                                 "(env EMBEDDINGS_DIM, default: the model's)")
+    p.add_argument("--blas", choices=BLAS_MODES,
+                   help="Linux CPU matmul library (env MLX_BLAS, default auto)")
+    return p
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int | None = None) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name}={value} is out of range ({bound})")
+    return value
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def parse_hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().strip("[]") for h in raw.split(",") if h.strip())
+    if not hosts:
+        raise ConfigError(f"MLX_HOST={raw!r} names no address")
+    return tuple(dict.fromkeys(hosts))  # drop duplicates, keep order
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
+    """Flags > env > defaults. Raises ConfigError (or SystemExit from argparse for bad flags)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else [])
+
+    host_raw = args.host or _env(environ, "MLX_HOST") or "127.0.0.1"
+    port_name, port_raw = "--port", args.port
+    if port_raw is None:
+        # MLX_PORT wins over the seed's CORTEX_MLX_PORT (same rule as tasks/settings.py).
+        for name in ("MLX_PORT", "CORTEX_MLX_PORT"):
+            if _env(environ, name) is not None:
+                port_name, port_raw = name, environ[name]
+                break
+    port = _int(port_name, port_raw, 0, 65535) if port_raw is not None else 8081
+
+    dim_name, dim_raw = ("--dim", args.dim) if args.dim is not None else \
+        ("EMBEDDINGS_DIM", _env(environ, "EMBEDDINGS_DIM"))
+    dim = _int(dim_name, dim_raw, 1) if dim_raw is not None else None
+
+    blas = (args.blas or _env(environ, "MLX_BLAS") or "auto").lower()
+    if blas not in BLAS_MODES:
+        raise ConfigError(f"MLX_BLAS={blas!r} is not one of {', '.join(BLAS_MODES)}")
+
+    limits = {}
+    for attr, (env_name, default, minimum) in LIMITS.items():
+        raw = _env(environ, env_name)
+        limits[attr] = _int(env_name, raw, minimum) if raw is not None else default
+    if limits["max_batch_tokens"] < 16:
+        raise ConfigError("MLX_MAX_BATCH_TOKENS must be at least 16")
+
+    level = (_env(environ, "MLX_LOG_LEVEL") or "INFO").upper()
+    return Config(hosts=parse_hosts(host_raw), port=port,
+                  model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
+                  log_level=level, **limits)

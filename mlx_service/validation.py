@@ -1,0 +1,127 @@
+"""Request bodies -> what to embed, or a RequestError that names the client's mistake.
+
+Status codes: 400 = the body is malformed (not JSON, wrong types, missing fields);
+413 = too much (body bytes, items); 415 = not JSON content; 422 = well-formed but an
+unacceptable value (empty text or list, unknown encoding_format, dimensions out of range).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+ENCODINGS = ("float", "base64")
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    @property
+    def type(self) -> str:
+        return "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    texts: list[str]
+    single: bool                  # the client sent one string, not a list
+    model: str | None
+    encoding_format: str
+    dimensions: int | None
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def check_content_type(mimetype: str) -> None:
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        got = mimetype or "none"
+        raise RequestError(415, f"Content-Type must be application/json (got {got})",
+                           code="unsupported_media_type")
+
+
+def decode_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise RequestError(400, "request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise RequestError(400, "request body is not UTF-8 text", code="invalid_json") from None
+    except ValueError as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}",
+                           code="invalid_json") from None
+
+
+def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int) -> EmbedRequest:
+    """Validate a decoded body. `openai`: /v1/embeddings (only `input`); else /embed
+    (the seed's shape: `input` or `texts`)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, f"request body must be a JSON object, got {_type_name(body)}",
+                           code="invalid_type")
+    if openai:
+        field = "input"
+    else:
+        present = [k for k in ("input", "texts") if k in body]
+        if len(present) == 2:
+            raise RequestError(400, "give either 'input' or 'texts', not both", param="input",
+                               code="ambiguous_input")
+        field = present[0] if present else "input"
+    if field not in body or body[field] is None:
+        names = "'input'" if openai else "'input' (or 'texts')"
+        raise RequestError(400, f"{names} is required: a string or a list of strings",
+                           param=field, code="missing_input")
+    value = body[field]
+    single = isinstance(value, str)
+    if single:
+        texts = [value]
+    elif isinstance(value, list):
+        texts = value
+    else:
+        raise RequestError(400, f"'{field}' must be a string or a list of strings, "
+                                f"got {_type_name(value)}", param=field, code="invalid_type")
+    if not texts:
+        raise RequestError(422, f"'{field}' is an empty list; send at least one text",
+                           param=field, code="empty_input")
+    if len(texts) > max_items:
+        raise RequestError(413, f"'{field}' has {len(texts)} items; at most {max_items} per "
+                                "request (MLX_MAX_BATCH_ITEMS)", param=field, code="too_many_items")
+    for i, text in enumerate(texts):
+        where = field if single else f"{field}[{i}]"
+        if isinstance(text, list):
+            raise RequestError(400, f"{where} is a list: nested lists (and token-id arrays) are "
+                                    "not supported, send strings", param=field, code="invalid_type")
+        if not isinstance(text, str):
+            raise RequestError(400, f"{where} must be a string, got {_type_name(text)}",
+                               param=field, code="invalid_type")
+        if not text:
+            raise RequestError(422, f"{where} is an empty string; send non-empty text",
+                               param=field, code="empty_input")
+
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError(400, f"'model' must be a string, got {_type_name(model)}",
+                           param="model", code="invalid_type")
+
+    encoding = body.get("encoding_format")
+    if encoding is None:
+        encoding = "float"
+    if encoding not in ENCODINGS:
+        raise RequestError(422, f"'encoding_format' must be one of {', '.join(ENCODINGS)}, "
+                                f"got {encoding!r}", param="encoding_format",
+                           code="invalid_encoding_format")
+
+    dims = body.get("dimensions")
+    if dims is not None:
+        if isinstance(dims, bool) or not isinstance(dims, int):
+            raise RequestError(422, f"'dimensions' must be an integer, got {_type_name(dims)}",
+                               param="dimensions", code="invalid_dimensions")
+        if not 1 <= dims <= max_dim:
+            raise RequestError(422, f"'dimensions' must be between 1 and {max_dim}, got {dims}",
+                               param="dimensions", code="invalid_dimensions")
+    return EmbedRequest(texts=texts, single=single, model=model, encoding_format=encoding,
+                        dimensions=dims)

@@ -1,0 +1,58 @@
+"""mlx_service's settings: flags over env over defaults, and clear refusals."""
+from __future__ import annotations
+
+import pytest
+
+from mlx_service.config import Config, ConfigError, load_config, parse_hosts
+
+
+def test_defaults():
+    c = load_config([], {})
+    assert c.hosts == ("127.0.0.1",) and c.port == 8081
+    assert c.model is None and c.dim is None and c.blas == "auto"
+    assert c.max_batch_items > 0 and c.max_request_bytes > 0 and c.queue_size > 0
+
+
+def test_env_then_flags():
+    env = {"MLX_HOST": "0.0.0.0", "MLX_PORT": "9000", "EMBEDDINGS_MODEL": "/m",
+           "EMBEDDINGS_DIM": "128", "MLX_BLAS": "reference", "MLX_QUEUE_SIZE": "3",
+           "MLX_MAX_BATCH_ITEMS": "7", "MLX_MAX_REQUEST_BYTES": "2048", "MLX_MAX_BATCH_TOKENS": "512"}
+    c = load_config([], env)
+    assert (c.hosts, c.port, c.model, c.dim, c.blas) == (("0.0.0.0",), 9000, "/m", 128, "reference")
+    assert (c.queue_size, c.max_batch_items, c.max_request_bytes, c.max_batch_tokens) == (3, 7, 2048, 512)
+    c = load_config(["--host", "127.0.0.1", "--port", "9001", "--model", "x/y", "--dim", "64",
+                     "--blas", "openblas"], env)
+    assert (c.hosts, c.port, c.model, c.dim, c.blas) == (("127.0.0.1",), 9001, "x/y", 64, "openblas")
+
+
+def test_seed_port_name_and_precedence():
+    assert load_config([], {"CORTEX_MLX_PORT": "8123"}).port == 8123
+    assert load_config([], {"CORTEX_MLX_PORT": "8123", "MLX_PORT": "8124"}).port == 8124
+    assert load_config([], {"MLX_PORT": ""}).port == 8081  # empty = unset
+
+
+def test_several_hosts():
+    assert parse_hosts("127.0.0.1, 172.17.0.1,127.0.0.1") == ("127.0.0.1", "172.17.0.1")
+    c = Config(hosts=("127.0.0.1", "::1"), port=8081)
+    assert c.listen() == "127.0.0.1:8081 [::1]:8081"
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"MLX_PORT": "abc"}, ["MLX_PORT", "integer"]),
+    ({"MLX_PORT": "70000"}, ["MLX_PORT", "range"]),
+    ({"EMBEDDINGS_DIM": "0"}, ["EMBEDDINGS_DIM"]),
+    ({"MLX_BLAS": "mkl"}, ["MLX_BLAS"]),
+    ({"MLX_HOST": " , "}, ["MLX_HOST"]),
+    ({"MLX_MAX_REQUEST_BYTES": "10"}, ["MLX_MAX_REQUEST_BYTES"]),
+])
+def test_refusals_name_the_setting(env, words):
+    with pytest.raises(ConfigError) as err:
+        load_config([], env)
+    assert all(w in str(err.value) for w in words)
+
+
+def test_bad_flag_value_names_the_flag():
+    with pytest.raises(ConfigError, match="--dim"):
+        load_config(["--dim", "x"], {})
+    with pytest.raises(SystemExit):
+        load_config(["--blas", "mkl"], {})
