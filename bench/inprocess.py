@@ -1,0 +1,79 @@
+"""In-process MLX throughput: the service's own model code, no HTTP. Run in the service venv.
+
+    .venv-mlx/bin/python bench/inprocess.py [--blas auto|openblas|reference] [--model M]
+
+Speaks bench/worker.py's line protocol. Each batch goes the way the service's inference thread
+takes a request (tokenize, plan_batches into forward passes capped by MLX_MAX_BATCH_TOKENS,
+embed each pass, reassemble rows in order), minus HTTP, JSON and the queue: so
+"service efficiency" = HTTP / this measures what serving costs, not a different algorithm. It picks the BLAS the same way the service does
+(mlx_service.blas: OpenBLAS preloaded by a re-exec on Linux unless told `reference`), so that
+"service efficiency" compares HTTP against the very same matmul library.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # the repo root (mlx_service) and bench/ (worker)
+
+from mlx_service import blas  # noqa: E402
+from worker import serve  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blas", default=os.environ.get("MLX_BLAS", "auto"),
+                        choices=("auto", "openblas", "reference"))
+    parser.add_argument("--model", default=os.environ.get("EMBEDDINGS_MODEL"))
+    args = parser.parse_args(argv)
+
+    preload = blas.preload_plan(args.blas, sys.platform, os.environ)
+    if preload is not None:  # same re-exec as the service: LD_PRELOAD is read at exec time
+        env = dict(os.environ, LD_PRELOAD=preload, **{blas.REEXEC_MARKER: "1"})
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
+
+    started = time.perf_counter()
+    import mlx.core as mx
+    import numpy as np
+    from mlx_service.config import load_config
+    from mlx_service.model import Embedder, read_spec
+
+    embedder = Embedder(read_spec(args.model))
+    load_seconds = time.perf_counter() - started
+
+    max_tokens = load_config([], os.environ).max_batch_tokens
+    try:
+        from mlx_service.worker import plan_batches
+    except ImportError:  # a service without a planner: one forward pass per batch
+        def plan_batches(lengths, max_tokens):
+            return [list(range(len(lengths)))]
+
+    def embed_batch(texts):
+        rows = embedder.tokenize(list(texts))
+        out = [None] * len(rows)
+        for part in plan_batches([len(r) for r in rows], max_tokens):
+            vectors = embedder.embed([rows[i] for i in part])
+            for k, i in enumerate(part):
+                out[i] = vectors[k]
+        return np.stack(out)
+
+    info = {
+        "engine": "mlx-inprocess",
+        "model": embedder.spec.name,
+        "blas": blas.blas_in_use(),
+        "mlx": getattr(mx, "__version__", "?"),
+        "device": str(mx.default_device()),
+        "load_seconds": round(load_seconds, 3),
+        "max_batch_tokens": max_tokens,
+    }
+    serve(embed_batch, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
