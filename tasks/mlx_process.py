@@ -31,9 +31,13 @@ from typing import Callable, Iterable, TextIO
 import psutil
 
 from tasks.bind_addresses import bind_addresses as _bind_addresses
+from tasks.logfiles import LOG_KEEP, LOG_MAX_BYTES, follow_log, rotate_log, tail_lines  # noqa: F401
 from tasks.pidfile import (
     Check, PidFileError, PidRecord, ProcessRef, check_process, locked, read_pidfile,
     remove_pidfile, write_pidfile,
+)
+from tasks.process_groups import (  # noqa: F401
+    KILL_WAIT, ServiceError, _killpg, group_alive, group_members, terminate_group,
 )
 from tasks.port_holders import WILDCARDS, address_free, describe_holders, port_holders
 from tasks.service_venv import install_service_venv, service_python
@@ -41,17 +45,10 @@ from tasks.settings import Settings
 from tasks.watch import SourceWatcher, service_src, summarize, watched_dir
 
 MARKER = "mlx_service"
-LOG_MAX_BYTES = 10 * 1024 * 1024
-LOG_KEEP = 3
 PROGRESS_EVERY = 3.0      # seconds between "still waiting" lines
 HEALTH_POLL = 0.25
-KILL_WAIT = 10.0          # after SIGKILL, how long until we call the group unkillable
 
 Say = Callable[[str], None]
-
-
-class ServiceError(RuntimeError):
-    """A lifecycle step failed; the message is one clear sentence (plus log lines)."""
 
 
 def print_to_stderr(line: str) -> None:
@@ -132,140 +129,6 @@ def wait_for_health(url: str, timeout: float, alive: Callable[[], bool], say: Sa
             say(f"  ... {now - start:.0f}s, still waiting ({detail})")
             next_progress = now + progress_every
         time.sleep(HEALTH_POLL)
-
-
-# --- logs -------------------------------------------------------------------------------------
-
-def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
-    """Over `max_bytes`: path -> path.1 -> path.2 ... (keeping `keep`). True when rotated."""
-    path = Path(path)
-    try:
-        if path.stat().st_size <= max_bytes:
-            return False
-    except FileNotFoundError:
-        return False
-    for i in range(keep - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{i}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
-    return True
-
-
-def tail_lines(path: Path, n: int = 50, start_offset: int = 0) -> list[str]:
-    """The last `n` lines of a file (from `start_offset` on), read from the end."""
-    if n <= 0:
-        return []
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            end = fh.tell()
-            pos, data = end, b""
-            while pos > start_offset and data.count(b"\n") <= n:
-                step = min(65536, pos - start_offset)
-                pos -= step
-                fh.seek(pos)
-                data = fh.read(step) + data
-    except FileNotFoundError:
-        return []
-    return data.decode(errors="replace").splitlines()[-n:]
-
-
-def follow_log(path: Path, out: TextIO, n: int = 50, poll: float = 0.25,
-               stop: Callable[[], bool] = lambda: False) -> None:
-    """`tail -F`: the last `n` lines, then whatever is appended; survives rotation."""
-    path = Path(path)
-    for line in tail_lines(path, n):
-        out.write(line + "\n")
-    out.flush()
-    fh, ino = None, None
-    try:
-        if path.exists():
-            fh = open(path, "rb")
-            fh.seek(0, os.SEEK_END)
-            ino = os.fstat(fh.fileno()).st_ino
-        while not stop():
-            if fh is not None:
-                chunk = fh.read()
-                if chunk:
-                    out.write(chunk.decode(errors="replace"))
-                    out.flush()
-                    continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                st = None
-            if st is not None and (fh is None or st.st_ino != ino or st.st_size < fh.tell()):
-                if fh is not None:
-                    fh.close()
-                fh = open(path, "rb")  # rotated or recreated: read the new file from its start
-                ino = os.fstat(fh.fileno()).st_ino
-                continue
-            time.sleep(poll)
-    finally:
-        if fh is not None:
-            fh.close()
-
-
-# --- process groups ---------------------------------------------------------------------------
-
-def group_members(pgid: int, not_before: float | None = None) -> list[psutil.Process]:
-    """Live (non-zombie) processes of process group `pgid`; with `not_before`, only those
-    started at or after that time (the leftovers of a group whose leader is gone)."""
-    members = []
-    for proc in psutil.process_iter(["pid", "status", "create_time"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) != pgid:
-                continue
-            if not_before is not None and proc.info["create_time"] < not_before - 0.5:
-                continue
-            members.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return members
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return bool(group_members(pgid))
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def terminate_group(pgid: int, grace: float, say: Say, label: str = "the mlx service",
-                    interrupted: Callable[[], bool] = lambda: False) -> bool:
-    """SIGTERM to the group, up to `grace` seconds, then SIGKILL; returns once no process of
-    the group is left. True when the group went gently, False when it had to be killed."""
-    if not group_alive(pgid):
-        return True
-    _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while group_alive(pgid):
-        if time.monotonic() >= deadline or interrupted():
-            break
-        time.sleep(0.1)
-    else:
-        return True
-    say(f"{label} (process group {pgid}) is still running"
-        f"{'' if interrupted() else f' after {grace:g}s'}; sending SIGKILL")
-    _killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + KILL_WAIT
-    while group_alive(pgid):
-        if time.monotonic() >= deadline:
-            left = ", ".join(str(p.pid) for p in group_members(pgid))
-            raise ServiceError(f"process group {pgid} survived SIGKILL (pids {left})")
-        time.sleep(0.05)
-    return False
 
 
 # --- state --------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def format_status(s: dict) -> str:
         up_text = f", up {int(up // 60)}m{int(up % 60):02d}s" if up is not None else ""
         lines.append(f"mlx service: running (pid {s['pid']}{up_text}, {s['mode']}) at {s['url']}")
     elif s.get("watching"):
-        lines.append(f"mlx service: not running; its watcher waits for a source change")
+        lines.append("mlx service: not running; its watcher waits for a source change")
     else:
         lines.append(f"mlx service: not running ({s['url']})")
     if s["healthy"]:

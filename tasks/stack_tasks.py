@@ -5,7 +5,6 @@ go to stderr; stdout carries only what was asked for (the JSON of `status --json
 """
 from __future__ import annotations
 
-import json as _json
 import sys
 import time
 from contextlib import contextmanager

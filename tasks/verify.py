@@ -1,6 +1,7 @@
 """Pre-flight checks (`inv verify`): each passes, warns or fails, with a one-line fix."""
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -8,15 +9,11 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from tasks.settings import Settings, SettingsError
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-OPENBLAS_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
-    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
-)
 
 
 @dataclass
@@ -39,11 +36,15 @@ def check_platform(settings: Settings) -> list[Check]:
     system, machine = platform.system(), platform.machine()
     cpus = shutil.os.cpu_count() or 0
     checks = [Check("os", PASS, f"{system} {platform.release()} {machine}, {cpus} CPUs")]
-    checks.append(check_mlx_backend(system, machine))
+    checks.append(check_mlx_backend(system, machine, settings.env))
     return checks
 
 
-def check_mlx_backend(system: str, machine: str) -> Check:
+def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | None = None) -> Check:
+    """Which backend, and on Linux which BLAS, the service will use (mlx_service.blas decides)."""
+    from mlx_service.blas import find_openblas
+
+    environ = os.environ if environ is None else environ
     if system == "Darwin" and machine == "arm64":
         return Check("mlx backend", PASS, "Metal (Apple Silicon GPU)")
     if system == "Darwin":
@@ -51,13 +52,17 @@ def check_mlx_backend(system: str, machine: str) -> Check:
                      "run the service on Linux or an Apple Silicon Mac")
     if system != "Linux":
         return Check("mlx backend", FAIL, f"MLX has no backend for {system}", "use Linux or macOS")
-    if shutil.which("nvidia-smi") and (_run(["nvidia-smi", "-L"]) or subprocess.CompletedProcess([], 1)).returncode == 0:
-        return Check("mlx backend", WARN, "CPU (an NVIDIA GPU is present; the service installs mlx[cpu])",
-                     "for CUDA, install mlx[cuda] into the service venv")
-    openblas = next((p for p in OPENBLAS_PATHS if Path(p).exists()), None)
+    mode = (environ.get("MLX_BLAS") or "auto").lower()
+    openblas = find_openblas(environ)
+    if mode == "reference":
+        return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (MLX_BLAS=reference; ~10x slower)",
+                     "unset MLX_BLAS to use OpenBLAS" if openblas else None)
     if openblas:
-        return Check("mlx backend", PASS, f"CPU with OpenBLAS preloaded ({openblas})")
-    return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (about 20x slower)",
+        return Check("mlx backend", PASS, f"CPU with OpenBLAS preloaded ({openblas}; MLX_BLAS={mode})")
+    if mode == "openblas":
+        return Check("mlx backend", FAIL, "MLX_BLAS=openblas but no OpenBLAS library is installed",
+                     "sudo apt-get install libopenblas0-pthread (or set MLX_OPENBLAS_PATH)")
+    return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (about 10x slower)",
                  "sudo apt-get install libopenblas0-pthread")
 
 

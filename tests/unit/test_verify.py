@@ -14,7 +14,19 @@ from tests.support import free_port, inv, isolated_env
 def test_backend_named_per_platform():
     assert check_mlx_backend("Darwin", "arm64").detail.startswith("Metal")
     assert check_mlx_backend("Darwin", "x86_64").status == FAIL
-    assert check_mlx_backend("Linux", "x86_64").detail.startswith("CPU")
+    assert check_mlx_backend("Linux", "x86_64", {}).detail.startswith("CPU")
+
+
+def test_backend_reports_the_blas_choice(tmp_path):
+    library = tmp_path / "libopenblas.so.0"
+    library.write_bytes(b"")
+    chosen = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library)})
+    assert chosen.status == PASS and "OpenBLAS" in chosen.detail
+    refused = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library), "MLX_BLAS": "reference"})
+    assert refused.status == WARN and "MLX_BLAS=reference" in refused.detail
+    missing = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(tmp_path / "no.so"),
+                                                    "MLX_BLAS": "openblas"})
+    assert missing.status == FAIL and missing.fix
 
 
 def test_env_file_flags_services_sharing_a_port():
