@@ -271,9 +271,11 @@ class Compose:
 
     def up(self, services: Sequence[str], build: bool = True, stream=None,
            timeout: float | None = None) -> None:
-        args = ["up", "--detach", "--no-deps" if services else "", "--pull", "never"]
         if build:
-            args.append("--build")
+            # Built quietly first: a person needs the build log only when it fails, and then
+            # ComposeError carries its tail.
+            self.run("build", "--quiet", *services, timeout=timeout)
+        args = ["up", "--detach", "--no-deps" if services else "", "--pull", "never", "--no-build"]
         self.run(*[a for a in args if a], *services, stream=stream or sys.stderr, timeout=timeout)
 
     def pull(self, services: Sequence[str], stream=None) -> None:
