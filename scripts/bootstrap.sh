@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepares a fresh Linux (Debian/Ubuntu) machine for cortex-dev: system packages, a Docker
-# engine when none answers, and the tooling's Python packages. Safe to run again.
-# On macOS: install Docker Desktop/OrbStack/Colima yourself, then run only the pip line.
+# Prepares a fresh machine for cortex-dev: on Debian/Ubuntu the system packages and a Docker
+# engine when none answers; everywhere the tooling's venv (.venv, from requirements.txt), so
+# `.venv/bin/inv` works without touching the system Python (PEP 668). Safe to run again.
+# On macOS: install Docker Desktop, OrbStack or Colima yourself first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
   [ -e /usr/lib/"$(uname -m)"-linux-gnu/openblas-pthread/libopenblas.so.0 ] || need+=(libopenblas0-pthread)
   command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
   command -v ip >/dev/null || need+=(iproute2)
+  python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     $sudo apt-get update -qq
@@ -24,6 +26,7 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
   fi
 fi
 
-echo "== tooling (requirements.txt)"
-python3 -m pip install -q --disable-pip-version-check -r requirements.txt
-echo "bootstrap done: next, inv setup (or inv start)"
+echo "== tooling venv .venv (requirements.txt)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+echo "bootstrap done: run .venv/bin/inv start (or 'source .venv/bin/activate', then inv ...)"

@@ -87,7 +87,7 @@ def check_tooling(settings: Settings) -> Check:
             continue
         if have != wanted:
             mismatched.append(f"{name} {have} (wants {wanted})")
-    fix = "python3 -m pip install -r requirements.txt"
+    fix = "bash scripts/bootstrap.sh (installs requirements.txt into .venv)"
     if missing:
         return Check("tooling", FAIL, "missing: " + ", ".join(missing), fix)
     if mismatched:
