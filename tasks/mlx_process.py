@@ -282,6 +282,7 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
     foreground/watch mode that is after it stopped, with "exit_code" added.
     Raises ServiceError with one clear sentence on failure."""
     timeout = settings.mlx_wait_timeout if timeout is None else float(timeout)
+    settings.mlx_port  # a bad port is the user's to fix before anything is installed or run
     venv = Path(venv_path).expanduser() if venv_path else settings.mlx_venv
     extra_args = list(extra_args)
 
