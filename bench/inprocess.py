@@ -43,10 +43,11 @@ def main(argv: list[str]) -> int:
     from mlx_service.config import load_config
     from mlx_service.model import Embedder, read_spec
 
-    embedder = Embedder(read_spec(args.model))
+    config = load_config([], os.environ)  # MLX_MAX_BATCH_TOKENS, MLX_CPU_FAST, MLX_CPU_LANES
+    embedder = Embedder(read_spec(args.model), cpu_fast=config.cpu_fast, lanes=config.cpu_lanes)
     load_seconds = time.perf_counter() - started
 
-    max_tokens = load_config([], os.environ).max_batch_tokens
+    max_tokens = config.max_batch_tokens
     try:
         from mlx_service.worker import plan_batches
     except ImportError:  # a service without a planner: one forward pass per batch
@@ -70,6 +71,8 @@ def main(argv: list[str]) -> int:
         "device": str(mx.default_device()),
         "load_seconds": round(load_seconds, 3),
         "max_batch_tokens": max_tokens,
+        "forward": getattr(embedder, "forward", "mlx"),
+        "cpu_lanes": getattr(embedder, "lanes", 1),
     }
     serve(embed_batch, info)
     return 0

@@ -72,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def load():
         t0 = time.monotonic()
-        embedder = Embedder(spec)
+        embedder = Embedder(spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes)
         embedder.embed(embedder.tokenize(["warm up"]))  # first pass allocates; keep it off a request
-        log.info("model %s loaded in %.2fs (pooling %s, max_seq_length %d)", spec.name,
-                 time.monotonic() - t0, "+".join(spec.pooling), spec.max_seq_length)
+        log.info("model %s loaded in %.2fs (pooling %s, max_seq_length %d, forward %s, "
+                 "%d lane(s))", spec.name, time.monotonic() - t0, "+".join(spec.pooling),
+                 spec.max_seq_length, embedder.forward, embedder.lanes)
         return embedder
 
-    worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics)
+    worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics,
+                    coalesce_rows=config.coalesce_rows, batch_wait_ms=config.batch_wait_ms)
     state = ServiceState(config=config, spec=spec, dim=dim, worker=worker, metrics=metrics,
                          blas=blas_in_use())
     app = InFlight(create_app(state))

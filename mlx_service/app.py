@@ -174,6 +174,10 @@ def create_app(state: ServiceState) -> Flask:
             "backend": "mlx",
             "device": state.worker.device or "unknown",
             "blas": state.blas,
+            # cpu-fast: mlx_service/cpu_fast.py (exp/erf in numpy, batches split over lanes)
+            "forward": getattr(state.worker.embedder, "forward", None),
+            "cpu_lanes": getattr(state.worker.embedder, "lanes", None),
+            "blas_threads": getattr(state.worker.embedder, "blas_threads", None),
             "platform": f"{sys.platform}-{platform.machine()}",
             "listen": [f"{h}:{config.port}" for h in config.hosts],
             "limits": config.limits(),

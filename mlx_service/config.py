@@ -20,7 +20,16 @@ LIMITS = {
     "max_batch_tokens": ("MLX_MAX_BATCH_TOKENS", 8192, 1),      # padded tokens per forward pass
     "http_threads": ("MLX_HTTP_THREADS", 32, 1),                # waitress threads
     "request_timeout": ("MLX_REQUEST_TIMEOUT", 300, 1),         # seconds a request may wait
+    # Rows a forward pass takes from further queued requests: 1 = one request per pass (no
+    # coalescing; what `inv bench` compares batching against).
+    "coalesce_rows": ("MLX_COALESCE_ROWS", 4096, 1),
+    # Under concurrent load, ms the worker may wait for the clients it just answered to send
+    # their next request before it starts a pass (never at idle; 0: never). 16 one-text
+    # clients on 2 cores: 0 -> 286 texts/s, 20 -> 385 texts/s.
+    "batch_wait_ms": ("MLX_BATCH_WAIT_MS", 20, 0),
 }
+SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
+            "0": False, "off": False, "false": False, "no": False}
 
 
 class ConfigError(ValueError):
@@ -40,6 +49,10 @@ class Config:
     max_batch_tokens: int = LIMITS["max_batch_tokens"][1]
     http_threads: int = LIMITS["http_threads"][1]
     request_timeout: int = LIMITS["request_timeout"][1]
+    coalesce_rows: int = LIMITS["coalesce_rows"][1]
+    batch_wait_ms: int = LIMITS["batch_wait_ms"][1]
+    cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
+    cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
     log_level: str = "INFO"
 
     def limits(self) -> dict[str, int]:
@@ -120,7 +133,13 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     if limits["max_batch_tokens"] < 16:
         raise ConfigError("MLX_MAX_BATCH_TOKENS must be at least 16")
 
+    fast_raw = (_env(environ, "MLX_CPU_FAST") or "1").strip().lower()
+    if fast_raw not in SWITCHES:
+        raise ConfigError(f"MLX_CPU_FAST={fast_raw!r} is not one of 1, 0, on, off")
+    lanes_raw = _env(environ, "MLX_CPU_LANES")
+    lanes = _int("MLX_CPU_LANES", lanes_raw, 0, 64) if lanes_raw is not None else 0
+
     level = (_env(environ, "MLX_LOG_LEVEL") or "INFO").upper()
     return Config(hosts=parse_hosts(host_raw), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
-                  log_level=level, **limits)
+                  cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level, **limits)

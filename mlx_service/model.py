@@ -164,9 +164,12 @@ def describe_device(mx) -> str:
 
 
 class Embedder:
-    """Weights + tokenizer + pooling. Tokenizing is thread-safe; `embed` must run on one thread."""
+    """Weights + tokenizer + pooling. Tokenizing is thread-safe; `embed` must run on one thread
+    (on the CPU fast path it hands parts of a batch to lane threads of its own and waits)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0):
+        """cpu_fast: take mlx_service/cpu_fast.py's forward pass where it applies (BERT-family
+        model on the CPU); lanes: threads a batch is split over there (0: one per core)."""
         import mlx.core as mx
         from mlx_embeddings.utils import load_model
         from transformers import AutoTokenizer
@@ -179,6 +182,22 @@ class Embedder:
         self.device = describe_device(mx)
         # The Rust tokenizer is not safe to call from several threads at once.
         self._tok_lock = threading.Lock()
+        self.forward = "mlx"  # what /info reports: mlx, or cpu-fast with its lanes
+        self.lanes = 1
+        self._fast = self._lanes = self._blas = None
+        if cpu_fast and self.device == "cpu":
+            from mlx_service import cpu_fast as fast
+            if fast.supports(self.model):
+                self._fast = fast.CpuBertForward(self.model)
+                self._blas = fast.BlasThreads()
+                self.lanes = lanes or fast.cores()
+                self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None
+                self.forward = "cpu-fast"
+
+    @property
+    def blas_threads(self) -> int | None:
+        """OpenBLAS's own thread count (used by a pass on one lane), when it is loaded."""
+        return self._blas.default if self._blas is not None else None
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         with self._tok_lock:
@@ -188,7 +207,33 @@ class Embedder:
         return [list(ids) for ids in enc["input_ids"]]
 
     def embed(self, batch: list[list[int]]):
-        """One forward pass over rows of token ids -> (rows, native_dim) L2-normalized float32."""
+        """Rows of token ids -> (rows, native_dim) L2-normalized float32, in the rows' order.
+
+        On the CPU fast path a batch of 2+ rows is cut into one part per lane
+        (worker.split_rows), each padded to its own longest row and run at the same time,
+        OpenBLAS's threads shared out between the lanes; otherwise it is one forward pass.
+        """
+        if self._lanes is None or len(batch) < 2:
+            return self._forward(batch)
+        import numpy as np
+
+        from mlx_service.worker import split_rows
+        parts = split_rows([len(r) for r in batch], self._lanes.count)
+        if len(parts) < 2:
+            return self._forward(batch)
+        # OpenBLAS's threads shared out: on 2 cores, one per lane (no oversubscription).
+        self._blas.set(max(1, (self._blas.default or 1) // len(parts)))
+        try:
+            results = self._lanes.map(self._forward, [[batch[i] for i in p] for p in parts])
+        finally:
+            self._blas.restore()
+        out = np.empty((len(batch), results[0].shape[1]), dtype=np.float32)
+        for part, vectors in zip(parts, results):
+            out[part] = vectors
+        return out
+
+    def _forward(self, batch: list[list[int]]):
+        """One forward pass over rows of token ids, on the calling thread's MLX stream."""
         import numpy as np
 
         mx = self._mx
@@ -199,8 +244,11 @@ class Embedder:
             ids[row, :len(seq)] = seq
             mask[row, :len(seq)] = 1
         mask_mx = mx.array(mask)
-        out = self.model(mx.array(ids), attention_mask=mask_mx)
-        hidden = out.last_hidden_state.astype(mx.float32)
+        if self._fast is not None:
+            hidden = self._fast(ids, mask)
+        else:
+            hidden = self.model(mx.array(ids), attention_mask=mask_mx).last_hidden_state
+        hidden = hidden.astype(mx.float32)
         pooled = mx.concatenate([self._pool(mode, hidden, mask_mx) for mode in self.spec.pooling],
                                 axis=-1)
         pooled = pooled / mx.maximum(mx.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)

@@ -50,7 +50,8 @@ def assert_parity(items, vectors, min_cosine: float = 0.9999):
 _SERVICE_ENV = ("MLX_HOST", "MLX_PORT", "CORTEX_MLX_PORT", "EMBEDDINGS_MODEL", "EMBEDDINGS_DIM",
                 "MLX_BLAS", "MLX_MAX_BATCH_ITEMS", "MLX_MAX_REQUEST_BYTES", "MLX_QUEUE_SIZE",
                 "MLX_MAX_BATCH_TOKENS", "MLX_HTTP_THREADS", "MLX_REQUEST_TIMEOUT", "LD_PRELOAD",
-                "MLX_SERVICE_BLAS_REEXEC")
+                "MLX_SERVICE_BLAS_REEXEC", "MLX_COALESCE_ROWS", "MLX_CPU_FAST", "MLX_CPU_LANES",
+                "MLX_BATCH_WAIT_MS")
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,

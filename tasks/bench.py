@@ -13,6 +13,9 @@ What one run measures (all on the fixed corpus bench/corpus.json):
   that coalesces requests and one that runs one text per forward pass (both started by us,
   measured in alternation).
 - latency of one short text at idle: p50 and p99 over sequential requests.
+
+Every HTTP client here is a keep-alive stdlib connection (`Client`): on a 2-core machine the
+clients share the cores with the service, and a heavy client library would measure itself.
 - cold start: launch of `python -m mlx_service` to the first 200 from /health (median).
 
 Plain functions here; tasks/bench_tasks.py only parses flags and prints. Progress goes to
@@ -464,31 +467,69 @@ class Worker:
 
 
 # --- HTTP measurements ------------------------------------------------------------------------
-def _post_embed(session, url: str, texts: Sequence[str], timeout: float = 120.0) -> None:
-    response = session.post(url + "/embed", json={"input": list(texts)}, timeout=timeout)
-    if response.status_code != 200:
-        raise BenchError(f"POST {url}/embed answered {response.status_code}: "
-                         f"{response.text[:200]}")
-    got = len(response.json().get("embeddings", []))
-    if got != len(texts):
-        raise BenchError(f"POST {url}/embed returned {got} embeddings for {len(texts)} texts")
+class Client:
+    """One keep-alive HTTP/1.1 connection (stdlib http.client), as a lean client holds it.
+
+    The machine's cores are shared by the clients and the service: a light client leaves them
+    to the service, so the figures describe the service more than the client library.
+    """
+
+    def __init__(self, url: str, timeout: float = 120.0):
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        self.url, self.host, self.port, self.timeout = url, parts.hostname, parts.port, timeout
+        self._conn = None
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        import http.client
+        for attempt in (1, 2):  # a keep-alive connection the server closed: reconnect once
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                headers = {"Content-Type": "application/json"} if body is not None else {}
+                self._conn.request(method, path, body=body, headers=headers)
+                response = self._conn.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self._request("GET", path)
+
+    def embed(self, texts: Sequence[str]) -> None:
+        """POST /embed; raises BenchError unless it answers 200 with one vector per text."""
+        status, raw = self._request("POST", "/embed", json.dumps({"input": list(texts)}).encode())
+        if status != 200:
+            raise BenchError(f"POST {self.url}/embed answered {status}: {raw[:200]!r}")
+        got = len(json.loads(raw).get("embeddings", []))
+        if got != len(texts):
+            raise BenchError(f"POST {self.url}/embed returned {got} embeddings for "
+                             f"{len(texts)} texts")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
-def http_pass(session, url: str, texts: Sequence[str], batch_size: int) -> float:
+def http_pass(client: Client, texts: Sequence[str], batch_size: int) -> float:
     """One client, batches of batch_size in order: seconds for the whole pass."""
     parts = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
     t0 = time.perf_counter()
     for part in parts:
-        _post_embed(session, url, part)
+        client.embed(part)
     return time.perf_counter() - t0
 
 
-def latency_samples(session, url: str, texts: Sequence[str], requests_: int) -> list[float]:
+def latency_samples(client: Client, texts: Sequence[str], requests_: int) -> list[float]:
     """Sequential one-text requests at idle: milliseconds each."""
     out = []
     for i in range(requests_):
         t0 = time.perf_counter()
-        _post_embed(session, url, [texts[i % len(texts)]])
+        client.embed([texts[i % len(texts)]])
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -498,25 +539,25 @@ def concurrent_run(url: str, plan: Sequence[Sequence[str]]) -> dict:
 
     Returns wall seconds (release to last answer), texts/s and per-request latencies (ms).
     """
-    import requests
     barrier = threading.Barrier(len(plan) + 1)
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def client(texts: Sequence[str]) -> None:
-        session = requests.Session()
-        session.get(url + "/ping", timeout=10)  # open the connection before the clock starts
+        client = Client(url)
+        client.get("/ping")  # open the connection before the clock starts
         mine = []
         barrier.wait()
         try:
             for text in texts:
                 t0 = time.perf_counter()
-                _post_embed(session, url, [text])
+                client.embed([text])
                 mine.append((time.perf_counter() - t0) * 1000)
         except Exception as exc:  # reported after the run
             with lock:
                 errors.append(str(exc))
+        client.close()
         with lock:
             latencies.extend(mine)
 
@@ -544,7 +585,7 @@ class BenchOptions:
 
     @property
     def n_repeats(self) -> int:
-        return self.repeats or (3 if self.quick else 5)
+        return self.repeats or (3 if self.quick else 7)
 
     @property
     def latency_requests(self) -> int:
@@ -552,7 +593,7 @@ class BenchOptions:
 
     @property
     def per_client(self) -> int:
-        return 3 if self.quick else 5
+        return 8 if self.quick else 12
 
     @property
     def cold_starts(self) -> int:
@@ -582,7 +623,6 @@ def _now() -> str:
 def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quiet) -> dict:
     """The whole benchmark; returns the result document (see build_document)."""
     from tasks.service_venv import install_service_venv, service_python
-    import requests
 
     started_clock, started = time.perf_counter(), _now()
     root = Path(settings.root)
@@ -615,9 +655,9 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
         say(f"cold start {len(cold) + 1}/{options.cold_starts}: service (coalescing) "
             f"{batched.url}")
         cold.append(batched.start())
-        session = requests.Session()
+        client = Client(batched.url)
         t0 = time.perf_counter()
-        _post_embed(session, batched.url, ["hello world"])
+        client.embed(["hello world"])
         first_embed_ms = (time.perf_counter() - t0) * 1000
         unbatched = Service(python, root, logs / "service-unbatched.log", env=UNBATCHED_ENV,
                             label="service (one text per pass)")
@@ -655,7 +695,7 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
 
         engines: dict[str, Callable[[Workload], float]] = {
             "inprocess": lambda w: inproc.run(w.texts, w.batch_size),
-            "http": lambda w: http_pass(session, batched.url, w.texts, w.batch_size),
+            "http": lambda w: http_pass(client, w.texts, w.batch_size),
         }
         if peer is not None:
             engines["peer"] = lambda w: peer.run(w.texts, w.batch_size)
@@ -679,8 +719,8 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
 
         # 4. Latency at idle: one short text per request, one after another.
         say(f"latency: {options.latency_requests} one-text requests")
-        latency_samples(session, batched.url, corpus["short"], 5)  # warm
-        samples = latency_samples(session, batched.url, corpus["short"], options.latency_requests)
+        latency_samples(client, corpus["short"], 5)  # warm
+        samples = latency_samples(client, corpus["short"], options.latency_requests)
         latency = {"requests": len(samples), "p50_ms": percentile(samples, 50),
                    "p99_ms": percentile(samples, 99), "mean_ms": sum(samples) / len(samples)}
 
@@ -690,8 +730,9 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
         mean_rows: dict[str, list[float]] = {"batched": [], "unbatched": []}
         for name, svc in (("batched", batched), ("unbatched", unbatched)):
             concurrent_run(svc.url, client_plan(client_texts(corpus), CLIENTS, 1))  # warm
+        pair = [("batched", batched), ("unbatched", unbatched)]
         for rep in range(repeats):
-            for name, svc in (("batched", batched), ("unbatched", unbatched)):
+            for name, svc in (pair if rep % 2 == 0 else pair[::-1]):  # alternate who goes first
                 before = svc.metrics()
                 runs[name].append(concurrent_run(svc.url, plan))
                 rows = rows_per_pass(before, svc.metrics())

@@ -22,7 +22,7 @@ def _say(line: str) -> None:
     "no_peer": "do not measure sentence-transformers even when its venv exists",
     "setup_peer": "create/reuse the peer venv (.venvs/peer-st: torch CPU + sentence-transformers)"
                   " first",
-    "repeats": "repeats per measurement (default 5, --quick 3)",
+    "repeats": "repeats per measurement (default 7, --quick 3)",
     "peer_venv": "the peer venv (default .venvs/peer-st)",
 })
 def bench(c, json_=False, quick=False, no_peer=False, setup_peer=False, repeats=None,

@@ -30,9 +30,17 @@ def venv_python(path: Path) -> Path:
     return path / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def python_identity(base_python: str) -> str:
+    """What a venv depends on: the interpreter's version, not the path it was reached by
+    (the tooling venv's python and the system python must not force a reinstall)."""
+    if Path(base_python).resolve() == Path(sys.executable).resolve():
+        return f"{platform.python_implementation()} {platform.python_version()}"
+    return base_python
+
+
 def fingerprint(steps: Sequence[InstallStep], base_python: str) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{platform.system()} {platform.machine()} {base_python}".encode())
+    digest.update(f"{platform.system()} {platform.machine()} {python_identity(base_python)}".encode())
     for step in steps:
         digest.update(step.requirements.read_bytes())
         digest.update(json.dumps(step.pip_args).encode())

@@ -57,8 +57,11 @@ def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | No
     if mode == "reference":
         return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (MLX_BLAS=reference; ~10x slower)",
                      "unset MLX_BLAS to use OpenBLAS" if openblas else None)
+    fast = (environ.get("MLX_CPU_FAST") or "1").lower() not in ("0", "off")
+    forward = "CPU fast path on" if fast else "CPU fast path off (MLX_CPU_FAST=0)"
     if openblas:
-        return Check("mlx backend", PASS, f"CPU with OpenBLAS preloaded ({openblas}; MLX_BLAS={mode})")
+        return Check("mlx backend", PASS,
+                     f"CPU with OpenBLAS preloaded ({openblas}; MLX_BLAS={mode}); {forward}")
     if mode == "openblas":
         return Check("mlx backend", FAIL, "MLX_BLAS=openblas but no OpenBLAS library is installed",
                      "sudo apt-get install libopenblas0-pthread (or set MLX_OPENBLAS_PATH)")
@@ -210,9 +213,24 @@ def check_model(settings: Settings, python: Path) -> Check:
                  "unset EMBEDDINGS_MODEL for the bundled model, or point it at a local folder")
 
 
+def check_running_service(settings: Settings) -> list[Check]:
+    """When the service runs, what it really uses (its /info), beside what was predicted."""
+    import requests
+
+    try:
+        info = requests.get(f"{settings.mlx_url}/info", timeout=3).json()
+    except (requests.RequestException, ValueError):
+        return []  # not running: nothing to report, and not a failure before `inv start`
+    detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
+              f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")
+    slow = info.get("blas") == "reference" and platform.system() == "Linux"
+    return [Check("running service", WARN if slow else PASS, detail,
+                  "restart it without MLX_BLAS=reference (inv mlx restart)" if slow else None)]
+
+
 CHECKS: list[Callable[[Settings], Check | list[Check]]] = [
     check_platform, check_python, check_tooling, check_engine, check_ports,
-    check_service_venv, check_disk, check_env_file,
+    check_service_venv, check_running_service, check_disk, check_env_file,
 ]
 
 

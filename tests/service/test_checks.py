@@ -1,8 +1,10 @@
 """inv roundtrip and inv verify against a host service started by `inv mlx start`."""
 import json
+import os
 
 import pytest
 
+from mlx_service.blas import find_openblas
 from tests.support import free_port, inv, isolated_env
 
 
@@ -39,6 +41,9 @@ def test_verify_counts_the_service_port_as_ours(running_service):
     port = running_service["MLX_PORT"]
     check = next(c for c in document["checks"] if c["name"] == f"port mlx ({port})")
     assert check["status"] == "pass" and "our stack" in check["detail"], check
+    running = next(c for c in document["checks"] if c["name"] == "running service")
+    expected_blas = "openblas" if find_openblas(os.environ) else "reference"
+    assert f"BLAS {expected_blas}" in running["detail"], running
 
 
 def test_roundtrip_fails_clearly_when_the_service_is_stopped(tmp_path):

@@ -7,7 +7,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from tasks import bench
 from tests.support import REPO_ROOT, inv
@@ -268,11 +267,11 @@ def fake_service():
 
 
 def test_http_pass_and_latency_send_every_text(fake_service):
-    session = requests.Session()
+    client = bench.Client(fake_service)
     texts = [f"t{i}" for i in range(7)]
-    assert bench.http_pass(session, fake_service, texts, 3) > 0
+    assert bench.http_pass(client, texts, 3) > 0
     assert FakeService.texts_seen == texts
-    samples = bench.latency_samples(session, fake_service, ["q1", "q2"], 5)
+    samples = bench.latency_samples(client, ["q1", "q2"], 5)
     assert len(samples) == 5 and all(ms > 0 for ms in samples)
     assert FakeService.texts_seen[7:] == ["q1", "q2", "q1", "q2", "q1"]
 
@@ -285,10 +284,18 @@ def test_concurrent_run_counts_every_one_text_request(fake_service):
     assert result["tps"] == pytest.approx(32 / result["seconds"])
 
 
+def test_client_reconnects_when_the_server_closed_the_connection(fake_service):
+    client = bench.Client(fake_service)
+    client.embed(["a"])
+    client._conn.sock.close()  # as if the server had dropped the idle keep-alive connection
+    client.embed(["b"])
+    assert FakeService.texts_seen == ["a", "b"]
+
+
 def test_a_wrong_number_of_embeddings_is_an_error_not_a_figure(fake_service):
     FakeService.short_by_one = True
     with pytest.raises(bench.BenchError, match="returned 1 embeddings for 2 texts"):
-        bench.http_pass(requests.Session(), fake_service, ["a", "b"], 2)
+        bench.http_pass(bench.Client(fake_service), ["a", "b"], 2)
     with pytest.raises(bench.BenchError, match="concurrent clients failed"):
         bench.concurrent_run(fake_service, [["a"]] * 3)
 
