@@ -39,3 +39,28 @@ def inv(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
         [sys.executable, "-m", "invoke", *args],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, input=input,
     )
+
+
+# Process checks written independently of tasks/process_groups.py, so the tests do not
+# trust the code they are checking.
+def process_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is `pgid`."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                found.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return found

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import REPO_ROOT, inv, isolated_env
+from tests.support import REPO_ROOT, inv, isolated_env, live_group_members, process_alive
 
 START_TIMEOUT = 180
 
@@ -52,23 +52,8 @@ def health(env: dict) -> tuple[int | None, dict | None]:
         return None, None
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is `pgid`."""
-    found = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                found.append(proc.pid)
-        except (ProcessLookupError, psutil.Error):
-            pass
-    return found
 
 
-def is_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -158,8 +143,8 @@ def test_start_start_status_stop_stop(env):
     stop = inv("mlx", "stop", env=env, timeout=60)
     assert stop.returncode == 0, stop.stderr
     assert "stopped" in stop.stderr
-    assert not is_alive(pid)
-    assert group_members(pid) == []
+    assert not process_alive(pid)
+    assert live_group_members(pid) == []
     assert not pidfile(env).exists()
     assert port_free(int(env["MLX_PORT"]))
 
@@ -200,7 +185,7 @@ def test_foreign_pid_file_is_stale_never_signalled_and_start_proceeds(env):
         assert start.returncode == 0, start.stderr
         assert "stale" in start.stderr and "ready at" in start.stderr
         pid = read_record(env)["pid"]
-        assert pid != sleeper.pid and is_alive(pid)
+        assert pid != sleeper.pid and process_alive(pid)
         assert health(env)[0] == 200
         assert sleeper.poll() is None
     finally:
@@ -211,7 +196,7 @@ def test_foreign_pid_file_is_stale_never_signalled_and_start_proceeds(env):
 def test_kill_9_then_status_reports_stale_and_start_works(env):
     pid = ensure_running(env)  # the previous test's service, or a fresh one
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not is_alive(pid), 10, "the killed service to vanish")
+    wait_until(lambda: not process_alive(pid), 10, "the killed service to vanish")
 
     status = status_json(env)
     assert status["running"] is False and status["responding"] is False
@@ -221,12 +206,12 @@ def test_kill_9_then_status_reports_stale_and_start_works(env):
     start = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
     assert start.returncode == 0, start.stderr
     new_pid = read_record(env)["pid"]
-    assert new_pid != pid and is_alive(new_pid)
+    assert new_pid != pid and process_alive(new_pid)
     assert health(env)[0] == 200
 
     stop = inv("mlx", "stop", env=env, timeout=60)
     assert stop.returncode == 0
-    assert group_members(new_pid) == [] and not is_alive(new_pid)
+    assert live_group_members(new_pid) == [] and not process_alive(new_pid)
 
 
 def test_port_held_by_another_listener_is_named(tmp_path):
@@ -289,7 +274,7 @@ def test_foreground_then_ctrl_c_stops_cleanly(env, tmp_path):
             os.killpg(inv_proc.pid, signal.SIGKILL)
     text = out.read_text()
     assert "stopping the mlx service" in text and "stopped (exit code 0)" in text
-    assert not is_alive(pid) and group_members(pid) == []
+    assert not process_alive(pid) and live_group_members(pid) == []
     assert not pidfile(env).exists()
     assert port_free(int(env["MLX_PORT"]))
 
@@ -306,7 +291,7 @@ def test_foreground_second_ctrl_c_kills_at_once(env, tmp_path):
         os.kill(pid, signal.SIGSTOP)
         os.killpg(inv_proc.pid, signal.SIGINT)
         wait_until(lambda: "Ctrl+C again" in out.read_text(), 10, "the gentle stop")
-        assert is_alive(pid)
+        assert process_alive(pid)
         started = time.monotonic()
         os.killpg(inv_proc.pid, signal.SIGINT)
         assert inv_proc.wait(timeout=30) == 130, out.read_text()
@@ -315,5 +300,5 @@ def test_foreground_second_ctrl_c_kills_at_once(env, tmp_path):
         if inv_proc.poll() is None:
             os.killpg(inv_proc.pid, signal.SIGKILL)
     assert "SIGKILL" in out.read_text()
-    assert not is_alive(pid) and group_members(pid) == []
+    assert not process_alive(pid) and live_group_members(pid) == []
     assert not pidfile(env).exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import REPO_ROOT, inv, isolated_env
+from tests.support import REPO_ROOT, inv, isolated_env, live_group_members, process_alive
 
 START_TIMEOUT = 180
 
@@ -40,22 +40,8 @@ def _health(env: dict) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
-def _group(pgid: int) -> list[int]:
-    found = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                found.append(proc.pid)
-        except (ProcessLookupError, psutil.Error):
-            pass
-    return found
 
 
 def _wait(predicate, timeout: float, what: str, watcher: subprocess.Popen, out: Path):
@@ -103,7 +89,7 @@ def test_watch_restarts_on_change_reports_errors_and_recovers(tmp_path):
         second = _wait(serving_with_restarts(1), START_TIMEOUT, "a restart after an edit",
                        watcher, out)
         assert second["pid"] != first["pid"]
-        assert not _alive(first["pid"])
+        assert not process_alive(first["pid"])
         pids.append(second["pid"])
         assert "change detected (__main__.py)" in out.read_text()
 
@@ -135,7 +121,7 @@ def test_watch_restarts_on_change_reports_errors_and_recovers(tmp_path):
             os.killpg(watcher.pid, signal.SIGKILL)
             watcher.wait()
     for pid in pids:
-        assert not _alive(pid) and _group(pid) == []
+        assert not process_alive(pid) and live_group_members(pid) == []
     assert not (Path(env["CORTEX_RUN_DIR"]) / "mlx-server.pid").exists()
     assert _health(env) is None
     assert main_py.read_text() == original
