@@ -159,12 +159,20 @@ ACTIONS = {"install": install, "start": start, "stop": stop, "restart": restart,
     "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
     "force": "install: reinstall", "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines"})
-def dispatch(c, action, foreground=False, install=True, wait=True, timeout=None, venv=None,
-             watch=False, grace=10.0, force=False, json=False, follow=False, n=50):
+def dispatch(c, action, follow=False, n=50, timeout=None, json=False, venv=None,
+             foreground=False, install=True, wait=True, watch=False, grace=10.0, force=False):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
+    # (Parameter order sets invoke's short flags: -f is --follow, as in `inv mlx logs -f`.)
     given = {"foreground": foreground, "install": install, "wait": wait, "timeout": timeout,
              "venv": venv, "watch": watch, "grace": grace, "force": force, "json": json,
              "follow": follow, "n": n}
+    if action in ("-h", "--help", "help"):
+        # The positional argument eats --help before invoke sees it: answer it here.
+        print("Usage: inv mlx ACTION [flags]   (or inv mlx.ACTION [flags])\n")
+        for name, chosen in ACTIONS.items():
+            print(f"  {name:<8} {(chosen.__doc__ or '').strip().splitlines()[0]}")
+        print("\nFlags of one action: inv --help mlx.ACTION")
+        return
     chosen = ACTIONS.get(action)
     if chosen is None:
         raise Exit(f"[mlx] error: unknown action {action!r}; choose one of: "
