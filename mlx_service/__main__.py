@@ -6,8 +6,11 @@ let in-flight requests finish and their answers go out, stop the worker, exit 0.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import sys
 import threading
@@ -46,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except BlasError as exc:
         return _fail(str(exc))
 
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_through_a_queue(config.log_level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
 
     from mlx_service.model import Embedder, ModelError, check_dim, read_spec
@@ -147,10 +149,29 @@ def main(argv: list[str] | None = None) -> int:
         log.info("stopped")
     # Skip interpreter teardown: MLX's native threads abort the process ("terminate called
     # without an active exception") when destroyed at exit; all work is done by now.
+    _LISTENER.stop()  # drains the queue: the last lines are written before we exit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+_LISTENER: logging.handlers.QueueListener | None = None
+
+
+def _log_through_a_queue(level) -> None:
+    """One line per request from up to MLX_HTTP_THREADS threads: they only enqueue records, and
+    one listener thread writes them, so no request waits on the log's lock or on stderr."""
+    global _LISTENER
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _LISTENER = logging.handlers.QueueListener(records, writer)
+    _LISTENER.start()
+    atexit.register(_LISTENER.stop)  # early exits (bad model, port taken) keep their last lines
+    enqueue = logging.handlers.QueueHandler(records)
+    enqueue.setFormatter(logging.Formatter("%(message)s"))  # the writer adds time and level
+    logging.basicConfig(level=level, handlers=[enqueue])
 
 
 if __name__ == "__main__":

@@ -180,8 +180,17 @@ class Embedder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(spec.path))
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.device = describe_device(mx)
-        # The Rust tokenizer is not safe to call from several threads at once.
+        # transformers' wrapper re-applies truncation settings on every call, which makes
+        # concurrent calls fail ("Already borrowed"): it needs a lock. A Rust tokenizer of our
+        # own, configured once, only reads its settings, so HTTP threads tokenize in parallel.
         self._tok_lock = threading.Lock()
+        self._rust_tokenizer = None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from tokenizers import Tokenizer
+            self._rust_tokenizer = Tokenizer.from_str(backend.to_str())
+            self._rust_tokenizer.enable_truncation(max_length=spec.max_seq_length)
+            self._rust_tokenizer.no_padding()
         self.forward = "mlx"  # what /info reports: mlx, or cpu-fast with its lanes
         self.lanes = 1
         self._fast = self._lanes = self._blas = None
@@ -200,6 +209,8 @@ class Embedder:
         return self._blas.default if self._blas is not None else None
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if self._rust_tokenizer is not None:
+            return [encoding.ids for encoding in self._rust_tokenizer.encode_batch(texts)]
         with self._tok_lock:
             enc = self.tokenizer(texts, truncation=True, max_length=self.spec.max_seq_length,
                                  padding=False, return_attention_mask=False,
