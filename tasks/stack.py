@@ -35,6 +35,7 @@ UPSTREAM_NATS = "nats:2.10-alpine"
 UPSTREAM_PYTHON = "python:3.12-slim"
 BUILT_SERVICES = ("model-gateway", "mcp-registry")
 DEFAULT_READY_TIMEOUT = 120.0
+PULL_HINT = "CORTEX_IMAGES=upstream inv setup pulls missing images where a registry is reachable"
 
 
 def say_stderr(line: str) -> None:
@@ -230,11 +231,17 @@ def resolve_images(stack: Stack, services: Sequence[str], say: Say,
             continue
         if stack.offline and allow_pull and pull(spec["image"]):
             continue
-        skipped[service] = (f"image {spec['image']} is not here and "
-                            + ("could not be pulled" if allow_pull else
-                               f"CORTEX_IMAGES={mode} does not pull (CORTEX_IMAGES=upstream "
-                               "inv setup pulls it where a registry is reachable)"))
+        skipped[service] = f"image {spec['image']} is not here" + (
+            " and could not be pulled" if allow_pull else "")
     return stack, [s for s in services if s not in skipped], skipped
+
+
+def warn_skipped(skipped: dict[str, str], say: Say, doing: str) -> None:
+    """One line per skipped service, then one hint on how to get the images."""
+    for service, why in skipped.items():
+        say(f"warning: {doing} {service}: {why}")
+    if skipped:
+        say(f"  ({PULL_HINT}; status shows skipped services as not running)")
 
 
 # --- ports ------------------------------------------------------------------------------------------
@@ -309,11 +316,11 @@ def setup(settings: Settings, say: Say = say_stderr, install: bool = True,
         stack, runnable, skipped = resolve_images(stack, list(ALL_SERVICES), say)
         say(f"images: {'local builds (offline override)' if stack.offline else 'registry'}")
         if skipped:
-            say("warning: " + "; ".join(f"{s}: {why}" for s, why in skipped.items())
-                + " — start will skip them")
-        if runnable:
-            stack.compose.run("build", *[s for s in runnable if s in BUILT_SERVICES],
-                              stream=sys.stderr)
+            warn_skipped(skipped, say, "start will skip")
+        built = [s for s in runnable if s in BUILT_SERVICES]
+        if built:
+            say(f"building {', '.join(built)}")
+            stack.compose.run("build", "--quiet", *built)  # its log shows only on failure
     return ["inv start                  # host service + containers, waits until ready",
             "inv status                 # what runs (inv status --json for scripts)",
             "inv health                 # one line per service, exit code for scripts"]
@@ -387,8 +394,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     wait_for = ready_timeout(settings, timeout)
     stack = open_stack(settings)
     stack, runnable, skipped = resolve_images(stack, selected, say)
-    for service, why in skipped.items():
-        say(f"warning: skipping {service}: {why} (status shows it as not running)")
+    warn_skipped(skipped, say, "skipping")
     warnings = port_warnings(stack, runnable)
     for line in warnings:
         say(f"warning: {line}")
