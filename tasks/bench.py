@@ -39,6 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from tasks import local_http
+from tasks.local_http import local_session
+
 SCHEMA = "cortex-bench/1"
 CLIENTS = 16
 # Both services are started with MLX_COALESCE_ROWS: the worker takes further queued requests
@@ -369,6 +372,7 @@ class Service:
     def start(self, timeout: float = 120.0) -> float:
         """Launch and wait for /health 200; returns launch-to-healthy seconds."""
         import requests
+
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **self.env)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
@@ -378,7 +382,7 @@ class Service:
                  "--port", str(self.port)],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
-        session = requests.Session()
+        session = local_session()
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -405,13 +409,12 @@ class Service:
             self.proc.wait()
 
     def get_json(self, path: str) -> dict:
-        import requests
-        return requests.get(self.url + path, timeout=10).json()
+        return local_http.get(self.url + path, timeout=10).json()
 
     def metrics(self) -> dict[str, float]:
         import requests
         try:
-            return parse_metrics(requests.get(self.url + "/metrics", timeout=10).text)
+            return parse_metrics(local_http.get(self.url + "/metrics", timeout=10).text)
         except requests.RequestException:
             return {}
 

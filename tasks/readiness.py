@@ -12,6 +12,8 @@ from typing import Callable, Iterable, Mapping
 
 import requests
 
+from tasks import local_http
+
 # service -> (key in Settings.ports(), path). 2xx is ready.
 PROBES: dict[str, tuple[str, str]] = {
     "nats": ("natsMonitor", "/healthz"),
@@ -39,7 +41,7 @@ def probe_url(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -
 def http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
     """(answered with 2xx, what it said in a few words)."""
     try:
-        resp = requests.get(url, timeout=timeout)
+        resp = local_http.get(url, timeout=timeout)
     except requests.ConnectionError:
         return False, "connection refused"
     except requests.Timeout:

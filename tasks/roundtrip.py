@@ -7,6 +7,8 @@ from typing import Callable
 
 import requests
 
+from tasks import local_http
+
 from tasks.settings import Settings
 
 # The seed's own round-trip payload, kept as users know it.
@@ -46,7 +48,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 def _post(url: str, payload: dict, timeout: float) -> dict:
-    response = requests.post(url, json=payload, timeout=timeout)
+    response = local_http.post(url, json=payload, timeout=timeout)
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
     return response.json()
@@ -64,7 +66,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     host = settings.mlx_url
     # 1. health
     try:
-        health = requests.get(f"{host}/health", timeout=timeout)
+        health = local_http.get(f"{host}/health", timeout=timeout)
         body = health.json()
     except (requests.RequestException, ValueError) as exc:
         record("host health", "fail", f"no answer from {host}/health ({type(exc).__name__}); "
@@ -117,7 +119,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     # 5. through the gateway container, when it runs
     gateway = f"http://127.0.0.1:{settings.port('CORTEX_MODEL_GATEWAY_PORT')}"
     try:
-        requests.get(f"{gateway}/health", timeout=3)
+        local_http.get(f"{gateway}/health", timeout=3)
     except requests.RequestException:
         record("gateway", "skip", f"model-gateway not running at {gateway}: gateway part not run")
         return result

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 from tasks.compose import (Compose, ComposeError, Engine, EngineError, compose_files,
                            find_engine)
 from tasks.readiness import PROBES, NotReady, wait_ready
-from tasks.settings import ALL_SERVICES, APP_SERVICES, CORE_SERVICES, Settings
+from tasks.settings import ALL_SERVICES, APP_SERVICES, CORE_SERVICES, Settings, SettingsError
 
 Say = Callable[[str], None]
 GROUPS = {"core": CORE_SERVICES, "app": APP_SERVICES, "all": ALL_SERVICES}
@@ -374,8 +374,10 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
     from tasks import mlx_process
     if fast:
         current = mlx_process.service_status(settings)
-        if current.get("responding"):
-            say(f"--fast: the host service already answers at {current.get('url')}; "
+        # Healthy, not merely answering: a 503 (loading, broken) or a foreign server on the
+        # port must not pass for a running service.
+        if current.get("healthy"):
+            say(f"--fast: the host service is already healthy at {current.get('url')}; "
                 "not installing or restarting it")
             return current
     try:
@@ -433,8 +435,8 @@ def stop(settings: Settings, say: Say = say_stderr, with_mlx: bool = True) -> No
         stack = open_stack(settings)
         say(f"stopping the containers of project {stack.compose.project}")
         stack.compose.stop()
-    except (EngineError, ComposeError) as exc:
-        problem = exc
+    except (EngineError, ComposeError, StackError, SettingsError) as exc:
+        problem = exc  # the host service is still stopped below
     if with_mlx:
         _stop_host(settings, say)
     if problem is not None:
@@ -448,8 +450,8 @@ def clean(settings: Settings, say: Say = say_stderr) -> None:
         stack = open_stack(settings)
         say(f"removing containers, volumes and networks of project {stack.compose.project}")
         stack.compose.down(volumes=True)
-    except (EngineError, ComposeError) as exc:
-        problem = exc
+    except (EngineError, ComposeError, StackError, SettingsError) as exc:
+        problem = exc  # the host service is still stopped below
     _stop_host(settings, say)
     if problem is not None:
         raise StackError(f"The project was not removed: {problem}")
@@ -512,10 +514,14 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
     that has a container runs and answers its probe (and at least one does)."""
     from tasks.status_doc import build_status
     doc = build_status(settings)
-    rows = [{"name": "mlx (host)", "running": doc["mlx"]["running"],
-             "healthy": doc["mlx"].get("healthy"), "ready": doc["mlx"]["responding"],
-             "detail": doc["mlx"]["url"]}]
-    ok = bool(doc["mlx"]["responding"])
+    mlx = doc["mlx"]
+    mlx_ready = bool(mlx.get("healthy"))  # /health said ok: loaded, worker alive
+    detail = mlx["url"]
+    if mlx["responding"] and not mlx_ready:
+        detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
+    rows = [{"name": "mlx (host)", "running": mlx["running"], "healthy": mlx.get("healthy"),
+             "ready": mlx_ready, "detail": detail}]
+    ok = mlx_ready
     started = 0
     for name, svc in doc.get("services", {}).items():
         rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],

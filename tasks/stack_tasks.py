@@ -22,15 +22,26 @@ def _err(line: str) -> None:
 @contextmanager
 def _failures():
     """Known failures become one message on stderr and a non-zero exit."""
+    from tasks.images import ImageError
+    from tasks.mlx_process import ServiceError
     from tasks.stack import StackError
-    try:
-        from tasks.mlx_process import ServiceError
-    except ImportError:  # pragma: no cover - the lifecycle module ships with the repo
-        ServiceError = StackError  # type: ignore[misc,assignment]
+    from tasks.status_doc import StatusDocError
+    from tasks.venvs import VenvError
     try:
         yield
-    except (StackError, EngineError, ComposeError, SettingsError, ServiceError) as exc:
+    except (StackError, EngineError, ComposeError, SettingsError, ServiceError, VenvError,
+            ImageError, StatusDocError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
+
+
+def _seconds(value, flag: str) -> float | None:
+    """A --timeout-like flag: empty means the default; anything else must be a number."""
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise Exit(f"error: --{flag} {value!r} is not a number of seconds", code=2) from None
 
 
 @task(help={"no-install": "do not create/update the host service's venv",
@@ -68,9 +79,9 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
     with _failures():
         result = stack.start(settings, services or None, fast=fast, install=not no_install,
                              mlx_venv=mlx_venv,
-                             mlx_timeout=float(mlx_timeout) if mlx_timeout else None,
+                             mlx_timeout=_seconds(mlx_timeout, "mlx-timeout"),
                              mlx_flags=mlx_flag or (), with_mlx=not no_mlx,
-                             timeout=float(timeout) if timeout else None)
+                             timeout=_seconds(timeout, "timeout"))
     ready = ", ".join(result.services) or "no containers"
     _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))

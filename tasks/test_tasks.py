@@ -14,7 +14,7 @@ from invoke import Collection, Exit, task
 
 from tasks.service_venv import install_service_venv
 from tasks.settings import load_settings
-from tasks.venvs import InstallStep, ensure_venv, venv_python
+from tasks.venvs import InstallStep, VenvError, ensure_venv, venv_python
 
 SESSIONS = {
     "unit": "parsing, settings, PID files and other logic; no model, no engine",
@@ -38,7 +38,10 @@ def prepare_session(name: str) -> str:
 
 
 def run_session(name: str, pytest_args: str = "") -> int:
-    python = prepare_session(name)
+    try:
+        python = prepare_session(name)
+    except VenvError as exc:
+        raise Exit(f"test.{name}: its environment could not be made: {exc}", code=1) from None
     _say(f"session {name}: {SESSIONS[name]}")
     cmd = [python, "-m", "pytest", f"tests/{name}", "-ra", *shlex.split(pytest_args)]
     _say("running " + " ".join(cmd[1:]))

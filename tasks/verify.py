@@ -217,8 +217,10 @@ def check_running_service(settings: Settings) -> list[Check]:
     """When the service runs, what it really uses (its /info), beside what was predicted."""
     import requests
 
+    from tasks import local_http
+
     try:
-        info = requests.get(f"{settings.mlx_url}/info", timeout=3).json()
+        info = local_http.get(f"{settings.mlx_url}/info", timeout=3).json()
     except (requests.RequestException, ValueError):
         return []  # not running: nothing to report, and not a failure before `inv start`
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
