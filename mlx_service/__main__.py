@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except BlasError as exc:
         return _fail(str(exc))
 
-    _log_through_a_queue(config.log_level)
+    _log_through_a_queue(config.log_level, config.log_file, config.log_max_bytes)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
 
     from mlx_service.model import Embedder, ModelError, check_dim, read_spec
@@ -159,12 +159,19 @@ def main(argv: list[str] | None = None) -> int:
 _LISTENER: logging.handlers.QueueListener | None = None
 
 
-def _log_through_a_queue(level) -> None:
+def _log_through_a_queue(level, log_file: str | None = None,
+                         max_bytes: int = 10 * 1024 * 1024) -> None:
     """One line per request from up to MLX_HTTP_THREADS threads: they only enqueue records, and
-    one listener thread writes them, so no request waits on the log's lock or on stderr."""
+    one listener thread writes them, so no request waits on the log's lock or on stderr.
+    With MLX_LOG_FILE (detached starts), the writer rotates that file by size: a long-running
+    service logs one line per request, forever."""
     global _LISTENER
     records: queue.SimpleQueue = queue.SimpleQueue()
-    writer = logging.StreamHandler(sys.stderr)
+    if log_file:
+        writer: logging.Handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=3, encoding="utf-8")
+    else:
+        writer = logging.StreamHandler(sys.stderr)
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     _LISTENER = logging.handlers.QueueListener(records, writer)
     _LISTENER.start()

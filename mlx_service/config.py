@@ -54,6 +54,8 @@ class Config:
     cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
     cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
     log_level: str = "INFO"
+    log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
+    log_max_bytes: int = 10 * 1024 * 1024  # MLX_LOG_MAX_BYTES: rotate MLX_LOG_FILE above this
 
     def limits(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in LIMITS}
@@ -140,6 +142,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     lanes = _int("MLX_CPU_LANES", lanes_raw, 0, 64) if lanes_raw is not None else 0
 
     level = (_env(environ, "MLX_LOG_LEVEL") or "INFO").upper()
+    log_bytes_raw = _env(environ, "MLX_LOG_MAX_BYTES")
+    log_max_bytes = (_int("MLX_LOG_MAX_BYTES", log_bytes_raw, 1) if log_bytes_raw is not None
+                     else Config.log_max_bytes)
     return Config(hosts=parse_hosts(host_raw), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
-                  cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level, **limits)
+                  cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level,
+                  log_file=_env(environ, "MLX_LOG_FILE"), log_max_bytes=log_max_bytes, **limits)

@@ -20,9 +20,16 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  if ! docker info >/dev/null 2>&1; then
-    echo "== docker engine"
-    $sudo bash scripts/install-docker-engine.sh
+  # An engine that answers is left alone. "permission denied" on the socket means an engine
+  # is there but this user may not use it: that needs the docker group, not a reinstall.
+  if ! info=$(docker info 2>&1 >/dev/null); then
+    if [[ "$info" == *"ermission denied while trying to connect"* ]]; then
+      echo "== docker engine: permission denied on its socket for $(id -un): add yourself to" \
+        "the docker group (sudo usermod -aG docker \$USER), then log in again." >&2
+    else
+      echo "== docker engine"
+      $sudo bash scripts/install-docker-engine.sh
+    fi
   fi
 fi
 

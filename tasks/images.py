@@ -35,6 +35,7 @@ ARCHES = {"x86_64": ("amd64", "x86_64"), "amd64": ("amd64", "x86_64"),
           "aarch64": ("arm64", "aarch64"), "arm64": ("arm64", "aarch64")}
 
 Say = Callable[[str], None]
+UPSTREAM_HINT = "CORTEX_IMAGES=upstream to pull the official images (needs a registry)"
 
 
 def _say(line: str) -> None:
@@ -95,11 +96,16 @@ def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say:
         return False
     debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
     if not debootstrap:
-        raise ImageError(f"Building {image} needs debootstrap, which is not installed: "
-                         "apt-get install debootstrap (or make a registry reachable).")
+        if platform.system() != "Linux":
+            raise ImageError(f"Building {image} needs debootstrap, which runs on Linux only: "
+                             f"set {UPSTREAM_HINT}.")
+        raise ImageError(f"Building {image} needs debootstrap, which is not installed: install "
+                         f"it (Debian/Ubuntu: bash scripts/bootstrap.sh does), or set "
+                         f"{UPSTREAM_HINT}.")
     if os.geteuid() != 0:
-        raise ImageError(f"Building {image} runs debootstrap, which needs root: run `sudo inv "
-                         "setup` once (or make a registry reachable).")
+        raise ImageError(f"Building {image} runs debootstrap, which needs root: run "
+                         f"`sudo .venv/bin/inv setup --no-install` once to build them, "
+                         f"or set {UPSTREAM_HINT}.")
     arch = ARCHES.get(engine_arch(engine, env))
     host = ARCHES.get(platform.machine())
     if arch is None or arch != host:

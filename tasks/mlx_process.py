@@ -106,10 +106,22 @@ class _Died(Exception):
     pass
 
 
+class _Failed(Exception):
+    """/health said "error" (the model failed to load, the worker died): waiting cannot help."""
+
+
+def health_error(body: dict | None) -> str | None:
+    """The service's own reason when /health reports status "error", else None."""
+    if isinstance(body, dict) and body.get("status") == "error":
+        return str(body.get("error") or "the service reports an error without a reason")
+    return None
+
+
 def wait_for_health(url: str, timeout: float, alive: Callable[[], bool], say: Say,
                     progress_every: float = PROGRESS_EVERY) -> dict:
-    """Poll /health until healthy (returns the body), the process dies (_Died) or the
-    timeout passes (TimeoutError carrying the last description). Progress goes to `say`."""
+    """Poll /health until healthy (returns the body), the process dies (_Died), /health says
+    "error" (_Failed carrying its reason) or the timeout passes (TimeoutError carrying the
+    last description). Progress goes to `say`."""
     start = time.monotonic()
     say(f"waiting for {url}/health (up to {timeout:g}s)")
     next_progress = start + progress_every
@@ -120,6 +132,8 @@ def wait_for_health(url: str, timeout: float, alive: Callable[[], bool], say: Sa
         status, body, detail = probe_health(url, timeout=min(2.0, max(timeout, 0.1)))
         if is_healthy(status, body):
             return body
+        if health_error(body) is not None:
+            raise _Failed(health_error(body))
         if not alive():
             raise _Died(detail)
         now = time.monotonic()
@@ -329,6 +343,9 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
             say(f"rotated {log} to {log.name}.1")
         import subprocess
 
+        # The service rotates its own log while it runs (one line per request, for as long
+        # as it runs); stdout/stderr still go to the same file for crashes and tracebacks.
+        env = dict(env, MLX_LOG_FILE=str(log), MLX_LOG_MAX_BYTES=str(_log_max_bytes(settings)))
         with open(log, "ab") as fh:
             fh.write(_log_header(cmd, bind, settings.mlx_port, "detached"))
             fh.flush()
@@ -358,6 +375,12 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
         _kill_leftovers(proc.pid, say)
         remove_pidfile(settings.mlx_pidfile, only_if_pid=proc.pid)
         raise ServiceError(_died_message(code, log, offset)) from None
+    except _Failed as exc:
+        # It stays up answering 503 "error" forever: stop our group rather than leave it.
+        terminate_group(proc.pid, 5.0, say)
+        proc.wait()
+        remove_pidfile(settings.mlx_pidfile, only_if_pid=proc.pid)
+        raise ServiceError(_failed_message(str(exc), log, offset)) from None
     except TimeoutError as exc:
         raise ServiceError(
             f"the mlx service (pid {proc.pid}) did not become healthy within {timeout:g}s "
@@ -383,6 +406,14 @@ def _died_message(code: int | None, log: Path, offset: int) -> str:
     return text + f"; {log} has nothing from it"
 
 
+def _failed_message(error: str, log: Path, offset: int = 0) -> str:
+    lines = tail_lines(log, 20, start_offset=offset)
+    text = f"the mlx service failed to start: {error}; stopped it"
+    if lines:
+        return text + f"; last lines of {log}:\n" + "\n".join("    " + line for line in lines)
+    return text
+
+
 def _kill_leftovers(pgid: int, say: Say) -> None:
     if group_alive(pgid):
         terminate_group(pgid, 2.0, say)
@@ -401,8 +432,8 @@ def _already_running(settings: Settings, state: ServiceState, *, wait: bool, tim
         say(f"note: it runs on port {record.port}, not the configured {settings.mlx_port}; "
             f"`inv mlx restart` applies the new port")
     if attached:
-        say(f"the mlx service is already running (pid {record.pid}, {record.mode}); "
-            f"stop it first (`inv mlx stop`) to run it attached")
+        raise ServiceError(f"the mlx service is already running (pid {record.pid}, "
+                           f"{record.mode}); stop it first (`inv mlx stop`) to run it attached")
     status, body, detail = probe_health(url)
     if is_healthy(status, body):
         say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}")
@@ -416,6 +447,12 @@ def _already_running(settings: Settings, state: ServiceState, *, wait: bool, tim
     try:
         body = wait_for_health(url, timeout,
                                lambda: check_process(ref, record.marker).state == "ours", say)
+    except _Failed as exc:
+        if check_process(ref, record.marker).state == "ours":  # it cannot recover: stop it
+            terminate_group(record.pid, 5.0, say)
+        remove_pidfile(settings.mlx_pidfile, only_if_pid=record.pid)
+        raise ServiceError(_failed_message(str(exc), Path(record.log or settings.mlx_log))) \
+            from None
     except _Died:
         remove_pidfile(settings.mlx_pidfile, only_if_pid=record.pid)
         lines = tail_lines(Path(record.log or settings.mlx_log), 20)
@@ -616,6 +653,19 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
                 if is_healthy(status, body):
                     ready = True
                     say(_ready_line(url, child.pid, body, child.started, settings.mlx_log))
+                elif health_error(body) is not None:
+                    # Up but broken (its output, shown above, says more): stop it now.
+                    terminate_group(child.pid, min(grace, 5.0), say,
+                                    interrupted=lambda: requests["n"] >= 2)
+                    child.finish()
+                    child = None
+                    if not watch:
+                        raise ServiceError(f"the mlx service failed to start: "
+                                           f"{health_error(body)}; stopped it")
+                    say(f"the mlx service failed to start: {health_error(body)}; stopped it"
+                        f"\n[mlx] watching {watched_dir(settings)}: fix the code and it restarts")
+                    record(None)
+                    continue
                 elif now - child.started > timeout and not timed_out:
                     timed_out = True
                     if not watch:

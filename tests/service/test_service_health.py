@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 import re
 
+from mlx_service.blas import find_openblas
 from mlx_service.testing import http
-
-OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
 
 
 def test_health_is_503_loading_until_the_model_is_ready(service):
@@ -40,7 +39,7 @@ def test_info(service):
     assert body["backend"] == "mlx"
     assert body["device"] == "cpu"
     # auto: OpenBLAS whenever Debian's library is installed, MLX's own BLAS otherwise.
-    assert body["blas"] == ("openblas" if os.path.exists(OPENBLAS) else "reference")
+    assert body["blas"] == ("openblas" if find_openblas(os.environ) else "reference")
     assert body["limits"]["max_batch_items"] == 64
     assert body["limits"]["max_request_bytes"] == 65536
     assert {"queue_size", "max_batch_tokens"} <= set(body["limits"])
