@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   need=()
   # OpenBLAS: the fast BLAS the service preloads on Linux; debootstrap: the offline Python
   # base image; iproute2: addresses of the Docker bridge.
@@ -36,4 +36,11 @@ fi
 echo "== tooling venv .venv (requirements.txt)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# The locally built images (NATS, the Python base) need root for debootstrap: build them here,
+# where sudo is at hand, so `inv start` needs none. Built once; later runs find them.
+if [ "$(uname -s)" = Linux ] && [ "${CORTEX_IMAGES:-auto}" != upstream ] \
+    && $sudo docker info >/dev/null 2>&1; then
+  echo "== local images (inv setup --no-install)"
+  $sudo .venv/bin/inv setup --no-install
+fi
 echo "bootstrap done: run .venv/bin/inv start (or 'source .venv/bin/activate', then inv ...)"
