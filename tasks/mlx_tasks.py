@@ -8,6 +8,7 @@ import sys
 from invoke import Collection, Exit, task
 
 from tasks import mlx_process as mp
+from tasks.flags import seconds
 from tasks.service_venv import install_service_venv
 from tasks.settings import SettingsError, load_settings
 from tasks.venvs import VenvError
@@ -22,12 +23,7 @@ def _fail(exc: Exception) -> Exit:
 
 
 def _seconds(value, name: str) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise Exit(f"[mlx] error: --{name} {value!r} is not a number of seconds", code=2) from None
+    return seconds(value, name, prefix="[mlx] error")
 
 
 @task(help={"venv": "where the venv lives (default MLX_VENV_PATH or .venv-mlx)",

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from invoke import Exit, task
 
 from tasks.compose import ComposeError, EngineError
+from tasks.flags import seconds
 from tasks.settings import ALL_SERVICES, SettingsError, load_settings
 
 
@@ -32,16 +33,6 @@ def _failures():
     except (StackError, EngineError, ComposeError, SettingsError, ServiceError, VenvError,
             ImageError, StatusDocError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
-
-
-def _seconds(value, flag: str) -> float | None:
-    """A --timeout-like flag: empty means the default; anything else must be a number."""
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise Exit(f"error: --{flag} {value!r} is not a number of seconds", code=2) from None
 
 
 @task(help={"no-install": "do not create/update the host service's venv",
@@ -79,9 +70,9 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
     with _failures():
         result = stack.start(settings, services or None, fast=fast, install=not no_install,
                              mlx_venv=mlx_venv,
-                             mlx_timeout=_seconds(mlx_timeout, "mlx-timeout"),
+                             mlx_timeout=seconds(mlx_timeout, "mlx-timeout"),
                              mlx_flags=mlx_flag or (), with_mlx=not no_mlx,
-                             timeout=_seconds(timeout, "timeout"))
+                             timeout=seconds(timeout, "timeout"))
     ready = ", ".join(result.services) or "no containers"
     _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
