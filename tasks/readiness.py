@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping
 import requests
 
 from tasks import local_http
+from tasks.settings import http_url
 
 # service -> (key in Settings.ports(), path). 2xx is ready.
 PROBES: dict[str, tuple[str, str]] = {
@@ -35,7 +36,7 @@ class ProbeResult:
 
 def probe_url(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -> str:
     key, path = PROBES[service]
-    return f"http://{host}:{ports[key]}{path}"
+    return http_url(host, ports[key], path)
 
 
 def http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:

@@ -1,4 +1,8 @@
-"""The stack's settings: defaults, overlaid by `.env.dev`, overlaid by the environment."""
+"""The stack's settings: defaults, overlaid by `.env.dev`, overlaid by the environment.
+
+Also the control plane's one URL builder (`http_url`): every URL the tasks call or print is
+written by it, so an IPv6 host comes out in brackets.
+"""
 from __future__ import annotations
 
 import os
@@ -32,8 +36,26 @@ DEFAULTS = {
 }
 
 
+# A service listening on a wildcard address is called on the loopback of the same family.
+WILDCARD_CALLED_ON = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}
+
+
 class SettingsError(ValueError):
     """A setting has a value the stack cannot use."""
+
+
+def http_url(host: str, port: int, path: str = "") -> str:
+    """`http://host:port/path`; an IPv6 literal goes in brackets, its zone id escaped (RFC 6874)."""
+    host = host.strip()
+    if ":" in host and not host.startswith("["):
+        host = "[" + host.replace("%", "%25") + "]"
+    return f"http://{host}:{port}{path}"
+
+
+def called_host(listen_host: str) -> str:
+    """The address to call a service on that listens on `listen_host`."""
+    host = listen_host.strip()
+    return WILDCARD_CALLED_ON.get(host, host)
 
 
 @dataclass(frozen=True)
@@ -62,7 +84,8 @@ class Settings:
 
     @property
     def mlx_port(self) -> int:
-        # CORTEX_MLX_PORT is the seed's name; MLX_PORT wins when both are set.
+        # load_settings leaves MLX_PORT unset when the seed's CORTEX_MLX_PORT is the one chosen
+        # (resolve_mlx_port), so an error names the variable the user actually set.
         if self.get("MLX_PORT") is None and self.get("CORTEX_MLX_PORT") is not None:
             return self.port("CORTEX_MLX_PORT")
         return self.port("MLX_PORT")
@@ -70,15 +93,12 @@ class Settings:
     @property
     def mlx_url(self) -> str:
         # MLX_HOST may list several addresses; the first is the one to call.
-        host = self.mlx_host.split(",")[0].strip()
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        return f"http://{host}:{self.mlx_port}"
+        return http_url(called_host(self.mlx_host.split(",")[0]), self.mlx_port)
 
     @property
     def mlx_host_url(self) -> str:
         """How containers reach the host service."""
-        return self.get("MLX_HOST_URL", f"http://host.docker.internal:{self.mlx_port}")
+        return self.get("MLX_HOST_URL", http_url("host.docker.internal", self.mlx_port))
 
     @property
     def embeddings_model(self) -> str | None:
@@ -127,7 +147,7 @@ class Settings:
 
     @property
     def env_file(self) -> Path:
-        return self.root / ".env.dev"
+        return env_file_path(self.root, self.env)
 
     def ports(self) -> dict[str, int]:
         """Every published port by the name status uses for it."""
@@ -148,15 +168,39 @@ class Settings:
         return Settings(self.root, {**self.env, **overrides})
 
 
+def env_file_path(root: Path, environ: Mapping[str, str]) -> Path:
+    """`.env.dev` in the checkout, or the file CORTEX_ENV_FILE names."""
+    named = environ.get("CORTEX_ENV_FILE")
+    return Path(named).expanduser() if named else Path(root) / ".env.dev"
+
+
+def _sets(layer: Mapping[str, str], name: str) -> bool:
+    return layer.get(name) not in (None, "")
+
+
+def resolve_mlx_port(merged: dict[str, str], layers: list[Mapping[str, str]]) -> None:
+    """MLX_PORT and the seed's CORTEX_MLX_PORT name one port. The layer nearest the user that
+    sets either decides (environment, then .env.dev, then the default 8081); within that layer
+    MLX_PORT wins. When CORTEX_MLX_PORT decides, the lower layers' MLX_PORT is dropped."""
+    for layer in layers:
+        if _sets(layer, "MLX_PORT"):
+            return
+        if _sets(layer, "CORTEX_MLX_PORT"):
+            merged.pop("MLX_PORT", None)
+            merged["CORTEX_MLX_PORT"] = layer["CORTEX_MLX_PORT"]
+            return
+
+
 def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults < `.env.dev` < environment. Values are validated lazily, by the property read."""
     root = Path(root or REPO_ROOT)
     environ = os.environ if environ is None else environ
-    merged: dict[str, str] = dict(DEFAULTS)
-    env_file = root / ".env.dev"
+    env_file = env_file_path(root, environ)
+    from_file: dict[str, str] = {}
     if env_file.exists():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    merged.update(environ)
+        from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    merged: dict[str, str] = {**DEFAULTS, **from_file, **environ}
+    resolve_mlx_port(merged, [environ, from_file])
     return Settings(root, merged)
 
 

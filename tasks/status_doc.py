@@ -13,7 +13,7 @@ from typing import Any
 
 from tasks.compose import ComposeError, EngineError
 from tasks.readiness import PROBES, http_ok, probe_url, tcp_ok
-from tasks.settings import ALL_SERVICES, Settings
+from tasks.settings import ALL_SERVICES, Settings, http_url
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "status.schema.json"
 CONTAINER_KEYS = ("Name", "State", "Service", "Health", "Status", "Image", "ExitCode", "ID",
@@ -98,13 +98,15 @@ def connectivity(settings: Settings, ports: dict[str, int], mlx: dict) -> dict[s
     def answers(url: str, any_status: bool = False) -> bool:
         ok, detail = http_ok(url, timeout=2.0)
         return ok or (any_status and detail.startswith("HTTP ") and not detail.startswith("HTTP 5"))
+    def local(key: str, path: str) -> str:
+        return http_url("127.0.0.1", ports[key], path)
     return {
         "mlx": bool(mlx.get("responding")),
-        "api": answers(f"http://127.0.0.1:{ports['api']}/health"),
-        "modelGateway": answers(f"http://127.0.0.1:{ports['modelGateway']}/health"),
-        "webui": answers(f"http://127.0.0.1:{ports['webui']}/", any_status=True),
+        "api": answers(local("api", "/health")),
+        "modelGateway": answers(local("modelGateway", "/health")),
+        "webui": answers(local("webui", "/"), any_status=True),
         "nats": tcp_ok(ports["nats"]),
-        "mcpRegistry": answers(f"http://127.0.0.1:{ports['mcpRegistry']}/health"),
+        "mcpRegistry": answers(local("mcpRegistry", "/health")),
     }
 
 
