@@ -1,13 +1,13 @@
 """In-process MLX throughput: the service's own model code, no HTTP. Run in the service venv.
 
-    .venv-mlx/bin/python bench/inprocess.py [--blas auto|openblas|reference] [--model M]
+    .venv-mlx/bin/python bench/inprocess.py [--blas auto|openblas|mkl|reference] [--model M]
 
 Speaks bench/worker.py's line protocol. Each batch goes the way the service's inference thread
 takes a request (tokenize, plan_batches into forward passes capped by MLX_MAX_BATCH_TOKENS,
 embed each pass, reassemble rows in order), minus HTTP, JSON and the queue: so
 "service efficiency" = HTTP / this measures what serving costs, not a different algorithm. It picks the BLAS the same way the service does
-(mlx_service.blas: OpenBLAS preloaded by a re-exec on Linux unless told `reference`), so that
-"service efficiency" compares HTTP against the very same matmul library.
+(mlx_service.blas: the chosen library preloaded by a re-exec on Linux; auto reads the same
+probe cache), so that "service efficiency" compares HTTP against the very same matmul library.
 """
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ from worker import serve  # noqa: E402
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blas", default=os.environ.get("MLX_BLAS", "auto"),
-                        choices=("auto", "openblas", "reference"))
+                        choices=("auto", *blas.LIBRARIES))
     parser.add_argument("--model", default=os.environ.get("EMBEDDINGS_MODEL"))
     args = parser.parse_args(argv)
 
-    preload = blas.preload_plan(args.blas, sys.platform, os.environ)
-    if preload is not None:  # same re-exec as the service: LD_PRELOAD is read at exec time
-        env = dict(os.environ, LD_PRELOAD=preload, **{blas.REEXEC_MARKER: "1"})
-        sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
+    # The same choice and re-exec as the service: LD_PRELOAD is read at exec time.
+    try:
+        blas.maybe_reexec(args.blas, argv,
+                          command=[sys.executable, str(Path(__file__).resolve()), *argv])
+    except blas.BlasError as exc:
+        print(f"inprocess: {exc}", file=sys.stderr)
+        return 2
 
     started = time.perf_counter()
     import mlx.core as mx
@@ -67,6 +69,7 @@ def main(argv: list[str]) -> int:
         "engine": "mlx-inprocess",
         "model": embedder.spec.name,
         "blas": blas.blas_in_use(),
+        "blas_choice": blas.current_choice(),
         "mlx": getattr(mx, "__version__", "?"),
         "device": str(mx.default_device()),
         "load_seconds": round(load_seconds, 3),

@@ -1,15 +1,27 @@
-"""Which BLAS MLX's matmuls run on, and the re-exec that swaps in OpenBLAS on Linux.
+"""Which BLAS MLX's matmuls run on: chosen by measurement, swapped in by a same-PID re-exec.
 
-MLX's Linux CPU wheel links a reference BLAS (~5 GFLOPS). Debian's OpenBLAS exports the
-same cblas symbols, so preloading it (LD_PRELOAD) makes MLX call it instead: ~170 GFLOPS
-and the model ~19x faster. LD_PRELOAD is only read by the dynamic loader at exec time,
-hence the re-exec of the same command line (os.execv keeps the PID, so PID files and
-process supervisors keep working).
+MLX's Linux CPU wheel links a reference BLAS (~5 GFLOPS). Debian's OpenBLAS and Intel's oneMKL
+(the `mkl` wheel: `inv mlx install --blas mkl`) export the same cblas symbols, so preloading
+one (LD_PRELOAD) makes MLX call it instead. Which is fastest depends on the CPU (oneMKL leads
+on Intel Xeons, may trail OpenBLAS on AMD EPYC), so MLX_BLAS=auto measures: a short GEMM probe
+on the model's own shapes, one subprocess per library (a preload only takes effect at exec
+time), cached per machine and library version in a small JSON file in the venv. LD_PRELOAD is
+only read by the dynamic loader at exec time, hence the re-exec of the same command line
+(os.execve keeps the PID, so PID files and process supervisors keep working).
+
+`decide` is the one pure function that picks; the rest gathers its inputs or acts on it.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
+import math
 import os
+import subprocess
 import sys
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -18,14 +30,54 @@ OPENBLAS_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
     "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
 )
+# The `mkl` wheel puts its runtime under the venv's lib/. MLX_MKL_PATH overrides.
+MKL_GLOB = "lib/libmkl_rt.so.*"
+# Library names, in the order a tie is broken: no extra package first.
+LIBRARIES = ("openblas", "mkl", "reference")
+# The file name each library is recognised by, in LD_PRELOAD and in /proc/self/maps.
+MARKERS = {"openblas": "libopenblas", "mkl": "libmkl_rt"}
+INSTALL_HINTS = {
+    "openblas": "install Debian's libopenblas0-pthread or set MLX_OPENBLAS_PATH",
+    "mkl": "add it with `inv mlx install --blas mkl` or set MLX_MKL_PATH",
+}
+# The model's (MiniLM's) matmul shapes, M x K x N: QKV, FFN in, FFN out at 2048 rows.
+PROBE_SHAPES = ((2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384))
+PROBE_BUDGET_S = 0.3     # GEMM seconds per library; the import of MLX comes on top
+PROBE_TIMEOUT_S = 30.0
+CACHE_NAME = "mlx-blas-choice.json"
+CACHE_SCHEMA = 1
 # Set on the re-exec'd process: guards against a loop if the preload does not stick.
 REEXEC_MARKER = "MLX_SERVICE_BLAS_REEXEC"
+# The decision as JSON, for /info of the process that acts on it (set before any re-exec).
+CHOICE_ENV = "MLX_SERVICE_BLAS_CHOICE"
 
 
 class BlasError(RuntimeError):
-    """MLX_BLAS=openblas was asked for and cannot be had."""
+    """MLX_BLAS names a library that cannot be had."""
 
 
+@dataclass(frozen=True)
+class Candidate:
+    name: str                 # openblas | mkl | reference
+    path: str | None          # the library to preload; None for MLX's own
+    identity: str = ""        # what invalidates a cached probe: file, size, mtime, version
+
+
+@dataclass(frozen=True)
+class Decision:
+    library: str              # openblas | mkl | reference | accelerate
+    path: str | None          # what to preload (None: nothing)
+    reason: str               # one sentence for /info and inv verify
+    gflops: dict = field(default_factory=dict)   # probe figures the choice was made on
+    to_probe: tuple[str, ...] = ()  # non-empty: probe these and decide again
+
+    def as_dict(self) -> dict:
+        doc = asdict(self)
+        doc.pop("to_probe")
+        return doc
+
+
+# --- finding the libraries ----------------------------------------------------------------------
 def find_openblas(environ: Mapping[str, str],
                   exists: Callable[[str], bool] = os.path.exists) -> str | None:
     override = environ.get("MLX_OPENBLAS_PATH")
@@ -33,44 +85,345 @@ def find_openblas(environ: Mapping[str, str],
     return next((path for path in candidates if path and exists(path)), None)
 
 
-def preload_plan(mode: str, platform: str, environ: Mapping[str, str],
-                 exists: Callable[[str], bool] = os.path.exists) -> str | None:
-    """The LD_PRELOAD value to re-exec with ("" = unset it), or None to run as we are.
+def find_mkl(environ: Mapping[str, str], prefix: str = sys.prefix,
+             exists: Callable[[str], bool] = os.path.exists,
+             matches: Callable[[str], list[str]] = glob.glob) -> str | None:
+    override = environ.get("MLX_MKL_PATH")
+    if override:
+        return override if exists(override) else None
+    found = sorted(matches(os.path.join(prefix, MKL_GLOB)))
+    return found[-1] if found else None
 
-    Pure so it can be unit-tested: mode is auto|openblas|reference.
+
+def library_identity(path: str | None, mlx_version: str = "") -> str:
+    """What a cached probe of this library depends on: the real file, its size and mtime."""
+    if path is None:
+        return f"mlx {mlx_version}"
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        return f"{real} {st.st_size} {st.st_mtime_ns} mlx {mlx_version}"
+    except OSError:
+        return f"{path} missing"
+
+
+def find_candidates(environ: Mapping[str, str], prefix: str = sys.prefix,
+                    mlx_version: str = "") -> dict[str, Candidate]:
+    """The libraries this process could run on, MLX's own always among them."""
+    paths = {"openblas": find_openblas(environ), "mkl": find_mkl(environ, prefix),
+             "reference": None}
+    return {name: Candidate(name, path, library_identity(path, mlx_version))
+            for name, path in paths.items() if name == "reference" or path}
+
+
+def preloaded_library(environ: Mapping[str, str]) -> str | None:
+    """A BLAS the user already put in LD_PRELOAD (auto respects it)."""
+    for entry in _preload_entries(environ):
+        for name, marker in MARKERS.items():
+            if marker in os.path.basename(entry):
+                return name
+    return None
+
+
+def _preload_entries(environ: Mapping[str, str]) -> list[str]:
+    return [p for p in environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+
+
+# --- the decision (pure) ------------------------------------------------------------------------
+def cache_key(machine: str, candidate: Candidate) -> str:
+    text = f"{machine}\n{candidate.name}\n{candidate.identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cached_probes(cache: Mapping, machine: str,
+                  candidates: Mapping[str, Candidate]) -> dict[str, dict]:
+    """The cache's probe results that still hold for this machine and these library versions."""
+    entries = cache.get("entries", {}) if cache.get("schema") == CACHE_SCHEMA else {}
+    out = {}
+    for name, candidate in candidates.items():
+        hit = entries.get(cache_key(machine, candidate))
+        if isinstance(hit, dict):
+            out[name] = hit
+    return out
+
+
+def _figure(result: Mapping | None) -> float | None:
+    value = (result or {}).get("gflops")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _summary(results: Mapping[str, Mapping]) -> dict[str, float | str]:
+    return {name: (round(_figure(r), 1) if _figure(r) else f"failed: {r.get('error', '?')}")
+            for name, r in results.items()}
+
+
+def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
+           probes: Mapping[str, Mapping], cache: Mapping[str, Mapping],
+           preloaded: str | None = None) -> Decision:
+    """Which library to run on, and why.
+
+    mode: auto | openblas | mkl | reference. candidates: what was found (find_candidates).
+    probes / cache: {name: {"gflops": mean GFLOPS on the model's shapes} or {"error": ...}},
+    fresh from this start / from the cache (fresh wins). preloaded: a BLAS the caller's own
+    LD_PRELOAD already holds. When auto needs figures it has not got, the Decision's to_probe
+    names them: probe those and call again with the results.
     """
-    if not platform.startswith("linux") or environ.get(REEXEC_MARKER):
-        return None
-    preloaded = [p for p in environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
-    if mode == "reference":
-        # An inherited preload would silently defeat the choice: drop it.
-        kept = [p for p in preloaded if "libopenblas" not in os.path.basename(p)]
-        return None if kept == preloaded else ":".join(kept)
-    if any("libopenblas" in os.path.basename(p) for p in preloaded):
-        return None
-    library = find_openblas(environ, exists)
-    if library is None:
-        if mode == "openblas":
-            looked = environ.get("MLX_OPENBLAS_PATH") or ", ".join(OPENBLAS_CANDIDATES)
-            raise BlasError(f"MLX_BLAS=openblas but no OpenBLAS library was found (looked for {looked}"
-                            "); install Debian's libopenblas0-pthread or set MLX_OPENBLAS_PATH")
-        return None
-    return ":".join([library, *preloaded])
+    if platform == "darwin":
+        return Decision("accelerate", None, "macOS: MLX uses Accelerate and Metal")
+    if not platform.startswith("linux"):
+        return Decision("reference", None, f"no BLAS choice on {platform}")
+    if mode != "auto":
+        return _forced(mode, candidates)
+    if preloaded:  # path None: the user's own LD_PRELOAD entry stays as it is
+        return Decision(preloaded, None, f"auto: {preloaded} is already in LD_PRELOAD")
+    if len(candidates) == 1:
+        only = next(iter(candidates))
+        return Decision(only, candidates[only].path,
+                        f"auto: {only} is the only library found; for a faster one, "
+                        f"{INSTALL_HINTS['openblas']}")
+    results = {**cache, **probes}
+    missing = tuple(n for n in LIBRARIES if n in candidates and n not in results)
+    if missing:
+        return Decision("reference", None, "auto: not measured yet", to_probe=missing)
+    ranked = sorted((n for n in LIBRARIES if n in candidates and _figure(results[n])),
+                    key=lambda n: (-_figure(results[n]), LIBRARIES.index(n)))
+    figures = _summary({n: results[n] for n in LIBRARIES if n in candidates})
+    if not ranked:
+        return Decision("reference", None, "auto: every probe failed; MLX's own BLAS",
+                        gflops=figures)
+    best = ranked[0]
+    others = ", ".join(f"{n} {_figure(results[n]):.0f}" for n in ranked[1:])
+    source = "measured now" if best in probes else "cached probe"
+    reason = (f"auto: fastest on the model's matmul shapes ({source}): {best} "
+              f"{_figure(results[best]):.0f} GFLOPS" + (f" vs {others}" if others else ""))
+    return Decision(best, candidates[best].path, reason, gflops=figures)
 
 
-def maybe_reexec(mode: str, args: Sequence[str]) -> None:
-    """Re-exec `python -m mlx_service ARGS` with OpenBLAS preloaded when that helps.
+def _forced(mode: str, candidates: Mapping[str, Candidate]) -> Decision:
+    if mode not in LIBRARIES:
+        raise BlasError(f"MLX_BLAS={mode!r} is not one of auto, {', '.join(LIBRARIES)}")
+    if mode not in candidates:
+        raise BlasError(f"MLX_BLAS={mode} but no {mode} library was found; {INSTALL_HINTS[mode]}")
+    return Decision(mode, candidates[mode].path, f"MLX_BLAS={mode}")
 
-    Returns only when no re-exec is needed; raises BlasError when openblas is forced and absent.
+
+def preload_for(decision: Decision, environ: Mapping[str, str]) -> str | None:
+    """The LD_PRELOAD value to re-exec with ("" = unset it), or None to run as we are."""
+    entries = _preload_entries(environ)
+    if decision.path is None and decision.library in MARKERS:
+        return None  # auto kept the BLAS the user preloaded
+    others = [p for p in entries if not any(m in os.path.basename(p) for m in MARKERS.values())]
+    wanted = [decision.path] if decision.path else []
+    if decision.path and decision.path in entries and len(entries) - len(others) == 1:
+        return None  # already in, and no other BLAS beside it
+    value = wanted + others
+    return None if value == entries else ":".join(value)
+
+
+def thread_env(library: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment the chosen library runs best with here (the user's settings win).
+
+    Lanes (cpu_fast.Lanes) run one forward pass per core, each on one BLAS thread
+    (cpu_fast.BlasThreads sets it per pass), so the library's own threads must not spin on
+    the core a lane needs: Intel OpenMP's workers wait 200 ms spinning by default.
     """
-    preload = preload_plan(mode, sys.platform, os.environ)
+    if library == "mkl":
+        wanted = {"KMP_BLOCKTIME": "0"}
+        return {k: v for k, v in wanted.items() if k not in environ}
+    return {}
+
+
+# --- the probe -----------------------------------------------------------------------------------
+def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
+                budget_s: float = PROBE_BUDGET_S) -> dict:
+    """GFLOPS of this process's BLAS on each shape (one BLAS thread, as a lane runs).
+
+    A first multiply on a slice of the rows tells how fast the library is; a fast one is then
+    timed on the full shape (best of a few), a slow one (MLX's reference) keeps the estimate,
+    so no library takes more than about budget_s.
+    """
+    import mlx.core as mx
+
+    per_shape = budget_s / len(shapes)
+    figures = {}
+    for m, k, n in shapes:
+        b = mx.random.normal((k, n))
+        small = mx.random.normal((max(1, m // 8), k))
+        mx.eval(b, small)
+        mx.eval(small @ b)  # warm: page in, thread pools up
+        t = _timed(lambda: mx.eval(small @ b))
+        rows, best = small.shape[0], t
+        if t * 8 * 3 < per_shape:
+            a = mx.random.normal((m, k))
+            mx.eval(a)
+            rows = m
+            best = min(_timed(lambda: mx.eval(a @ b)) for _ in range(3))
+        figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
+    mean = math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
+    return {"gflops": round(mean, 1), "shapes": {s: round(v, 1) for s, v in figures.items()},
+            "library": blas_in_use()}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return max(time.perf_counter() - t0, 1e-9)
+
+
+def probe_library(candidate: Candidate, environ: Mapping[str, str],
+                  python: str = sys.executable, timeout: float = PROBE_TIMEOUT_S) -> dict:
+    """Run probe_gemms in a subprocess with this candidate preloaded (and nothing else)."""
+    env = {k: v for k, v in environ.items() if k not in (REEXEC_MARKER, CHOICE_ENV)}
+    preload = preload_for(Decision(candidate.name, candidate.path, "probe"), env)
+    if preload is not None:
+        env["LD_PRELOAD"] = preload
+    if not env.get("LD_PRELOAD"):
+        env.pop("LD_PRELOAD", None)
+    env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    package_root = str(Path(__file__).resolve().parent.parent)
+    try:
+        done = subprocess.run([python, "-m", "mlx_service.blas", "probe"], env=env,
+                              cwd=package_root, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"probe did not finish: {exc}"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return {"error": last[:200]}
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "probe printed no result"}
+    if result.get("library") != candidate.name:
+        return {"error": f"asked for {candidate.name}, the probe ran on {result.get('library')}"}
+    return result
+
+
+# --- the cache -----------------------------------------------------------------------------------
+def cache_path(environ: Mapping[str, str], prefix: str = sys.prefix) -> Path:
+    return Path(environ.get("MLX_BLAS_CACHE") or os.path.join(prefix, CACHE_NAME))
+
+
+def read_cache(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_cache(path: Path, cache: Mapping, machine: str, candidates: Mapping[str, Candidate],
+                probes: Mapping[str, Mapping]) -> None:
+    """Add fresh probe results; atomic, and silent when the venv is read-only."""
+    entries = dict(cache.get("entries", {})) if cache.get("schema") == CACHE_SCHEMA else {}
+    for name, result in probes.items():
+        entries[cache_key(machine, candidates[name])] = {**result, "name": name,
+                                                         "measured": time.time()}
+    doc = {"schema": CACHE_SCHEMA, "entries": entries}
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU model and its feature flags, and how many cores this process may use."""
+    model = flags = ""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = hashlib.sha256(value.strip().encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return f"{model} flags:{flags} cores:{cores}"
+
+
+def mlx_version(prefix: str = sys.prefix) -> str:
+    """MLX's version in the venv at prefix (its dist-info), part of every cache key."""
+    found = sorted(glob.glob(os.path.join(prefix, "lib", "python*", "site-packages",
+                                          "mlx-*.dist-info")))
+    return found[-1].rsplit("mlx-", 1)[1].removesuffix(".dist-info") if found else ""
+
+
+# --- acting on it --------------------------------------------------------------------------------
+def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = sys.platform,
+           say: Callable[[str], None] = lambda line: None,
+           python: str = sys.executable) -> Decision:
+    """Gather the inputs (libraries found, cache, probes when needed) and decide.
+
+    python: the interpreter of the venv that will run MLX (the probe runs there, the cache
+    and oneMKL live there); this process's own by default.
+    """
+    prefix = sys.prefix if python == sys.executable else str(Path(python).parent.parent)
+    candidates = find_candidates(environ, prefix, mlx_version(prefix))
+    preloaded = preloaded_library(environ)
+    machine = machine_identity()
+    path = cache_path(environ, prefix)
+    cache = read_cache(path)
+    hits = cached_probes(cache, machine, candidates)
+    decision = decide(mode, platform, candidates, {}, hits, preloaded)
+    if not decision.to_probe:
+        return decision
+    say(f"measuring BLAS libraries on the model's shapes: {', '.join(decision.to_probe)}")
+    probes = {name: probe_library(candidates[name], environ, python)
+              for name in decision.to_probe}
+    write_cache(path, cache, machine, candidates, probes)
+    return decide(mode, platform, candidates, probes, hits, preloaded)
+
+
+def exec_env(decision: Decision, environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The environment to re-exec with so that the decision takes effect, or None: as we are."""
+    preload = preload_for(decision, environ)
     if preload is None:
-        return
-    env = dict(os.environ, LD_PRELOAD=preload, **{REEXEC_MARKER: "1"})
+        return None
+    env = dict(environ, LD_PRELOAD=preload, **{REEXEC_MARKER: "1"})
+    env.update(thread_env(decision.library, environ))
     if not preload:
         del env["LD_PRELOAD"]
+    return env
+
+
+def maybe_reexec(mode: str, args: Sequence[str], command: Sequence[str] | None = None,
+                 say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
+    """Re-exec `python -m mlx_service ARGS` (or `command`) with the chosen BLAS preloaded.
+
+    Returns only when no re-exec is needed; raises BlasError when a forced library is absent.
+    The decision travels in CHOICE_ENV for current_choice() (/info).
+    """
+    if os.environ.get(REEXEC_MARKER):
+        return
+    decision = choose(mode, os.environ, sys.platform, say)
+    os.environ[CHOICE_ENV] = json.dumps(decision.as_dict())
+    env = exec_env(decision, os.environ) if sys.platform.startswith("linux") else None
+    if env is None:
+        return
+    argv = list(command) if command else [sys.executable, "-m", "mlx_service", *args]
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "mlx_service", *args], env)
+    os.execve(argv[0], argv, env)
+
+
+def current_choice(environ: Mapping[str, str] = os.environ) -> dict:
+    """What this process runs on and why, for /info: {library, path, reason, gflops}."""
+    in_use = blas_in_use()
+    try:
+        choice = json.loads(environ.get(CHOICE_ENV) or "{}")
+    except ValueError:
+        choice = {}
+    if not isinstance(choice, dict) or not choice:
+        choice = {"library": in_use, "path": None, "reason": "no choice made in this process",
+                  "gflops": {}}
+    if choice.get("library") != in_use and sys.platform != "darwin":
+        choice["reason"] += f" (but {in_use} is what is loaded)"
+    return {**choice, "library": in_use}
 
 
 def blas_in_use(maps_path: str = "/proc/self/maps", platform: str = sys.platform) -> str:
@@ -82,6 +435,16 @@ def blas_in_use(maps_path: str = "/proc/self/maps", platform: str = sys.platform
     except OSError:
         return "unknown"
     for line in maps.splitlines():
-        if "libopenblas" in line:
-            return "openblas"
+        for name, marker in MARKERS.items():
+            if marker in line:
+                return name
     return "reference"
+
+
+if __name__ == "__main__":
+    # `python -m mlx_service.blas probe`: one JSON line with this process's GEMM figures.
+    if sys.argv[1:] == ["probe"]:
+        print(json.dumps(probe_gemms()))
+    else:
+        print("usage: python -m mlx_service.blas probe", file=sys.stderr)
+        sys.exit(2)

@@ -186,15 +186,29 @@ class CpuBertForward:
 
 # --- both cores -----------------------------------------------------------------------------------
 class BlasThreads:
-    """OpenBLAS's thread count, when OpenBLAS is loaded into this process (else a no-op)."""
+    """The preloaded BLAS's thread count (OpenBLAS or oneMKL; MLX's own has none: a no-op).
+
+    Both set a process-wide count, which is what the lanes need: while a batch is split over
+    lanes every lane's matmuls run on one thread, between batches on all of them.
+    """
+
+    # (set, get) symbol pairs, first found wins: the preloaded library's exports are global.
+    SYMBOLS = (("openblas_set_num_threads", "openblas_get_num_threads"),
+               ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"))
 
     def __init__(self):
+        self._set, self.default = None, None
         try:
             lib = ctypes.CDLL(None)
-            self._set = lib.openblas_set_num_threads
-            self.default = int(lib.openblas_get_num_threads())
-        except (OSError, AttributeError):
-            self._set, self.default = None, None
+        except OSError:
+            return
+        for set_name, get_name in self.SYMBOLS:
+            try:
+                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
+            except AttributeError:
+                continue
+            self._set, self.default = setter, int(getter())
+            return
 
     def set(self, n: int) -> None:
         if self._set is not None:

@@ -27,13 +27,16 @@ def _seconds(value, name: str) -> float | None:
 
 
 @task(help={"venv": "where the venv lives (default MLX_VENV_PATH or .venv-mlx)",
-            "force": "reinstall even when the fingerprint says it is up to date"})
-def install(c, venv=None, force=False):
+            "force": "reinstall even when the fingerprint says it is up to date",
+            "blas": "mkl: add Intel oneMKL (about 1 GB; MLX_BLAS=auto measures it and "
+                    "preloads the fastest), default: remove it again"})
+def install(c, venv=None, force=False, blas=None):
     """Create or reuse the service's venv; reuse costs a hash, not a pip run."""
     settings = _settings()
     path = venv or settings.mlx_venv
     try:
-        ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr)
+        ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr,
+                                   blas=blas)
     except VenvError as exc:
         raise _fail(exc) from None
     mp.print_to_stderr(f"venv installed ({path})" if ran else f"venv up to date ({path})")
@@ -153,15 +156,17 @@ ACTIONS = {"install": install, "start": start, "stop": stop, "restart": restart,
     "wait": "start/restart: wait for /health", "timeout": "start/restart: seconds to wait",
     "venv": "the service venv", "watch": "start: restart on source changes",
     "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
-    "force": "install: reinstall", "json": "status: JSON only on stdout",
+    "force": "install: reinstall", "blas": "install: mkl adds oneMKL, default removes it",
+    "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines"})
 def dispatch(c, action, follow=False, n=50, timeout=None, json=False, venv=None,
-             foreground=False, install=True, wait=True, watch=False, grace=10.0, force=False):
+             foreground=False, install=True, wait=True, watch=False, grace=10.0, force=False,
+             blas=None):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # (Parameter order sets invoke's short flags: -f is --follow, as in `inv mlx logs -f`.)
     given = {"foreground": foreground, "install": install, "wait": wait, "timeout": timeout,
              "venv": venv, "watch": watch, "grace": grace, "force": force, "json": json,
-             "follow": follow, "n": n}
+             "follow": follow, "n": n, "blas": blas}
     if action in ("-h", "--help", "help"):
         # The positional argument eats --help before invoke sees it: answer it here.
         print("Usage: inv mlx ACTION [flags]   (or inv mlx.ACTION [flags])\n")

@@ -36,13 +36,21 @@ def check_platform(settings: Settings) -> list[Check]:
     system, machine = platform.system(), platform.machine()
     cpus = shutil.os.cpu_count() or 0
     checks = [Check("os", PASS, f"{system} {platform.release()} {machine}, {cpus} CPUs")]
-    checks.append(check_mlx_backend(system, machine, settings.env))
+    checks.append(check_mlx_backend(system, machine, settings.env, settings.mlx_venv))
     return checks
 
 
-def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | None = None) -> Check:
-    """Which backend, and on Linux which BLAS, the service will use (mlx_service.blas decides)."""
-    from mlx_service.blas import find_openblas
+BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "oneMKL", "reference": "MLX's reference BLAS"}
+
+
+def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | None = None,
+                      venv: Path | None = None) -> Check:
+    """Which backend, and on Linux which BLAS, the service will use, and why.
+
+    mlx_service.blas decides; this process has no MLX, so it cannot probe: it reads the probe
+    cache in the service venv, as the service will, and says when the next start will measure.
+    """
+    from mlx_service import blas
 
     environ = os.environ if environ is None else environ
     if system == "Darwin" and machine == "arm64":
@@ -53,20 +61,36 @@ def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | No
     if system != "Linux":
         return Check("mlx backend", FAIL, f"MLX has no backend for {system}", "use Linux or macOS")
     mode = (environ.get("MLX_BLAS") or "auto").lower()
-    openblas = find_openblas(environ)
-    if mode == "reference":
-        return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (MLX_BLAS=reference; ~10x slower)",
-                     "unset MLX_BLAS to use OpenBLAS" if openblas else None)
     fast = (environ.get("MLX_CPU_FAST") or "1").lower() not in ("0", "off")
     forward = "CPU fast path on" if fast else "CPU fast path off (MLX_CPU_FAST=0)"
-    if openblas:
+    prefix = str(venv) if venv else sys.prefix
+    candidates = blas.find_candidates(environ, prefix, blas.mlx_version(prefix))
+    cache = blas.read_cache(blas.cache_path(environ, prefix))
+    hits = blas.cached_probes(cache, blas.machine_identity(), candidates)
+    try:
+        decision = blas.decide(mode, "linux", candidates, {}, hits,
+                               blas.preloaded_library(environ))
+    except blas.BlasError as exc:
+        return Check("mlx backend", FAIL, str(exc), blas.INSTALL_HINTS.get(mode))
+    return blas_check(decision, candidates, forward)
+
+
+def blas_check(decision, candidates: Mapping, forward: str) -> Check:
+    """One line on the BLAS decision: which library, why, and what would make it faster."""
+    found = ", ".join(BLAS_NAMES[n] for n in candidates)
+    if decision.to_probe:
         return Check("mlx backend", PASS,
-                     f"CPU with OpenBLAS preloaded ({openblas}; MLX_BLAS={mode}); {forward}")
-    if mode == "openblas":
-        return Check("mlx backend", FAIL, "MLX_BLAS=openblas but no OpenBLAS library is installed",
-                     "sudo apt-get install libopenblas0-pthread (or set MLX_OPENBLAS_PATH)")
-    return Check("mlx backend", WARN, "CPU with MLX's reference BLAS (about 10x slower)",
-                 "sudo apt-get install libopenblas0-pthread")
+                     f"CPU; MLX_BLAS=auto measures {found} at the next start (a short GEMM probe, "
+                     f"then cached) and preloads the fastest; {forward}")
+    name = BLAS_NAMES.get(decision.library, decision.library)
+    if decision.library == "reference":
+        reason = decision.reason.replace("MLX_BLAS=reference", "MLX_BLAS=reference; ~10x slower")
+        return Check("mlx backend", WARN, f"CPU with {name} ({reason})",
+                     "unset MLX_BLAS to use the fastest library found" if len(candidates) > 1
+                     else "sudo apt-get install libopenblas0-pthread")
+    where = f" ({decision.path})" if decision.path else ""
+    return Check("mlx backend", PASS, f"CPU with {name} preloaded{where}: {decision.reason}; "
+                                      f"{forward}")
 
 
 def check_python(settings: Settings) -> Check:
@@ -225,6 +249,9 @@ def check_running_service(settings: Settings) -> list[Check]:
         return []  # not running: nothing to report, and not a failure before `inv start`
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
               f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")
+    why = (info.get("blas_choice") or {}).get("reason")
+    if why:
+        detail += f"; BLAS chosen: {why}"
     slow = info.get("blas") == "reference" and platform.system() == "Linux"
     return [Check("running service", WARN if slow else PASS, detail,
                   "restart it without MLX_BLAS=reference (inv mlx restart)" if slow else None)]

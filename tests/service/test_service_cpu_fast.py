@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from mlx_service.blas import preload_plan
+from mlx_service import blas
 from mlx_service.testing import assert_parity, http
 from tests.support import FIXTURES, REPO_ROOT
 
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 def run_in_service_venv(service_py, script: str, timeout: float = 300) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    preload = preload_plan("auto", sys.platform, env)  # the BLAS the service would use
-    if preload:
-        env["LD_PRELOAD"] = preload
+    # The BLAS the service would run on, with its thread settings.
+    chosen = blas.choose(env.get("MLX_BLAS", "auto"), env, python=str(service_py))
+    env = blas.exec_env(chosen, env) or env
     done = subprocess.run([str(service_py), "-c", script], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]

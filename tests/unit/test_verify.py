@@ -20,13 +20,40 @@ def test_backend_named_per_platform():
 def test_backend_reports_the_blas_choice(tmp_path):
     library = tmp_path / "libopenblas.so.0"
     library.write_bytes(b"")
-    chosen = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library)})
-    assert chosen.status == PASS and "OpenBLAS" in chosen.detail
-    refused = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library), "MLX_BLAS": "reference"})
+    venv = tmp_path / "venv"
+    forced = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library),
+                                                   "MLX_BLAS": "openblas"}, venv)
+    assert forced.status == PASS and "OpenBLAS" in forced.detail and "MLX_BLAS=openblas" in forced.detail
+    refused = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(library), "MLX_BLAS": "reference"},
+                                venv)
     assert refused.status == WARN and "MLX_BLAS=reference" in refused.detail
     missing = check_mlx_backend("Linux", "x86_64", {"MLX_OPENBLAS_PATH": str(tmp_path / "no.so"),
-                                                    "MLX_BLAS": "openblas"})
+                                                    "MLX_BLAS": "openblas"}, venv)
     assert missing.status == FAIL and missing.fix
+    no_mkl = check_mlx_backend("Linux", "x86_64", {"MLX_BLAS": "mkl"}, venv)
+    assert no_mkl.status == FAIL and "inv mlx install --blas mkl" in no_mkl.fix
+
+
+def test_backend_says_what_auto_will_pick_and_why(tmp_path):
+    """auto: before any probe it says the next start measures; after, the cached winner."""
+    from mlx_service import blas
+
+    openblas = tmp_path / "libopenblas.so.0"
+    openblas.write_bytes(b"openblas")
+    venv = tmp_path / "venv"
+    mkl = venv / "lib" / "libmkl_rt.so.3"
+    mkl.parent.mkdir(parents=True)
+    mkl.write_bytes(b"mkl")
+    env = {"MLX_OPENBLAS_PATH": str(openblas)}
+    before = check_mlx_backend("Linux", "x86_64", env, venv)
+    assert before.status == PASS and "measures OpenBLAS, oneMKL" in before.detail
+    candidates = blas.find_candidates(env, str(venv), blas.mlx_version(str(venv)))
+    probes = {"openblas": {"gflops": 70.0}, "mkl": {"gflops": 64.0}, "reference": {"gflops": 5.0}}
+    blas.write_cache(blas.cache_path(env, str(venv)), {}, blas.machine_identity(), candidates,
+                     probes)
+    after = check_mlx_backend("Linux", "x86_64", env, venv)
+    assert after.status == PASS
+    assert "OpenBLAS preloaded" in after.detail and "openblas 70 GFLOPS vs mkl 64" in after.detail
 
 
 def test_env_file_flags_services_sharing_a_port():

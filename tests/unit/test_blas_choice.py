@@ -1,0 +1,90 @@
+"""MLX_BLAS=auto's decision (mlx_service.blas.decide): pure, so every case is a table row."""
+from __future__ import annotations
+
+import pytest
+
+from mlx_service.blas import (CACHE_SCHEMA, BlasError, Candidate, cache_key, cached_probes,
+                              decide)
+
+OPENBLAS = Candidate("openblas", "/usr/lib/libopenblas.so.0", "openblas 0.3.21")
+MKL = Candidate("mkl", "/venv/lib/libmkl_rt.so.3", "mkl 2026.2")
+REFERENCE = Candidate("reference", None, "mlx 0.32.4")
+ALL = {c.name: c for c in (OPENBLAS, MKL, REFERENCE)}
+ONLY_REFERENCE = {"reference": REFERENCE}
+
+
+def figures(**gflops):
+    return {name: {"gflops": value} for name, value in gflops.items()}
+
+
+def test_auto_asks_for_a_probe_of_every_library_it_has_no_figure_for():
+    first = decide("auto", "linux", ALL, {}, figures(reference=5.0))
+    assert first.to_probe == ("openblas", "mkl")
+    assert decide("auto", "linux", ALL, {}, figures(reference=5, openblas=70, mkl=60)).to_probe == ()
+
+
+@pytest.mark.parametrize("gflops, winner", [
+    (dict(openblas=330, mkl=390, reference=5), "mkl"),       # an Intel Xeon
+    (dict(openblas=70, mkl=64, reference=5), "openblas"),    # an AMD EPYC
+    (dict(openblas=70, mkl=70, reference=5), "openblas"),    # a tie: no extra package wins
+])
+def test_auto_takes_the_fastest_measured(gflops, winner):
+    decision = decide("auto", "linux", ALL, figures(**gflops), {})
+    assert decision.library == winner and decision.path == ALL[winner].path
+    assert "measured now" in decision.reason and winner in decision.reason
+    assert decision.gflops == {name: float(value) for name, value in gflops.items()}
+
+
+def test_fresh_probes_win_over_the_cache_and_the_reason_says_which():
+    cached = figures(openblas=70, mkl=90, reference=5)
+    assert decide("auto", "linux", ALL, {}, cached).reason.startswith(
+        "auto: fastest on the model's matmul shapes (cached probe): mkl 90")
+    assert decide("auto", "linux", ALL, figures(mkl=50), cached).library == "openblas"
+
+
+def test_a_failed_probe_is_passed_over_and_reported():
+    results = {"mkl": {"error": "libiomp5.so: cannot open"}, **figures(openblas=70, reference=5)}
+    decision = decide("auto", "linux", ALL, results, {})
+    assert decision.library == "openblas"
+    assert decision.gflops["mkl"].startswith("failed: libiomp5.so")
+    everything_failed = {n: {"error": "boom"} for n in ALL}
+    assert decide("auto", "linux", ALL, everything_failed, {}).library == "reference"
+
+
+def test_no_probe_when_there_is_nothing_to_choose_from():
+    decision = decide("auto", "linux", ONLY_REFERENCE, {}, {})
+    assert decision.library == "reference" and decision.to_probe == ()
+    assert "libopenblas0-pthread" in decision.reason
+
+
+def test_a_blas_already_preloaded_by_the_user_is_kept():
+    decision = decide("auto", "linux", ALL, {}, {}, preloaded="mkl")
+    assert (decision.library, decision.path, decision.to_probe) == ("mkl", None, ())
+
+
+def test_a_forced_library_needs_no_probe_and_must_exist():
+    assert decide("mkl", "linux", ALL, {}, {}).library == "mkl"
+    assert decide("reference", "linux", ALL, {}, figures(openblas=70)).reason == "MLX_BLAS=reference"
+    with pytest.raises(BlasError, match="inv mlx install --blas mkl"):
+        decide("mkl", "linux", {"openblas": OPENBLAS, "reference": REFERENCE}, {}, {})
+    with pytest.raises(BlasError, match="libopenblas0-pthread"):
+        decide("openblas", "linux", ONLY_REFERENCE, {}, {})
+
+
+def test_other_platforms_have_no_choice():
+    assert decide("auto", "darwin", ALL, {}, {}).library == "accelerate"
+    assert decide("mkl", "darwin", ONLY_REFERENCE, {}, {}).to_probe == ()
+    assert decide("auto", "win32", ALL, {}, {}).library == "reference"
+
+
+def test_the_cache_holds_per_machine_and_per_library_version():
+    machine = "AMD EPYC flags:abc cores:2"
+    cache = {"schema": CACHE_SCHEMA, "entries": {
+        cache_key(machine, OPENBLAS): {"gflops": 70.0},
+        cache_key(machine, MKL): {"gflops": 60.0},
+    }}
+    assert cached_probes(cache, machine, ALL) == figures(openblas=70.0, mkl=60.0)
+    upgraded = {**ALL, "mkl": Candidate("mkl", MKL.path, "mkl 2027.0")}
+    assert cached_probes(cache, machine, upgraded) == figures(openblas=70.0)
+    assert cached_probes(cache, "Intel Xeon flags:def cores:2", ALL) == {}
+    assert cached_probes({"schema": 0, "entries": cache["entries"]}, machine, ALL) == {}
