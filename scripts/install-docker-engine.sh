@@ -2,8 +2,10 @@
 # Installs and starts a real Docker engine (dockerd + compose v2 plugin) on Debian or Ubuntu.
 # - Debian bookworm: its own docker-compose is the retired v1, so docker.io and docker-compose
 #   come from trixie, pinned low (priority 100) and asked for as pkg/trixie, so only what they
-#   need is taken from trixie. The trixie source is derived from the machine's own Debian
-#   sources (deb822 debian.sources, else the one-line sources.list): no host is named here.
+#   need is taken from trixie. The trixie and trixie-security sources are derived from the
+#   machine's own Debian sources (deb822 debian.sources, else the one-line sources.list): no
+#   host is named here. If apt-get update or the install fails, the sources and pins this run
+#   added are removed again.
 #   A Debian whose own archive already has compose v2 installs from it.
 # - Ubuntu: its own docker.io and docker-compose-v2 packages.
 # Then starts the engine: `systemctl start docker` where systemd runs the machine, else a
@@ -25,43 +27,113 @@ is_ubuntu() {
   [ "$id" = ubuntu ] || [[ " $like " == *" ubuntu "* ]]
 }
 
-# The trixie source file's name and text on stdout (first line: the file name), derived from
-# the first deb822 stanza of debian.sources, else from the first `deb ` line of sources.list.
-trixie_source() {
-  local deb822="$APT_ETC/sources.list.d/debian.sources" oneline="$APT_ETC/sources.list" line
+# A trixie source's file name and text on stdout (first line: the file name), derived from the
+# machine's own Debian sources: the first deb822 stanza of debian.sources whose suites match
+# $1 (a regex), else the first matching `deb ` line of sources.list; $2 is the new suite.
+# $3 (optional) is the file name's suffix; nothing printed when nothing matches.
+derive_source() {
+  local want=$1 suite=$2 suffix=${3:-} deb822="$APT_ETC/sources.list.d/debian.sources"
+  local oneline="$APT_ETC/sources.list" line
   if [ -f "$deb822" ]; then
-    # The first stanza of type deb (the main archive), suite trixie, component main.
-    line=$(awk 'BEGIN{RS=""} /(^|\n)Types:[^\n]*[ \t]deb([ \t]|\n|$)/ {print; exit}' "$deb822")
-    [ -n "$line" ] || die "$deb822 has no stanza of type deb to derive a trixie source from."
-    echo cortex-trixie.sources
-    printf '%s\n' "$line" | sed -E -e 's/^Suites:.*/Suites: trixie/' \
-      -e 's/^Components:.*/Components: main/'
-    return
+    # The first stanza of type deb whose Suites: field has a suite matching $want.
+    line=$(awk -v want="$want" 'BEGIN{RS=""}
+      /(^|\n)Types:[^\n]*[ \t]deb([ \t]|\n|$)/ {
+        n = split($0, rows, "\n")
+        for (i = 1; i <= n; i++) if (rows[i] ~ /^Suites:/) {
+          m = split(substr(rows[i], 8), suites, /[ \t]+/)
+          for (j = 1; j <= m; j++) if (suites[j] ~ ("^" want "$")) { print; exit }
+        }
+      }' "$deb822")
+    if [ -n "$line" ]; then
+      echo "cortex-trixie$suffix.sources"
+      printf '%s\n' "$line" | sed -E -e "s/^Suites:.*/Suites: $suite/" \
+        -e 's/^Components:.*/Components: main/'
+    fi
+    return 0
   fi
   if [ -f "$oneline" ]; then
-    # First uncommented `deb` line that is not a CD-ROM; options ([signed-by=...]) kept.
-    line=$(grep -E '^[[:space:]]*deb[[:space:]]' "$oneline" | grep -v 'cdrom:' | head -1 || true)
+    # First uncommented `deb` line with a matching suite that is not a CD-ROM; options kept.
+    line=$(grep -E '^[[:space:]]*deb[[:space:]]' "$oneline" | grep -v 'cdrom:' \
+      | awk -v want="$want" '{ i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                               if ($(i + 1) ~ ("^" want "$")) { print; exit } }' || true)
     if [ -n "$line" ]; then
-      echo cortex-trixie.list
+      echo "cortex-trixie$suffix.list"
       printf '%s\n' "$line" | sed -E \
-        's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/deb \1\2 trixie main/'
-      return
+        "s/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/deb \1\2 $suite main/"
     fi
   fi
-  die "No Debian archive is configured in $deb822 or $oneline to derive a trixie source from."
 }
 
-# Writes the trixie source and its pin once (either format counts as written).
-add_trixie_source() {
-  local dir="$APT_ETC/sources.list.d" out name
-  if [ ! -f "$dir/cortex-trixie.sources" ] && [ ! -f "$dir/cortex-trixie.list" ]; then
-    out=$(trixie_source)
-    name=$(printf '%s\n' "$out" | head -1)
-    printf '%s\n' "$out" | tail -n +2 >"$dir/$name"
+# The trixie source (from the main archive's entry); dies when there is none to derive from.
+trixie_source() {
+  local out
+  out=$(derive_source '[a-z]+' trixie)
+  if [ -z "$out" ]; then
+    if [ -f "$APT_ETC/sources.list.d/debian.sources" ]; then
+      die "$APT_ETC/sources.list.d/debian.sources has no stanza of type deb to derive a trixie source from."
+    fi
+    die "No Debian archive is configured in $APT_ETC/sources.list.d/debian.sources or $APT_ETC/sources.list to derive a trixie source from."
   fi
+  printf '%s\n' "$out"
+}
+
+# trixie-security, from the machine's own security entry (bookworm-security); none, none added.
+trixie_security_source() { derive_source '[a-z]+-security' trixie-security -security; }
+
+# Files this run added, so that a failure before the install completes takes them back.
+ADDED_FILES=()
+
+# Writes $2 (and a newline) to $1 unless it exists, and records it as added by this run.
+# (An argument, not stdin: a function at the end of a pipe runs in a subshell, and the
+# record would be lost.)
+write_new() {
+  [ -f "$1" ] && return 0
+  printf '%s\n' "$2" >"$1"
+  ADDED_FILES+=("$1")
+}
+
+remove_added() {
+  local file
+  for file in ${ADDED_FILES[@]+"${ADDED_FILES[@]}"}; do
+    rm -f "$file"
+    echo "install-docker-engine: removed $file again (the install from trixie did not complete)" >&2
+  done
+  ADDED_FILES=()
+}
+
+# Writes a derived source once (either format counts as written); $1 is trixie_source or
+# trixie_security_source.
+write_source() {
+  local dir="$APT_ETC/sources.list.d" out name base
+  base=cortex-trixie${2:-}
+  [ -f "$dir/$base.sources" ] || [ -f "$dir/$base.list" ] && return 0
+  out=$("$1") || exit 1
+  [ -n "$out" ] || return 0
+  name=$(printf '%s\n' "$out" | head -1)
+  write_new "$dir/$name" "$(printf '%s\n' "$out" | tail -n +2)"
+}
+
+# The trixie source, trixie-security where the machine has a security source, and their pins
+# (both low, priority 100: only what is asked for as pkg/trixie comes from there).
+add_trixie_source() {
+  write_source trixie_source
+  write_source trixie_security_source -security
+  [ -n "$(ls "$APT_ETC/sources.list.d"/cortex-trixie-security.* 2>/dev/null)" ] \
+    || echo "install-docker-engine: no Debian security source is configured, so none is added for trixie" >&2
   mkdir -p "$APT_ETC/preferences.d"
-  [ -f "$APT_ETC/preferences.d/cortex-trixie" ] \
-    || printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$APT_ETC/preferences.d/cortex-trixie"
+  write_new "$APT_ETC/preferences.d/cortex-trixie" "$(printf '%s\n' 'Package: *' \
+    'Pin: release n=trixie' 'Pin-Priority: 100' '' 'Package: *' \
+    'Pin: release n=trixie-security' 'Pin-Priority: 100')"
+}
+
+# Adds the trixie sources and installs from them; on any failure before the install completes
+# (apt-get update or install), the sources and pins this run added are removed again.
+install_from_trixie() {
+  trap remove_added EXIT
+  add_trixie_source
+  apt-get update -qq
+  apt_install docker.io/trixie docker-compose/trixie
+  trap - EXIT
 }
 
 candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}'; }
@@ -83,9 +155,7 @@ install_engine() {
   case "$(candidate docker-compose)" in
     2.*) apt_install docker.io docker-compose; return ;;  # trixie and later: compose v2 already
   esac
-  add_trixie_source
-  apt-get update -qq
-  apt_install docker.io/trixie docker-compose/trixie
+  install_from_trixie
 }
 
 systemd_runs() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }

@@ -31,9 +31,9 @@ class EngineInfo:
         return "start the Docker daemon (sudo systemctl start docker, or sudo dockerd &)"
 
 
-def _output(cmd: list[str], timeout: float = 10) -> tuple[int, str, str]:
+def _output(cmd: list[str], timeout: float = 10, env: dict | None = None) -> tuple[int, str, str]:
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return 124, "", f"'{' '.join(cmd)}' timed out after {timeout:.0f}s"
     except OSError as exc:
@@ -78,3 +78,16 @@ def describe_engine() -> EngineInfo:
     code, out, _ = _output([cli, "compose", "version", "--short"])
     engine.compose_version = out.splitlines()[0] if code == 0 and out else None
     return engine
+
+
+def engine_rootless(cli: str, kind: str, env: dict | None = None) -> bool:
+    """Whether the engine runs as the user (rootless Podman or Docker): then images that root
+    builds (`sudo inv setup`) land in root's store, not in the one this user's engine reads."""
+    if kind == "podman":
+        fmt = "{{.Host.Security.Rootless}}"
+    else:
+        fmt = "{{json .SecurityOptions}}"
+    code, out, _ = _output([cli, "info", "--format", fmt], env=env)
+    if code != 0:
+        return False
+    return out.strip() == "true" if kind == "podman" else "rootless" in out

@@ -1,23 +1,30 @@
-"""The MCP registry: serves the MCP servers listed in servers.json. Standard library only.
+"""The MCP registry: serves the MCP servers listed in servers.json.
 
-Routes:
+Flask on waitress (httpserve.py: bounded bodies, timeouts, JSON errors). Routes:
   GET /health           200 {"status": "ok", "servers": N}; 503 when the file cannot be read
-  GET /servers          {"servers": [...]}  (also /v1/servers)
-  GET /servers/<name>   one server; 404 {"error": ...} for a name not in the registry
+  GET /servers          {"servers": [...], "count": N}  (also /v1/servers; a trailing / is fine)
+  GET /servers/<name>   one server; 404 in OpenAI's error shape for a name not in the registry,
+                        with "known": the names it has
+Errors are {"error": {"message", "type", "param", "code"}}, as the model gateway's.
 The file is re-read when it changes, so edits show without a restart.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from flask import Flask, Response
+
+from httpserve import Limits, error_document, install_json_errors, log_requests, serve
+
+NAME = "mcp-registry"
 PORT = int(os.environ.get("REGISTRY_PORT", "8084"))
 FILE = os.environ.get("REGISTRY_FILE", "/registry/servers.json")
+# Only GETs: a body is never needed, so a small one is the most it takes.
+LIMITS = Limits.from_env("REGISTRY", os.environ, max_body=64 * 1024)
+PREFIXES = ("/servers", "/v1/servers")
 
 
 def log(message: str) -> None:
@@ -59,62 +66,45 @@ class Registry:
 
 
 REGISTRY = Registry(FILE)
+app = Flask(NAME)
+install_json_errors(app, LIMITS.max_body)
+log_requests(app, NAME)
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "cortex-mcp-registry/1"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        log(f"{self.address_string()} {fmt % args}")
-
-    def send_json(self, code: int, payload) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        path = urllib.parse.urlsplit(self.path).path.rstrip("/") or "/"
-        servers, error = REGISTRY.load()
-        if path == "/health":
-            if error:
-                self.send_json(503, {"status": "error", "error": error})
-            else:
-                self.send_json(200, {"status": "ok", "servers": len(servers)})
-            return
-        for prefix in ("/servers", "/v1/servers"):
-            if path == prefix:
-                self.send_json(200, {"servers": servers, "count": len(servers)})
-                return
-            if path.startswith(prefix + "/"):
-                name = urllib.parse.unquote(path[len(prefix) + 1:])
-                match = next((s for s in servers if s.get("name") == name), None)
-                if match is None:
-                    self.send_json(404, {"error": f"no MCP server named {name!r}",
-                                         "known": [s["name"] for s in servers]})
-                else:
-                    self.send_json(200, match)
-                return
-        self.send_json(404, {"error": f"no route GET {path}"})
+def _json(code: int, payload) -> Response:
+    return Response(json.dumps(payload), status=code, mimetype="application/json")
 
 
-def main() -> None:
-    REGISTRY.load()
-    server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    server.daemon_threads = True
-    log(f"listening on :{PORT}, serving {FILE}")
-    # PID 1 in its container: without a handler SIGTERM is ignored and `stop` waits 10s.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.server_close()
+@app.get("/health")
+@app.get("/health/")
+def health():
+    servers, error = REGISTRY.load()
+    if error:
+        return _json(503, {"status": "error", "error": error})
+    return _json(200, {"status": "ok", "servers": len(servers)})
+
+
+def lookup(name: str) -> Response:
+    servers, _ = REGISTRY.load()
+    match = next((s for s in servers if s.get("name") == name), None)
+    if match is None:
+        missing = error_document(404, f"no MCP server named {name!r}", "not_found", "name")
+        return _json(404, {**missing, "known": [s["name"] for s in servers]})
+    return _json(200, match)
+
+
+def listing() -> Response:
+    servers, _ = REGISTRY.load()
+    return _json(200, {"servers": servers, "count": len(servers)})
+
+
+for _prefix in PREFIXES:
+    app.add_url_rule(_prefix, f"list{_prefix}", listing, methods=["GET"])
+    app.add_url_rule(_prefix + "/", f"list{_prefix}/", listing, methods=["GET"])
+    app.add_url_rule(_prefix + "/<path:name>", f"one{_prefix}",
+                     lambda name: lookup(name.rstrip("/")), methods=["GET"])
 
 
 if __name__ == "__main__":
-    main()
+    REGISTRY.load()
+    serve(app, NAME, PORT, LIMITS, detail=f", serving {FILE}")

@@ -1,6 +1,6 @@
 """The model gateway: forwards embedding requests from containers to the host service.
 
-Standard library only. Routes:
+Flask on waitress (httpserve.py: bounded bodies, timeouts, JSON errors). Routes:
   GET  /health          200 {"status": "ok"|"degraded", "service": "model-gateway",
                              "upstream": {"url", "reachable", "status", "model", "dimensions"}}
                         "degraded" means the gateway runs but the host service does not answer.
@@ -8,38 +8,53 @@ Standard library only. Routes:
   POST /embed           forwarded to MLX_HOST_URL/embed (the seed's shape)
   POST /v1/embeddings   forwarded to MLX_HOST_URL/v1/embeddings (OpenAI's shape)
 Upstream answers (errors included) pass through unchanged; an upstream that cannot be reached
-is a 502 with an OpenAI-style error body.
+is a 502, and every error of the gateway's own is OpenAI's shape
+{"error": {"message", "type", "param", "code"}}.
+MLX_API_KEY, when set, goes to the host service as `Authorization: Bearer <key>`; without it a
+client's own Authorization header is passed on.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from flask import Flask, Response, request
+
+from httpserve import Limits, install_json_errors, json_error, log_requests, serve
+
+NAME = "model-gateway"
+UPSTREAM = os.environ.get("MLX_HOST_URL", "http://host.docker.internal:8081").rstrip("/")
+PORT = int(os.environ.get("GATEWAY_PORT", "8083"))
+TIMEOUT = float(os.environ.get("GATEWAY_UPSTREAM_TIMEOUT", "60"))
+HEALTH_TIMEOUT = float(os.environ.get("GATEWAY_HEALTH_TIMEOUT", "2"))
+LIMITS = Limits.from_env("GATEWAY", os.environ, max_body=16 * 1024 * 1024)
+API_KEY = os.environ.get("MLX_API_KEY", "").strip()
+FORWARDED = ("/embed", "/v1/embeddings")
+# Upstream headers a client needs besides the body: backpressure and auth challenges.
+PASSED_BACK = ("Retry-After", "WWW-Authenticate")
 
 # The host service is reached directly: a proxy the engine injects into containers
 # (HTTP_PROXY from the Docker client's config) must not carry container -> host traffic.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-UPSTREAM = os.environ.get("MLX_HOST_URL", "http://host.docker.internal:8081").rstrip("/")
-PORT = int(os.environ.get("GATEWAY_PORT", "8083"))
-TIMEOUT = float(os.environ.get("GATEWAY_UPSTREAM_TIMEOUT", "60"))
-HEALTH_TIMEOUT = float(os.environ.get("GATEWAY_HEALTH_TIMEOUT", "2"))
-MAX_BODY = int(os.environ.get("GATEWAY_MAX_BODY", str(16 * 1024 * 1024)))
-FORWARDED = ("/embed", "/v1/embeddings")
+app = Flask(NAME)
+install_json_errors(app, LIMITS.max_body)
+log_requests(app, NAME)
 
 
-def log(message: str) -> None:
-    print(f"model-gateway: {message}", file=sys.stderr, flush=True)
+def auth_headers(client_authorization: str | None) -> dict[str, str]:
+    if API_KEY:
+        return {"Authorization": f"Bearer {API_KEY}"}
+    return {"Authorization": client_authorization} if client_authorization else {}
 
 
 def upstream_health() -> dict:
     info = {"url": UPSTREAM, "reachable": False, "status": None}
+    probe = urllib.request.Request(UPSTREAM + "/health", headers=auth_headers(None))
     try:
-        with _DIRECT.open(UPSTREAM + "/health", timeout=HEALTH_TIMEOUT) as resp:
+        with _DIRECT.open(probe, timeout=HEALTH_TIMEOUT) as resp:
             body = json.loads(resp.read() or b"{}")
             info.update(reachable=True, status=body.get("status", "ok"),
                         model=body.get("model"), dimensions=body.get("dimensions"))
@@ -54,83 +69,55 @@ def upstream_health() -> dict:
     return info
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "cortex-model-gateway/1"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):  # one line per request, on stderr
-        log(f"{self.address_string()} {fmt % args}")
-
-    def send_json(self, code: int, payload, raw: bytes | None = None,
-                  content_type: str = "application/json") -> None:
-        body = raw if raw is not None else json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def error(self, code: int, message: str, kind: str) -> None:
-        self.send_json(code, {"error": {"message": message, "type": kind, "param": None,
-                                        "code": code}})
-
-    def do_GET(self):
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            upstream = upstream_health()
-            ok = upstream["reachable"] and upstream["status"] == "ok"
-            self.send_json(200, {"status": "ok" if ok else "degraded",
-                                 "service": "model-gateway", "upstream": upstream})
-        elif path == "/ping":
-            self.send_json(200, {"message": "pong"})
-        else:
-            self.error(404, f"no route GET {path}", "not_found")
-
-    def do_POST(self):
-        path = self.path.split("?", 1)[0]
-        if path not in FORWARDED:
-            self.error(404, f"no route POST {path}", "not_found")
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.error(400, "Content-Length is not a number", "invalid_request_error")
-            return
-        if length > MAX_BODY:
-            self.error(413, f"request body of {length} bytes exceeds {MAX_BODY}",
-                       "invalid_request_error")
-            return
-        body = self.rfile.read(length) if length else b""
-        request = urllib.request.Request(
-            UPSTREAM + path, data=body, method="POST",
-            headers={"Content-Type": self.headers.get("Content-Type", "application/json"),
-                     "Accept": "application/json"})
-        try:
-            with _DIRECT.open(request, timeout=TIMEOUT) as resp:
-                self.send_json(resp.status, None, raw=resp.read(),
-                               content_type=resp.headers.get("Content-Type", "application/json"))
-        except urllib.error.HTTPError as exc:
-            self.send_json(exc.code, None, raw=exc.read(),
-                           content_type=exc.headers.get("Content-Type", "application/json"))
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            self.error(502, f"the embedding service at {UPSTREAM} did not answer: {reason}",
-                       "upstream_unavailable")
+@app.get("/health")
+def health():
+    upstream = upstream_health()
+    ok = upstream["reachable"] and upstream["status"] == "ok"
+    return {"status": "ok" if ok else "degraded", "service": NAME, "upstream": upstream}
 
 
-def main() -> None:
-    server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    server.daemon_threads = True
-    log(f"listening on :{PORT}, forwarding {', '.join(FORWARDED)} to {UPSTREAM}")
-    # PID 1 in its container: without a handler SIGTERM is ignored and `stop` waits 10s.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+@app.get("/ping")
+def ping():
+    return {"message": "pong"}
+
+
+def _passed_on(status: int, body: bytes, headers) -> Response:
+    response = Response(body, status=status,
+                        content_type=headers.get("Content-Type", "application/json"))
+    for name in PASSED_BACK:
+        if headers.get(name):
+            response.headers[name] = headers[name]
+    return response
+
+
+def forward(path: str) -> Response:
+    body = request.get_data(cache=False)  # waitress has already de-chunked and bounded it
+    outgoing = urllib.request.Request(
+        UPSTREAM + path, data=body, method="POST",
+        headers={"Content-Type": request.headers.get("Content-Type", "application/json"),
+                 "Accept": "application/json",
+                 **auth_headers(request.headers.get("Authorization"))})
     try:
-        server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.server_close()
+        with _DIRECT.open(outgoing, timeout=TIMEOUT) as resp:
+            return _passed_on(resp.status, resp.read(), resp.headers)
+    except urllib.error.HTTPError as exc:
+        return _passed_on(exc.code, exc.read(), exc.headers)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return json_error(502, f"the embedding service at {UPSTREAM} did not answer: {reason}",
+                          "upstream_unavailable")
+
+
+@app.post("/embed")
+def embed():
+    return forward("/embed")
+
+
+@app.post("/v1/embeddings")
+def embeddings():
+    return forward("/v1/embeddings")
 
 
 if __name__ == "__main__":
-    main()
+    serve(app, NAME, PORT, LIMITS, detail=f", forwarding {', '.join(FORWARDED)} to {UPSTREAM}"
+          + (" with MLX_API_KEY" if API_KEY else ""))

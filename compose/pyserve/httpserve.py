@@ -1,0 +1,140 @@
+"""Serving the stack's small Python services (model gateway, MCP registry) with Flask on waitress.
+
+What the hand-rolled http.server versions lacked, in one place for both:
+- bounded bodies: waitress refuses a body over the limit (Content-Length or chunked) before it
+  reads it, and Flask's MAX_CONTENT_LENGTH backs that up;
+- timeouts: an idle or half-sent connection is closed after `channel_timeout` seconds, and a
+  connection limit well above what a development stack sees, so slow clients cannot lock others
+  out; requests are served by a fixed pool of threads, not a thread per connection;
+- one error shape, OpenAI's `{"error": {"message", "type", "param", "code"}}`, for the app's
+  errors and for the ones waitress answers itself (bad Content-Length, bad chunking, too large).
+Works with Debian bookworm's Flask 2.2 / waitress 2.1 and PyPI's Flask 3.1 / waitress 3.0.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Mapping
+
+from flask import Flask, Response, request
+from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+from werkzeug.exceptions import HTTPException
+
+ERROR_TYPES = {400: "invalid_request_error", 404: "not_found", 405: "method_not_allowed",
+               413: "invalid_request_error", 431: "invalid_request_error",
+               501: "not_implemented", 502: "upstream_unavailable"}
+
+
+def error_document(code: int, message: str, kind: str | None = None,
+                   param: str | None = None) -> dict:
+    """OpenAI's error shape; `code` is the HTTP status, as the gateway has always sent it."""
+    return {"error": {"message": message, "type": kind or ERROR_TYPES.get(code, "server_error"),
+                      "param": param, "code": code}}
+
+
+def json_error(code: int, message: str, kind: str | None = None, param: str | None = None,
+               headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(error_document(code, message, kind, param)), status=code,
+                    mimetype="application/json", headers=dict(headers or {}))
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Flask's own errors (404, 405, 413, ...) in the JSON shape, with a sentence of our own."""
+    code = exc.code or 500
+    if code == 404:
+        message = f"no route {request.method} {request.path}"
+    elif code == 405:
+        allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        message = f"{request.method} is not allowed on {request.path} (use {', '.join(allowed)})"
+    elif code == 413:
+        message = f"the request body exceeds {request.max_content_length} bytes"
+    else:
+        message = exc.description or exc.name
+    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    return json_error(code, message, headers=headers)
+
+
+def _unexpected(exc: Exception) -> Response:
+    logging.getLogger("httpserve").exception("unexpected error on %s %s", request.method,
+                                             request.path)
+    return json_error(500, f"internal error: {type(exc).__name__}", "server_error")
+
+
+def install_json_errors(app: Flask, max_body: int) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+class JsonErrorTask(ErrorTask):
+    """The errors waitress answers before the app sees a request, in the same JSON shape."""
+
+    def execute(self):
+        error = self.request.error
+        body = json.dumps(error_document(error.code, f"{error.reason}: {error.body}")).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"),
+                                      ("Connection", "close")])
+        self.close_on_finish = True  # the rest of a bad request cannot be trusted
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's bounds; each is an environment setting `<PREFIX>_<NAME>`."""
+
+    max_body: int
+    threads: int = 8
+    connection_limit: int = 1000
+    channel_timeout: int = 30  # seconds a connection may sit idle or half-sent
+
+    @classmethod
+    def from_env(cls, prefix: str, env: Mapping[str, str], max_body: int) -> "Limits":
+        def number(name: str, default: int) -> int:
+            raw = env.get(f"{prefix}_{name}", "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) < 1:
+                raise SystemExit(f"{prefix}_{name}={raw!r} is not a positive whole number.")
+            return int(raw)
+        return cls(max_body=number("MAX_BODY", max_body),
+                   threads=number("THREADS", cls.threads),
+                   connection_limit=number("CONNECTION_LIMIT", cls.connection_limit),
+                   channel_timeout=number("CHANNEL_TIMEOUT", cls.channel_timeout))
+
+
+def log_requests(app: Flask, name: str) -> None:
+    @app.after_request
+    def _log(response: Response) -> Response:
+        print(f"{name}: {request.remote_addr} {request.method} {request.full_path.rstrip('?')} "
+              f"{response.status_code}", file=sys.stderr, flush=True)
+        return response
+
+
+def serve(app: Flask, name: str, port: int, limits: Limits, detail: str = "") -> None:
+    """Serve until SIGTERM/SIGINT. PID 1 in its container: without a handler SIGTERM is ignored
+    and `stop` waits its full grace period."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"{name}: %(name)s %(levelname)s %(message)s")
+    server = create_server(
+        app, host="0.0.0.0", port=port, ident=name, threads=limits.threads,
+        connection_limit=limits.connection_limit, channel_timeout=limits.channel_timeout,
+        # Idle connections are looked at this often: a fraction of the timeout, so it holds.
+        cleanup_interval=max(1, limits.channel_timeout // 2),
+        max_request_body_size=limits.max_body, expose_tracebacks=False)
+    server.channel_class = JsonChannel
+    print(f"{name}: listening on :{port}{detail} (threads {limits.threads}, connection limit "
+          f"{limits.connection_limit}, idle timeout {limits.channel_timeout}s, max body "
+          f"{limits.max_body} bytes)", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.run()  # returns after SystemExit/KeyboardInterrupt, once waitress has cleaned up
