@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from worker import serve  # noqa: E402
 
+CHUNK = 32  # model.encode's batch size for long lists (its own default)
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,8 +42,11 @@ def main(argv: list[str]) -> int:
     load_seconds = time.perf_counter() - started
 
     def embed_batch(texts):
-        return model.encode(list(texts), batch_size=len(texts), normalize_embeddings=True,
-                            convert_to_numpy=True, show_progress_bar=False)
+        # As a user calls it: a list longer than 32 is sorted by length over the whole list
+        # and cut into batches of 32 (sentence-transformers' own default batch size).
+        return model.encode(list(texts), batch_size=min(len(texts), CHUNK),
+                            normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
 
     info = {
         "engine": "sentence-transformers",

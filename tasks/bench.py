@@ -13,6 +13,12 @@ What one run measures (all on the fixed corpus bench/corpus.json):
   that coalesces requests and one that runs one text per forward pass (both started by us,
   measured in alternation).
 - latency of one short text at idle: p50 and p99 over sequential requests.
+- every shape of work, on real prose (bench/prose.json: 512 paragraphs of the license texts
+  every Debian machine has, built by bench/build_prose_corpus.py, checked against
+  bench/prose.sha256): the whole corpus in one call (the peer with its own global length sort:
+  `model.encode(all, batch_size=32)`), chunks of 32 in corpus order, single-length batches
+  (short, medium, long), and 16 concurrent one-text clients against the peer encoding one
+  text at a time.
 
 Every HTTP client here is a keep-alive stdlib connection (`Client`): on a 2-core machine the
 clients share the cores with the service, and a heavy client library would measure itself.
@@ -53,6 +59,14 @@ PEER_VENV = Path(".venvs") / "peer-st"
 PEER_REQUIREMENTS = Path("bench") / "peer-requirements.txt"
 PEER_REQUIREMENTS_NODEPS = Path("bench") / "peer-requirements-nodeps.txt"
 RESULTS_DIR = "bench-results"
+PROSE = Path("bench") / "prose.json"
+PROSE_DIGEST = Path("bench") / "prose.sha256"
+CHUNK = 32               # the peer's encode batch size, and the chunked shapes' request size
+# Single-length bins by words (about 1.3 tokens a word): (name, fewest, most words).
+LENGTH_BINS = (("short", 3, 20), ("medium", 30, 80), ("long", 150, 10_000))
+BIN_TEXTS = 64           # texts per single-length workload
+# The service's auth when MLX_API_KEY is set (the services we start inherit it).
+API_KEY_ENV = "MLX_API_KEY"
 
 # (key, label, comparison, threshold): the issue's targets for a 2-core machine.
 TARGETS = (
@@ -60,6 +74,12 @@ TARGETS = (
     ("batching_gain", f"batching gain ({CLIENTS} one-text clients)", ">=", 3.0),
     ("vs_peer", "service / sentence-transformers throughput", ">=", 1.0),
     ("cold_start_s", "cold start, launch to healthy (s)", "<=", 3.0),
+    ("vs_peer_corpus", "whole corpus in one call vs peer", ">=", 1.0),
+    ("vs_peer_short", "short single-length batches vs peer", ">=", 1.0),
+    ("vs_peer_medium", "medium single-length batches vs peer", ">=", 1.0),
+    ("vs_peer_long", "long single-length batches vs peer", ">=", 1.0),
+    ("vs_peer_chunks", f"chunks of {CHUNK} in corpus order vs peer", ">=", 2.0),
+    ("vs_peer_one_text", f"{CLIENTS} one-text clients vs peer one by one", ">=", 1.5),
 )
 
 
@@ -133,6 +153,52 @@ def corpus_digest(corpus: Mapping) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def load_prose(path: Path, digest_path: Path) -> list[str]:
+    """The prose corpus, refused when it is not the file its checked-in sha256 names."""
+    try:
+        data = Path(path).read_bytes()
+        expected = Path(digest_path).read_text().split()[0]
+    except (OSError, IndexError) as exc:
+        raise BenchError(f"cannot read the prose corpus: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise BenchError(f"{path} does not match {digest_path}: rebuild both with "
+                         "bench/build_prose_corpus.py, or restore them from git")
+    texts = json.loads(data).get("texts")
+    if not isinstance(texts, list) or len(texts) < 2 or not all(
+            isinstance(t, str) and t.strip() for t in texts):
+        raise BenchError(f"{path}: 'texts' must be a list of non-empty texts")
+    return texts
+
+
+def length_bins(texts: Sequence[str], limit: int = BIN_TEXTS) -> dict[str, list[str]]:
+    """Texts of one length each (LENGTH_BINS, by words), the first `limit` of each, in order."""
+    bins: dict[str, list[str]] = {name: [] for name, _, _ in LENGTH_BINS}
+    for text in texts:
+        words = len(text.split())
+        for name, low, high in LENGTH_BINS:
+            if low <= words <= high and len(bins[name]) < limit:
+                bins[name].append(text)
+    return bins
+
+
+def build_shape_workloads(texts: Sequence[str]) -> list[Workload]:
+    """The shapes of work on the prose: all in one call, chunks in order, one length each."""
+    bins = length_bins(texts)
+    return [Workload("corpus", tuple(texts), len(texts)),
+            Workload("chunks", tuple(texts), CHUNK),
+            *(Workload(name, tuple(bins[name]), CHUNK) for name, _, _ in LENGTH_BINS
+              if bins[name])]
+
+
+def shape_ratios(shapes: Mapping, one_text: Mapping) -> dict[str, float | None]:
+    """service / peer per shape, keyed as TARGETS names them."""
+    by_name = {row["name"]: row for row in shapes.get("workloads", [])}
+    out = {f"vs_peer_{name}": by_name.get(name, {}).get("vs_peer")
+           for name in ("corpus", "short", "medium", "long", "chunks")}
+    out["vs_peer_one_text"] = one_text.get("vs_peer")
+    return out
+
+
 def interleave(*lists: Sequence[str]) -> list[str]:
     """Round-robin: a[0], b[0], c[0], a[1], ... so every batch mixes lengths."""
     out: list[str] = []
@@ -204,7 +270,8 @@ def evaluate_targets(ratios: Mapping[str, float | None]) -> list[dict]:
 
 def build_document(*, started: str, quick: bool, repeats: int, machine: dict, corpus: dict,
                    service: dict, throughput: dict, batching: dict, latency: dict,
-                   cold_start: dict, peer: dict, elapsed_s: float) -> dict:
+                   cold_start: dict, peer: dict, elapsed_s: float, shapes: dict | None = None,
+                   one_text: dict | None = None) -> dict:
     overall = throughput["overall"]
     ratios = {
         "service_efficiency": overall.get("efficiency"),
@@ -212,6 +279,7 @@ def build_document(*, started: str, quick: bool, repeats: int, machine: dict, co
         "vs_peer": overall.get("vs_peer"),
         "inprocess_vs_peer": ratio(overall.get("inprocess"), overall.get("peer")),
         "cold_start_s": cold_start.get("median_s"),
+        **shape_ratios(shapes or {}, one_text or {}),
     }
     return {
         "schema": SCHEMA,
@@ -227,6 +295,8 @@ def build_document(*, started: str, quick: bool, repeats: int, machine: dict, co
         "batching": batching,
         "latency": latency,
         "cold_start": cold_start,
+        "shapes": shapes or {},
+        "one_text": one_text or {},
         "ratios": ratios,
         "targets": evaluate_targets(ratios),
     }
@@ -262,6 +332,7 @@ def format_report(doc: dict) -> str:
         lines.append(f"{label:<24}{_fmt(row.get('inprocess')):>11}{_fmt(row.get('http')):>9}"
                      f"{_fmt(row.get('efficiency'), '.2f'):>12}{_fmt(row.get('peer')):>11}"
                      f"{_fmt(row.get('vs_peer'), '.2f', 'x'):>11}")
+    lines += format_shapes(doc.get("shapes") or {}, doc.get("one_text") or {}, doc["corpus"])
     lines.append("")
     b = doc["batching"]
     lines.append(f"batching: {b['clients']} clients x {b['requests_per_client']} one-text "
@@ -293,6 +364,32 @@ def format_report(doc: dict) -> str:
                      f"(target {target['target']}): {mark}")
     lines.append(f"elapsed {doc['elapsed_s']:.0f} s")
     return "\n".join(lines)
+
+
+def format_shapes(shapes: Mapping, one_text: Mapping, corpus: Mapping) -> list[str]:
+    """The shapes-of-work table: service (HTTP) against the peer on the same prose."""
+    if not shapes.get("workloads"):
+        return []
+    prose = corpus.get("prose") or {}
+    lines = ["", f"shapes of work on {prose.get('path', 'the prose corpus')} ({prose.get('texts')} "
+                 f"texts, sha256 {str(prose.get('sha256', ''))[:12]}), texts/s:"]
+    head = f"{'shape':<40}{'in-process':>11}{'HTTP':>9}{'peer (ST)':>11}{'HTTP/peer':>11}"
+    lines += [head, "-" * len(head)]
+    labels = {"corpus": "whole corpus in one call ({n})",
+              "chunks": "chunks of {b} in corpus order ({n})",
+              "short": "short, one length ({n} x{b})", "medium": "medium, one length ({n} x{b})",
+              "long": "long, one length ({n} x{b})"}
+    for row in shapes["workloads"]:
+        label = labels.get(row["name"], row["name"]).format(n=row["texts"], b=row["batch_size"])
+        lines.append(f"{label:<40}{_fmt(row.get('inprocess')):>11}{_fmt(row.get('http')):>9}"
+                     f"{_fmt(row.get('peer')):>11}{_fmt(row.get('vs_peer'), '.2f', 'x'):>11}")
+    if one_text:
+        label = f"one text a request, {one_text.get('clients')} clients ({one_text.get('texts')})"
+        lines.append(f"{label:<40}{'':>11}{_fmt(one_text.get('http_tps')):>9}"
+                     f"{_fmt(one_text.get('peer_tps')):>11}"
+                     f"{_fmt(one_text.get('vs_peer'), '.2f', 'x'):>11}")
+        lines.append("  (the peer encodes the same texts one at a time, one call each)")
+    return lines
 
 
 # --- prometheus text (pure) -------------------------------------------------------------------
@@ -341,6 +438,11 @@ def _loadavg() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """What every request of ours carries when the service wants a key (MLX_API_KEY)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def free_port() -> int:
@@ -409,12 +511,15 @@ class Service:
             self.proc.wait()
 
     def get_json(self, path: str) -> dict:
-        return local_http.get(self.url + path, timeout=10).json()
+        return local_http.get(self.url + path, timeout=10,
+                              headers=auth_headers(os.environ.get(API_KEY_ENV))).json()
 
     def metrics(self) -> dict[str, float]:
         import requests
         try:
-            return parse_metrics(local_http.get(self.url + "/metrics", timeout=10).text)
+            return parse_metrics(local_http.get(
+                self.url + "/metrics", timeout=10,
+                headers=auth_headers(os.environ.get(API_KEY_ENV))).text)
         except requests.RequestException:
             return {}
 
@@ -477,10 +582,11 @@ class Client:
     to the service, so the figures describe the service more than the client library.
     """
 
-    def __init__(self, url: str, timeout: float = 120.0):
+    def __init__(self, url: str, timeout: float = 120.0, api_key: str | None = None):
         from urllib.parse import urlsplit
         parts = urlsplit(url)
         self.url, self.host, self.port, self.timeout = url, parts.hostname, parts.port, timeout
+        self.headers = auth_headers(os.environ.get(API_KEY_ENV) if api_key is None else api_key)
         self._conn = None
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -489,7 +595,9 @@ class Client:
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
-                headers = {"Content-Type": "application/json"} if body is not None else {}
+                headers = dict(self.headers)
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
                 self._conn.request(method, path, body=body, headers=headers)
                 response = self._conn.getresponse()
                 return response.status, response.read()
@@ -634,6 +742,8 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
     corpus_path = root / "bench" / "corpus.json"
     corpus = load_corpus(corpus_path)
     workloads = build_workloads(corpus)
+    prose = load_prose(root / PROSE, root / PROSE_DIGEST)
+    shape_workloads = build_shape_workloads(prose)
     machine = machine_info()
     repeats = options.n_repeats
 
@@ -719,6 +829,7 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
             say(f"throughput repeat {rep + 1}/{repeats} done")
         throughput = summarize_throughput(workloads, seconds)
         throughput["seconds"] = seconds
+        shapes = measure_shapes(engines, shape_workloads, repeats, say)
 
         # 4. Latency at idle: one short text per request, one after another.
         say(f"latency: {options.latency_requests} one-text requests")
@@ -774,12 +885,15 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
             batching["note"] = ("the service's /metrics has no batch-size histogram: could not "
                                 f"check that {COALESCE_ENV}=1 gave one text per pass")
 
+        one_text = measure_one_text(batched.url, peer, prose, options.per_client, repeats, say)
+
         service_doc = {
             "url_batched": batched.url,
             "blas": info.get("blas"), "device": info.get("device"),
             "mlx": (info.get("versions") or {}).get("mlx"),
             "limits": info.get("limits"), "versions": info.get("versions"),
             "inprocess_blas": inproc.info.get("blas"),
+            "blas_choice": info.get("blas_choice") or inproc.info.get("blas_choice"),
         }
         cold_doc = {"samples_s": cold, "median_s": median(cold), "min_s": min(cold),
                     "max_s": max(cold), "first_embed_ms": first_embed_ms}
@@ -792,11 +906,49 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
     machine["loadavg_end"] = _loadavg()
     corpus_doc = {"path": str(corpus_path.relative_to(root)), "sha256": corpus_digest(corpus),
                   "texts": sum(len(corpus[k]) for k in ("short", "medium", "long")),
-                  "counts": {k: len(corpus[k]) for k in ("short", "medium", "long")}}
+                  "counts": {k: len(corpus[k]) for k in ("short", "medium", "long")},
+                  "prose": {"path": str(PROSE), "texts": len(prose),
+                            "sha256": (root / PROSE_DIGEST).read_text().split()[0]}}
     return build_document(started=started, quick=options.quick, repeats=repeats, machine=machine,
                           corpus=corpus_doc, service=service_doc, throughput=throughput,
                           batching=batching, latency=latency, cold_start=cold_doc, peer=peer_doc,
-                          elapsed_s=time.perf_counter() - started_clock)
+                          elapsed_s=time.perf_counter() - started_clock, shapes=shapes,
+                          one_text=one_text)
+
+
+def measure_shapes(engines: Mapping[str, Callable[[Workload], float]],
+                   workloads: Sequence[Workload], repeats: int, say: Say = _quiet) -> dict:
+    """Every shape on every engine, interleaved as the throughput figures are."""
+    seconds: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
+    names = list(engines)
+    for rep in range(repeats):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for w in workloads:
+            for engine in order:
+                seconds[engine].setdefault(w.name, []).append(engines[engine](w))
+        say(f"shapes repeat {rep + 1}/{repeats} done")
+    shapes = summarize_throughput(workloads, seconds)
+    shapes["seconds"] = seconds
+    return shapes
+
+
+def measure_one_text(url: str, peer: "Worker | None", texts: Sequence[str], per_client: int,
+                     repeats: int, say: Say = _quiet) -> dict:
+    """CLIENTS concurrent one-text clients on the service against the peer embedding the same
+    texts one call each, alternating; medians of texts/s."""
+    plan = client_plan(texts, CLIENTS, per_client)
+    flat = [t for client in plan for t in client]
+    http_tps: list[float] = []
+    peer_tps: list[float] = []
+    for rep in range(repeats):
+        http_tps.append(concurrent_run(url, plan)["tps"])
+        if peer is not None:
+            peer_tps.append(rate(len(flat), peer.run(flat, 1)))
+        say(f"one-text repeat {rep + 1}/{repeats}: {http_tps[-1]:.1f} texts/s"
+            + (f" vs peer {peer_tps[-1]:.1f}" if peer_tps else ""))
+    http_median, peer_median = median(http_tps), median(peer_tps)
+    return {"clients": CLIENTS, "texts": len(flat), "http_tps": http_median,
+            "peer_tps": peer_median, "vs_peer": ratio(http_median, peer_median)}
 
 
 def save_result(root: Path, doc: dict) -> Path:

@@ -124,7 +124,10 @@ def test_targets_compare_in_the_right_direction():
     assert targets["batching_gain"]["met"] is False
     assert targets["vs_peer"]["met"] is None
     assert targets["cold_start_s"]["met"] is False  # lower is better
-    assert bench.evaluate_targets({"cold_start_s": 1.2})[-1]["met"] is True
+    by_key = {t["key"]: t for t in bench.evaluate_targets({"cold_start_s": 1.2,
+                                                            "vs_peer_chunks": 1.9})}
+    assert by_key["cold_start_s"]["met"] is True
+    assert by_key["vs_peer_chunks"]["met"] is False  # chunks must reach 2x
 
 
 def _document(peer_measured=True):
@@ -228,6 +231,7 @@ class FakeService(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     short_by_one = False
     texts_seen: list = []
+    auth_seen: list = []
 
     def log_message(self, *args):
         pass
@@ -241,12 +245,14 @@ class FakeService(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        FakeService.auth_seen.append(self.headers.get("Authorization"))
         if self.path == "/ping":
             self._send(200, json.dumps({"message": "pong"}))
         else:
             self._send(404, "{}")
 
     def do_POST(self):
+        FakeService.auth_seen.append(self.headers.get("Authorization"))
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         texts = body["input"]
         FakeService.texts_seen.extend(texts)
@@ -258,6 +264,7 @@ class FakeService(BaseHTTPRequestHandler):
 def fake_service():
     FakeService.short_by_one = False
     FakeService.texts_seen = []
+    FakeService.auth_seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeService)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -318,3 +325,89 @@ def test_peer_requirements_pin_the_local_torch_and_keep_the_model_nodeps():
         for line in path.read_text().splitlines()]
     names = {line.split("=")[0].split("[")[0].split(";")[0].strip() for line in project if line}
     assert names and not names & {"torch", "sentence-transformers"}  # never a dependency
+
+
+def test_clients_send_the_api_key_when_one_is_set(fake_service, monkeypatch):
+    bench.Client(fake_service).embed(["a"])
+    monkeypatch.setenv("MLX_API_KEY", "s3cret")
+    bench.concurrent_run(fake_service, [["b"], ["c"]])
+    assert FakeService.auth_seen[0] is None
+    assert FakeService.auth_seen[1:] and set(FakeService.auth_seen[1:]) == {"Bearer s3cret"}
+
+
+# --- the prose corpus and the shapes of work ---------------------------------------------------
+PROSE = REPO_ROOT / bench.PROSE
+PROSE_DIGEST = REPO_ROOT / bench.PROSE_DIGEST
+
+
+def test_repo_prose_is_500_real_texts_of_mixed_lengths_matching_its_sha256():
+    texts = bench.load_prose(PROSE, PROSE_DIGEST)
+    assert len(texts) >= 500 and len(set(texts)) == len(texts)
+    bins = bench.length_bins(texts)
+    assert all(len(bins[name]) == bench.BIN_TEXTS for name in ("short", "medium", "long"))
+    assert max(len(t.split()) for t in texts) > 256  # some are truncated, as documents are
+
+
+def test_load_prose_refuses_a_corpus_its_sha256_does_not_name(tmp_path):
+    copy, digest = tmp_path / "prose.json", tmp_path / "prose.sha256"
+    copy.write_bytes(PROSE.read_bytes().replace(b"Software", b"Softwear", 1))
+    digest.write_text(PROSE_DIGEST.read_text())
+    with pytest.raises(bench.BenchError, match="does not match"):
+        bench.load_prose(copy, digest)
+    with pytest.raises(bench.BenchError, match="cannot read"):
+        bench.load_prose(tmp_path / "missing.json", digest)
+
+
+def test_the_build_script_rebuilds_the_same_corpus_from_the_same_licenses():
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import build_prose_corpus
+    checked_in = json.loads(PROSE.read_text())
+    source = build_prose_corpus.SOURCE
+    if not source.is_dir():
+        pytest.fail(f"{source} is missing: it comes with Debian's base-files")
+    rebuilt = build_prose_corpus.build(source)
+    if rebuilt["source_sha256"] != checked_in["source_sha256"]:
+        pytest.xfail("this machine's base-files has other license texts than the corpus's")
+    assert rebuilt["texts"] == checked_in["texts"]
+
+
+def test_length_bins_cut_by_words_and_keep_corpus_order():
+    texts = ["a b c", "x " * 40, "one two three four", "y " * 200, "z " * 25]
+    bins = bench.length_bins(texts, limit=5)
+    assert bins["short"] == ["a b c", "one two three four"]
+    assert bins["medium"] == ["x " * 40]           # 25 words sits between two bins: in none
+    assert bins["long"] == ["y " * 200]
+    assert bench.length_bins(texts, limit=1)["short"] == ["a b c"]
+
+
+def test_shape_workloads_cover_one_call_chunks_and_each_length():
+    texts = [("w " * n).strip() for n in (5, 40, 200) * 40]
+    shapes = {w.name: w for w in bench.build_shape_workloads(texts)}
+    assert list(shapes) == ["corpus", "chunks", "short", "medium", "long"]
+    assert shapes["corpus"].batch_size == len(texts) and shapes["corpus"].texts == tuple(texts)
+    assert shapes["chunks"].batch_size == bench.CHUNK
+    assert {len(t.split()) for t in shapes["long"].texts} == {200}
+
+
+def test_shapes_are_in_the_document_the_targets_and_the_report():
+    shape_list = [bench.Workload("corpus", ("a",) * 4, 4), bench.Workload("long", ("b",) * 2, 32)]
+    seconds = {"inprocess": {"corpus": [1.0], "long": [1.0]}, "http": {"corpus": [2.0], "long": [1.0]},
+               "peer": {"corpus": [1.0], "long": [2.0]}}
+    shapes = bench.summarize_throughput(shape_list, seconds)
+    one_text = {"clients": 16, "texts": 128, "http_tps": 90.0, "peer_tps": 60.0, "vs_peer": 1.5}
+    doc = _document()
+    doc = bench.build_document(**{k: doc[k] for k in (
+        "started", "quick", "repeats", "machine", "service", "throughput", "batching", "latency",
+        "cold_start", "peer")}, corpus={**doc["corpus"], "prose": {
+            "path": "bench/prose.json", "texts": 512, "sha256": "cd" * 32}},
+        elapsed_s=1.0, shapes=shapes, one_text=one_text)
+    assert doc["ratios"]["vs_peer_corpus"] == pytest.approx(0.5)
+    assert doc["ratios"]["vs_peer_long"] == pytest.approx(2.0)
+    assert doc["ratios"]["vs_peer_one_text"] == 1.5
+    targets = {t["key"]: t["met"] for t in doc["targets"]}
+    assert targets["vs_peer_corpus"] is False and targets["vs_peer_one_text"] is True
+    assert targets["vs_peer_medium"] is None
+    text = bench.format_report(doc)
+    assert "whole corpus in one call (4)" in text and "0.50x" in text
+    assert "one text a request, 16 clients (128)" in text and "1.50x" in text
+    assert json.loads(json.dumps(doc)) == doc
