@@ -2,6 +2,7 @@
 (tasks/mlx_process.py) do the work, progress on stderr, errors as `Exit(message, 1)`."""
 from __future__ import annotations
 
+import inspect
 import json as _json
 import sys
 
@@ -148,38 +149,57 @@ def logs(c, follow=False, n=50):
 
 ACTIONS = {"install": install, "start": start, "stop": stop, "restart": restart,
            "status": status, "logs": logs}
+# The seed's -f: --foreground for start (start-mlx-host.sh -f|--foreground), --follow for logs.
+SHORT_F = {"start": "foreground", "logs": "follow"}
+
+
+def flags_for(action: str, given: dict) -> dict:
+    """The flags `action` takes, out of everything `inv mlx ACTION` accepts; -f becomes the
+    action's own meaning of it. Raises Exit (2) for -f on an action without one."""
+    given = dict(given)
+    if given.pop("f"):
+        if action not in SHORT_F:
+            raise Exit(f"[mlx] error: -f means --foreground for start and --follow for logs; "
+                       f"`inv mlx {action}` takes neither", code=2)
+        given[SHORT_F[action]] = True
+    accepted = inspect.signature(ACTIONS[action].body).parameters
+    return {name: value for name, value in given.items() if name in accepted}
+
+
+def print_actions() -> None:
+    print("Usage: inv mlx ACTION [flags]   (or inv mlx.ACTION [flags])\n")
+    for name, chosen in ACTIONS.items():
+        print(f"  {name:<8} {(chosen.__doc__ or '').strip().splitlines()[0]}")
+    print("\n-f: start runs in the foreground (--foreground), logs follows (--follow).")
+    print("Flags of one action: inv --help mlx.ACTION")
 
 
 @task(positional=["action"], default=True, help={
     "action": "install, start, stop, restart, status or logs",
+    "f": "start: --foreground; logs: --follow (as the seed's scripts)",
     "foreground": "start: run attached", "install": "start/restart: refresh the venv first",
     "wait": "start/restart: wait for /health", "timeout": "start/restart: seconds to wait",
     "venv": "the service venv", "watch": "start: restart on source changes",
     "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
-    "force": "install: reinstall", "blas": "install: mkl adds oneMKL, default removes it",
-    "json": "status: JSON only on stdout",
+    "force": "install: reinstall", "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines"})
-def dispatch(c, action, follow=False, n=50, timeout=None, json=False, venv=None,
-             foreground=False, install=True, wait=True, watch=False, grace=10.0, force=False,
-             blas=None):
+def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=None, json=False,
+             venv=None, install=True, wait=True, watch=False, grace=10.0, force=False):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
-    # (Parameter order sets invoke's short flags: -f is --follow, as in `inv mlx logs -f`.)
-    given = {"foreground": foreground, "install": install, "wait": wait, "timeout": timeout,
-             "venv": venv, "watch": watch, "grace": grace, "force": force, "json": json,
-             "follow": follow, "n": n, "blas": blas}
+    # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
+    # foreground keeps -o as before.
     if action in ("-h", "--help", "help"):
         # The positional argument eats --help before invoke sees it: answer it here.
-        print("Usage: inv mlx ACTION [flags]   (or inv mlx.ACTION [flags])\n")
-        for name, chosen in ACTIONS.items():
-            print(f"  {name:<8} {(chosen.__doc__ or '').strip().splitlines()[0]}")
-        print("\nFlags of one action: inv --help mlx.ACTION")
+        print_actions()
         return
     chosen = ACTIONS.get(action)
     if chosen is None:
         raise Exit(f"[mlx] error: unknown action {action!r}; choose one of: "
                    + ", ".join(ACTIONS), code=2)
-    accepted = chosen.body.__code__.co_varnames[1:chosen.body.__code__.co_argcount]
-    chosen(c, **{name: given[name] for name in accepted})
+    given = {"f": f, "foreground": foreground, "install": install, "wait": wait,
+             "timeout": timeout, "venv": venv, "watch": watch, "grace": grace, "force": force,
+             "json": json, "follow": follow, "n": n}
+    chosen(c, **flags_for(action, given))
 
 
 # `inv mlx start` reaches `dispatch` (the collection's default task, `action` positional);

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Sequence
 
 from tasks.compose import (Compose, ComposeError, Engine, EngineError, compose_files,
                            find_engine)
+from tasks.flags import MlxFlags
 from tasks.readiness import PROBES, NotReady, wait_ready
 from tasks.settings import ALL_SERVICES, APP_SERVICES, CORE_SERVICES, Settings, SettingsError
 
@@ -288,27 +289,27 @@ def port_warnings(stack: Stack, services: Sequence[str],
 
 def setup(settings: Settings, say: Say = say_stderr, install: bool = True,
           images: bool = True, rebuild: bool = False) -> list[str]:
-    """Onboarding: tools, .env.dev, the service venv, images. Returns the next steps."""
+    """Onboarding: tools, .env.dev, the service venv, then the engine and images. Returns the
+    next steps. The steps that need no engine come first, so that an engine that is down
+    costs only the images: StackError then says so in one sentence."""
     import shutil
     for tool in ("git",):
         if not shutil.which(tool):
             say(f"warning: {tool} is not on PATH")
-    if not settings.env_file.exists():
-        from tasks.settings import DEFAULTS
-        lines = ["# cortex-dev: ports and URLs of the development stack (written by inv setup)."]
-        lines += [f"{k}={v}" for k, v in DEFAULTS.items()]
-        settings.env_file.write_text("\n".join(lines) + "\n")
-        say(f"wrote {settings.env_file} with the defaults")
-    else:
-        say(f"{settings.env_file.name} present")
-    stack = open_stack(settings)
-    say(f"engine: {stack.engine.kind} ({' '.join(Path(a).name for a in stack.engine.compose)} "
-        f"{stack.engine.version}) at {stack.engine.where(stack.env)}")
+    write_env_file(settings, say)
     if install:
         from tasks.service_venv import install_service_venv
         say(f"service venv: {settings.mlx_venv}")
         if not install_service_venv(settings, say=say):
             say("service venv up to date")
+    try:
+        stack = open_stack(settings)
+    except EngineError as exc:
+        ready = settings.env_file.name + (" and the service venv are" if install else " is")
+        raise StackError(f"{str(exc).rstrip('.')}; {ready} ready, so run `inv setup` again "
+                         "once the engine answers, to build the images.") from None
+    say(f"engine: {stack.engine.kind} ({' '.join(Path(a).name for a in stack.engine.compose)} "
+        f"{stack.engine.version}) at {stack.engine.where(stack.env)}")
     if images:
         if rebuild:
             from tasks.images import ensure_local_images
@@ -324,6 +325,19 @@ def setup(settings: Settings, say: Say = say_stderr, install: bool = True,
     return ["inv start                  # host service + containers, waits until ready",
             "inv status                 # what runs (inv status --json for scripts)",
             "inv health                 # one line per service, exit code for scripts"]
+
+
+def write_env_file(settings: Settings, say: Say) -> None:
+    """The settings file with the defaults, unless it exists (it is the user's then)."""
+    if settings.env_file.exists():
+        say(f"{settings.env_file.name} present")
+        return
+    from tasks.settings import DEFAULTS
+    lines = ["# cortex-dev: ports and URLs of the development stack (written by inv setup)."]
+    lines += [f"{k}={v}" for k, v in DEFAULTS.items()]
+    settings.env_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.env_file.write_text("\n".join(lines) + "\n")
+    say(f"wrote {settings.env_file} with the defaults")
 
 
 # --- start --------------------------------------------------------------------------------------------
@@ -369,8 +383,9 @@ def service_log_tail(stack: Stack, service: str, lines: int = 20) -> str:
 
 
 def start_host_service(settings: Settings, say: Say, fast: bool = False, install: bool = True,
-                       venv: str | None = None, timeout: float | None = None,
-                       flags: Sequence[str] = ()) -> dict:
+                       options: MlxFlags = MlxFlags()) -> dict:
+    """The host service started (or found healthy with `fast`) with `options`: the venv, the
+    wait and timeout, and the server's own arguments."""
     from tasks import mlx_process
     if fast:
         current = mlx_process.service_status(settings)
@@ -381,16 +396,21 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
                 "not installing or restarting it")
             return current
     try:
-        return mlx_process.start_service(settings, venv_path=venv, install=install, wait=True,
-                                         timeout=timeout, extra_args=tuple(flags), say=say)
+        return mlx_process.start_service(settings, install=install, say=say,
+                                         **host_start_kwargs(options))
     except mlx_process.ServiceError as exc:
         raise StackError(f"The host embedding service did not start: {exc}") from None
 
 
+def host_start_kwargs(options: MlxFlags) -> dict:
+    """mlx_process.start_service's arguments for `options` (start and every watch restart)."""
+    return {"venv_path": options.venv, "wait": options.wait, "timeout": options.timeout,
+            "extra_args": tuple(options.server_args)}
+
+
 def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bool = False,
-          install: bool = True, mlx_venv: str | None = None, mlx_timeout: float | None = None,
-          mlx_flags: Sequence[str] = (), with_mlx: bool = True, timeout: float | None = None,
-          say: Say = say_stderr) -> StartResult:
+          install: bool = True, mlx: MlxFlags = MlxFlags(), with_mlx: bool = True,
+          timeout: float | None = None, say: Say = say_stderr) -> StartResult:
     """Host service, then containers, then wait for every started service's probe."""
     selected = parse_services(services)
     wait_for = ready_timeout(settings, timeout)
@@ -400,12 +420,11 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     warnings = port_warnings(stack, runnable)
     for line in warnings:
         say(f"warning: {line}")
-    mlx = None
+    host = None
     if with_mlx:
-        mlx = start_host_service(settings, say, fast=fast, install=install, venv=mlx_venv,
-                                 timeout=mlx_timeout, flags=mlx_flags)
+        host = start_host_service(settings, say, fast=fast, install=install, options=mlx)
     if not runnable:
-        return StartResult([], skipped, {}, mlx, warnings, stack.offline)
+        return StartResult([], skipped, {}, host, warnings, stack.offline)
     say(f"starting {', '.join(runnable)} (project {stack.compose.project})")
     try:
         stack.compose.up(runnable, build=any(s in BUILT_SERVICES for s in runnable))
@@ -418,7 +437,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     except NotReady as exc:
         logs = service_log_tail(stack, exc.service)
         raise StackError(f"{exc}.\nLast log lines of {exc.service}:\n{logs or '(none)'}") from None
-    return StartResult(runnable, skipped, took, mlx, warnings, stack.offline)
+    return StartResult(runnable, skipped, took, host, warnings, stack.offline)
 
 
 # --- stop / clean -----------------------------------------------------------------------------------
@@ -556,9 +575,11 @@ def format_table(rows: list[dict], columns: Sequence[str]) -> str:
 # --- watch --------------------------------------------------------------------------------------------
 
 def watch(settings: Settings, services: Sequence[str], with_mlx: bool = True,
-          say: Say = say_stderr, stop_event: threading.Event | None = None) -> None:
+          say: Say = say_stderr, stop_event: threading.Event | None = None,
+          mlx: MlxFlags = MlxFlags()) -> None:
     """Rebuild and restart a built service when its folder under compose/ changes, and restart
-    the host service when mlx_service/ changes; until Ctrl-C (or stop_event)."""
+    the host service when mlx_service/ changes, with the venv, flags and timeout it was
+    started with (`mlx`); until Ctrl-C (or stop_event)."""
     import watchfiles
     stack = open_stack(settings)
     targets: dict[Path, str] = {}
@@ -582,7 +603,8 @@ def watch(settings: Settings, services: Sequence[str], with_mlx: bool = True,
                     if name == "mlx":
                         from tasks import mlx_process
                         say("mlx_service changed: restarting the host service")
-                        mlx_process.restart_service(settings, say=say, install=False, wait=True)
+                        mlx_process.restart_service(settings, say=say, install=False,
+                                                    **host_start_kwargs(mlx))
                     else:
                         say(f"{name} changed: rebuilding and restarting it")
                         stack.compose.up([name], build=True)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from invoke import Exit, task
 
 from tasks.compose import ComposeError, EngineError
-from tasks.flags import seconds
+from tasks.flags import mlx_flags, seconds
 from tasks.settings import ALL_SERVICES, SettingsError, load_settings
 
 
@@ -58,7 +58,9 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
             "no-install": "do not install/update the host service's venv",
             "mlx-venv": "the host service's venv (default MLX_VENV_PATH or .venv-mlx)",
             "mlx-timeout": "seconds to wait for the host service's /health",
-            "mlx-flag": "extra argument for the host service (repeat for several)",
+            "mlx-flag": "a flag for the host service, repeatable: --no-wait, --timeout=S and "
+                        "--venv=PATH as start-mlx-host.sh reads them; any other (--dim=N) "
+                        "goes to the server",
             "no-mlx": "containers only: leave the host service alone",
             "timeout": "seconds to wait for the containers' readiness (CORTEX_READY_TIMEOUT)"})
 def start(c, services=None, fast=False, follow=False, watch=False, no_install=False,
@@ -67,12 +69,10 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
     from tasks import stack
     settings = load_settings()
     began = time.monotonic()
+    host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout"))
     with _failures():
         result = stack.start(settings, services or None, fast=fast, install=not no_install,
-                             mlx_venv=mlx_venv,
-                             mlx_timeout=seconds(mlx_timeout, "mlx-timeout"),
-                             mlx_flags=mlx_flag or (), with_mlx=not no_mlx,
-                             timeout=seconds(timeout, "timeout"))
+                             mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout"))
     ready = ", ".join(result.services) or "no containers"
     _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
@@ -80,7 +80,7 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
         _err(f"skipped (no image): {', '.join(result.skipped)}")
     if watch:
         with _failures():
-            stack.watch(settings, result.services, with_mlx=not no_mlx)
+            stack.watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
     elif follow:
         try:
             with _failures():
@@ -128,13 +128,13 @@ def status(c, json=False):
     print("ports         " + "  ".join(f"{k}={v}" for k, v in doc["ports"].items()))
 
 
-@task(help={"service": f"mlx or one of: {', '.join(ALL_SERVICES)} (default: all)",
+@task(help={"service": f"mlx or one of: {', '.join(ALL_SERVICES)} (default: all); also "
+                       "given as the word after logs",
             "follow": "keep following", "tail": "lines of history (default 100)"})
 def logs(c, service="", follow=False, tail=100):
     """Logs of the host service (mlx) or a container; all of them when none is named.
 
-    `inv logs -s nats -f`: invoke makes positional arguments mandatory, so the optional
-    service is given with -s/--service."""
+    `inv logs SERVICE [-f] [--tail N]` as the seed spells it, or `inv logs -s SERVICE`."""
     from tasks import stack
     try:
         with _failures():
