@@ -19,11 +19,11 @@ import psutil
 
 from tasks.logfiles import rotate_log
 from tasks.mlx_process import (
-    HEALTH_POLL, PROGRESS_EVERY, Say, ServiceError, _check_port, _kill_leftovers, _killpg,
-    _log_header, _log_max_bytes, _new_record, _ready_line, group_alive, health_error, inspect,
-    is_healthy, print_to_stderr, probe_health, terminate_group,
+    HEALTH_POLL, PROGRESS_EVERY, Owner, Say, ServiceError, _check_port, _kill_leftovers,
+    _killpg, _log_header, _log_max_bytes, _new_record, _ready_line, group_alive, health_error,
+    inspect, is_healthy, print_to_stderr, probe_health, service_lock, terminate_group,
 )
-from tasks.pidfile import ProcessRef, locked, remove_pidfile, write_pidfile
+from tasks.pidfile import TOKEN_VAR, ProcessRef, new_token, remove_pidfile, write_pidfile
 from tasks.settings import Settings
 from tasks.watch import SourceWatcher, summarize, watched_dir
 
@@ -44,7 +44,7 @@ class _AttachedChild:
                                      stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                      start_new_session=True, close_fds=True)
         try:
-            self.ref: ProcessRef | None = ProcessRef.of(self.proc.pid)
+            self.ref: ProcessRef | None = ProcessRef.of(self.proc.pid, token=env.get(TOKEN_VAR))
             self.ref.cmdline = cmd
         except psutil.NoSuchProcess:
             self.ref = None
@@ -87,6 +87,9 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
     grace exceeded), the service's own code when it exits by itself, 1 on a start failure."""
     out = out or sys.stdout
     mode = "watch" if watch else "foreground"
+    # Every process we start carries the token: only those are ever signalled.
+    env = dict(env, **{TOKEN_VAR: env.get(TOKEN_VAR) or new_token()})
+    owner = Owner(token=env[TOKEN_VAR])
     me = ProcessRef.of(os.getpid())
     requests = {"n": 0}
 
@@ -114,7 +117,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
         return c
 
     try:
-        with locked(settings.mlx_pidfile):
+        with service_lock(settings, "inv mlx start", say):
             state = inspect(settings, cleanup=True, say=say)
             if state.running or state.supervised:
                 raise ServiceError(f"the mlx service is already running (pid "
@@ -133,6 +136,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
             now = time.monotonic()
             # 1. Stop requested: gently first, at once on a second request or after grace.
             if requests["n"]:
+                # The child is not reaped yet, so its group id cannot name anyone else's.
                 if child is not None and group_alive(child.pid):
                     if term_sent is None:
                         say("stopping the mlx service (SIGTERM; Ctrl+C again to kill it now)")
@@ -155,7 +159,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
             # 2. The service exited by itself.
             if child is not None and child.exited():
                 code = child.finish()
-                _kill_leftovers(child.pid, say)
+                _kill_leftovers(child.pid, say, owner)
                 if not watch:
                     what = "while starting" if not ready else "by itself"
                     say(f"the mlx service exited {what} ({_how(code)})")
@@ -175,7 +179,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
                     say(_ready_line(url, child.pid, body, child.started, settings.mlx_log))
                 elif health_error(body) is not None:
                     # Up but broken (its output, shown above, says more): stop it now.
-                    terminate_group(child.pid, min(grace, 5.0), say,
+                    terminate_group(child.pid, min(grace, 5.0), say, owner,
                                     interrupted=lambda: requests["n"] >= 2)
                     child.finish()
                     child = None
@@ -210,7 +214,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
                     say(f"change detected ({summarize(paths, watched_dir(settings))}); "
                         f"restarting the mlx service")
                     if child is not None:
-                        terminate_group(child.pid, min(grace, 5.0), say,
+                        terminate_group(child.pid, min(grace, 5.0), say, owner,
                                         interrupted=lambda: requests["n"] >= 2)
                         child.finish()
                     restarts += 1
@@ -224,7 +228,7 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
         if watcher is not None:
             watcher.stop()
         if child is not None and group_alive(child.pid):
-            terminate_group(child.pid, 2.0, say)
+            terminate_group(child.pid, 2.0, say, owner)
         remove_pidfile(settings.mlx_pidfile, only_if_pid=me.pid)
 
 

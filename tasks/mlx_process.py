@@ -1,10 +1,14 @@
 """The host embedding service's lifecycle: start, stop, status, logs. Plain functions.
 
 Safety rules, in one place:
-- a PID file records pid, start time and command line; a pid counts as ours only while
-  all of them still match (tasks/pidfile.py). A stale PID file is reported and removed;
-- the service runs in its own session and process group; stop signals that group only
-  when its leader is verified ours, and returns once no process of the group is left;
+- a PID file records pid, kernel start time, command line and a token we put in the
+  service's environment; a pid counts as ours only while they still match
+  (tasks/pidfile.py). A stale PID file is reported and removed, under the lock only;
+- the service runs in its own session and process group; a group is signalled only while
+  a member of it is proven ours (tasks/process_groups.py), and stop returns once none of
+  ours is left. Anything else is reported by pid and command, and left alone;
+- one lock beside the PID file serialises start (venv install included), stop and the
+  stale-file cleanup; a waiter names the holder, a timeout is one sentence;
 - the port is checked before starting; a holder is named by pid and command.
 
 Modes: detached (default: output appended to the log), foreground (attached: output to the
@@ -15,6 +19,7 @@ watch modes the PID file also names the attached `inv` process as `supervisor`, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -23,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -31,11 +37,13 @@ import psutil
 from tasks.bind_addresses import bind_addresses as _bind_addresses
 from tasks.logfiles import LOG_KEEP, LOG_MAX_BYTES, follow_log, rotate_log, tail_lines  # noqa: F401
 from tasks.pidfile import (
-    Check, PidFileError, PidRecord, ProcessRef, check_process, locked, read_pidfile,
-    remove_pidfile, write_pidfile,
+    TOKEN_VAR, Check, LockTimeout, PidFileError, PidRecord, ProcessRef, check_process,
+    describe_process, lock_if_free, locked, new_token, read_pidfile, remove_pidfile,
+    write_pidfile,
 )
 from tasks.process_groups import (  # noqa: F401
-    KILL_WAIT, ServiceError, _killpg, group_alive, group_members, terminate_group,
+    KILL_WAIT, Owner, ServiceError, _killpg, describe_strangers, group_alive, group_members,
+    split_group, terminate_group,
 )
 from tasks.port_holders import WILDCARDS, address_free, describe_holders, port_holders
 from tasks.service_venv import install_service_venv, service_python
@@ -45,6 +53,9 @@ from tasks.watch import service_src
 MARKER = "mlx_service"
 PROGRESS_EVERY = 3.0      # seconds between "still waiting" lines
 HEALTH_POLL = 0.25
+# How long a task waits for the PID file's lock: long enough for another start to install
+# the venv. MLX_LOCK_TIMEOUT (seconds) changes it.
+LOCK_TIMEOUT = 300.0
 
 Say = Callable[[str], None]
 
@@ -143,6 +154,36 @@ def wait_for_health(url: str, timeout: float, alive: Callable[[], bool], say: Sa
         time.sleep(HEALTH_POLL)
 
 
+# --- the lock -----------------------------------------------------------------------------------
+
+def lock_timeout(settings: Settings) -> float:
+    raw = settings.get("MLX_LOCK_TIMEOUT")
+    if raw is None:
+        return LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ServiceError(f"MLX_LOCK_TIMEOUT={raw!r} is not a number of seconds")
+    return value
+
+
+@contextlib.contextmanager
+def service_lock(settings: Settings, doing: str, say: Say | None = None):
+    """The PID file's lock for one task; a timeout is a ServiceError naming the holder."""
+    try:
+        with locked(settings.mlx_pidfile, lock_timeout(settings), doing=doing, waiting=say):
+            yield
+    except LockTimeout as exc:
+        raise ServiceError(f"could not {doing.split()[-1]} the mlx service: {exc}") from None
+
+
+def owner_of(record: PidRecord) -> Owner:
+    """What proves a process of `record`'s group ours (its token; else its verified leader)."""
+    return Owner(token=record.token, leader=record.service, marker=record.marker)
+
+
 # --- state --------------------------------------------------------------------------------------
 
 class ServiceState:
@@ -150,9 +191,11 @@ class ServiceState:
 
     def __init__(self, record: PidRecord | None, service: Check | None,
                  supervisor: Check | None, stale: str | None,
-                 leftovers: list[psutil.Process]):
+                 leftovers: list[psutil.Process],
+                 strangers: list[psutil.Process] | None = None):
         self.record, self.service, self.supervisor = record, service, supervisor
-        self.stale, self.leftovers = stale, leftovers
+        self.stale, self.leftovers = stale, leftovers  # leftovers: proven ours
+        self.strangers = strangers or []  # in the recorded group id, not ours: left alone
 
     @property
     def running(self) -> bool:
@@ -164,7 +207,8 @@ class ServiceState:
 
 
 def inspect(settings: Settings, *, cleanup: bool = True, say: Say | None = None) -> ServiceState:
-    """Read and verify the PID file. A stale one is described (and removed with `cleanup`)."""
+    """Read and verify the PID file. A stale one is described (and removed with `cleanup`,
+    which only a caller holding the lock may ask for)."""
     path = settings.mlx_pidfile
     try:
         record = read_pidfile(path)
@@ -185,12 +229,14 @@ def inspect(settings: Settings, *, cleanup: bool = True, say: Say | None = None)
     state = ServiceState(record, service, supervisor, None, [])
     if state.running or state.supervised:
         return state
-    # Stale. A group whose leader is gone can only have our processes in it: the kernel
-    # does not hand out a pid that is still some group's id.
+    # Stale. Processes may still hold the recorded group id: ours only when proven (our
+    # token), since that id may have been handed to a stranger's group since.
     if service is not None and service.state == "gone" and record.pid:
-        state.leftovers = group_members(record.pid, not_before=record.create_time)
+        state.leftovers, state.strangers = split_group(record.pid, owner_of(record))
     reason = service.reason if service is not None else "no service process recorded"
     state.stale = f"the PID file named pid {record.pid}, but {reason}" if record.pid else reason
+    if state.strangers:
+        state.stale += "; " + describe_strangers(record.pid, state.strangers)
     if state.leftovers:
         pids = ", ".join(str(p.pid) for p in state.leftovers)
         state.stale += f"; processes of its group are still running (pids {pids})"
@@ -202,8 +248,13 @@ def inspect(settings: Settings, *, cleanup: bool = True, say: Say | None = None)
 
 
 def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None = None) -> dict:
-    """The service's status document (the seed's keys plus health, uptime, stale, ...)."""
-    state = inspect(settings, cleanup=cleanup, say=say)
+    """The service's status document (the seed's keys plus health, uptime, stale, ...).
+    A stale PID file is removed only when the lock is free (another task may be mid-start)."""
+    if cleanup:
+        with lock_if_free(settings.mlx_pidfile) as held:
+            state = inspect(settings, cleanup=held, say=say)
+    else:
+        state = inspect(settings, cleanup=False, say=say)
     record = state.record
     live = record if (state.running or state.supervised) else None
     bind = list(live.bind) if live and live.bind else bind_addresses(settings)
@@ -283,7 +334,21 @@ def _new_record(settings: Settings, ref: ProcessRef | None, cmd: list[str], bind
         cmdline=ref.cmdline if ref and ref.cmdline else cmd, port=settings.mlx_port, url=url,
         log=str(settings.mlx_log), bind=bind, mode=mode,
         supervisor=vars(supervisor) if supervisor else None, restarts=restarts,
-        started_at=time.time(), marker=MARKER, venv=str(venv))
+        started_at=time.time(), marker=MARKER, venv=str(venv),
+        start_ticks=ref.start_ticks if ref else None, boot_id=ref.boot_id if ref else None,
+        token=ref.token if ref else None)
+
+
+@dataclass
+class _Launch:
+    """What a start runs, decided under the lock."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    cwd: Path
+    bind: list[str]
+    url: str
+    venv: Path
 
 
 def start_service(settings: Settings, *, venv_path: Path | str | None = None, install: bool = True,
@@ -292,91 +357,110 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
                   say: Say = print_to_stderr) -> dict:
     """Start the service (or find it running). Returns the status dict after start; in
     foreground/watch mode that is after it stopped, with "exit_code" added.
-    Raises ServiceError with one clear sentence on failure."""
+    Raises ServiceError with one clear sentence on failure.
+
+    Everything up to the PID file (stale cleanup, venv install, the spawn) happens under
+    the lock: a second start at the same moment waits, then finds this one running."""
     timeout = settings.mlx_wait_timeout if timeout is None else float(timeout)
     settings.mlx_port  # a bad port is the user's to fix before anything is installed or run
     venv = Path(venv_path).expanduser() if venv_path else settings.mlx_venv
-    extra_args = list(extra_args)
-
-    state = inspect(settings, cleanup=True, say=say)
+    attached = foreground or watch
+    proc = offset = launch = None
+    with service_lock(settings, "inv mlx start", say):
+        state = inspect(settings, cleanup=True, say=say)
+        if not (state.running or state.supervised):
+            launch = _prepare(settings, state, venv, install, list(extra_args), say)
+            if not attached:
+                proc, offset = _spawn_detached(settings, launch, say)
     if state.running or state.supervised:
         return _already_running(settings, state, wait=wait, timeout=timeout,
-                                attached=foreground or watch, say=say)
+                                attached=attached, say=say)
+    if attached:
+        from tasks.mlx_attached import run_attached  # it builds on this module
+        code = run_attached(settings, launch.cmd, launch.env, launch.cwd, bind=launch.bind,
+                            url=launch.url, venv=launch.venv, timeout=timeout, watch=watch,
+                            say=say)
+        result = service_status(settings, cleanup=False)
+        result["exit_code"] = code
+        return result
+    say(f"started the mlx service (pid {proc.pid}); output goes to {settings.mlx_log}")
+    if not wait:
+        say("not waiting for it to be ready (--no-wait)")
+        return service_status(settings, cleanup=False)
+    return _await_started(settings, proc, offset, launch, timeout, say)
+
+
+def _prepare(settings: Settings, state: ServiceState, venv: Path, install: bool,
+             extra_args: list[str], say: Say) -> _Launch:
+    """Under the lock: end our leftovers, install the venv, decide the command."""
     if state.leftovers:
         say(f"cleaning up: {state.stale}")
-        terminate_group(state.record.pid, 5.0, say)
+        terminate_group(state.record.pid, 5.0, say, owner_of(state.record))
         remove_pidfile(settings.mlx_pidfile)
-
     if install:
         if not install_service_venv(settings, venv, say=say):
             say(f"venv up to date ({venv})")
     python = service_python(settings, venv)
     if not python.exists():
         raise ServiceError(f"the service venv {venv} does not exist; run `inv mlx install`")
-
     bind = bind_addresses(settings)
-    url = service_url(settings, bind)
-    cmd = service_command(settings, venv, bind, extra_args)
-    env = service_env(settings, bind)
     cwd = service_src(settings)
     if not (cwd / MARKER).is_dir():
         raise ServiceError(f"no {MARKER} package in {cwd} (MLX_SERVICE_SRC)")
+    env = dict(service_env(settings, bind), **{TOKEN_VAR: new_token()})
+    return _Launch(service_command(settings, venv, bind, extra_args), env, cwd, bind,
+                   service_url(settings, bind), venv)
 
-    if foreground or watch:
-        from tasks.mlx_attached import run_attached  # it builds on this module
-        code = run_attached(settings, cmd, env, cwd, bind=bind, url=url, venv=venv,
-                            timeout=timeout, watch=watch, say=say)
-        result = service_status(settings, cleanup=False)
-        result["exit_code"] = code
-        return result
 
-    with locked(settings.mlx_pidfile):
-        state = inspect(settings, cleanup=True, say=say)  # someone may have won the race
-        if state.running or state.supervised:
-            return _already_running(settings, state, wait=wait, timeout=timeout,
-                                    attached=False, say=say)
-        _check_port(settings, bind)
-        log = settings.mlx_log
-        log.parent.mkdir(parents=True, exist_ok=True)
-        if rotate_log(log, _log_max_bytes(settings)):
-            say(f"rotated {log} to {log.name}.1")
-        import subprocess
+def _spawn_detached(settings: Settings, launch: _Launch, say: Say):
+    """Under the lock: check the port, start the service detached, write the PID file.
+    Returns (the Popen, the log offset where its output starts)."""
+    import subprocess
 
-        # The service rotates its own log while it runs (one line per request, for as long
-        # as it runs); stdout/stderr still go to the same file for crashes and tracebacks.
-        env = dict(env, MLX_LOG_FILE=str(log), MLX_LOG_MAX_BYTES=str(_log_max_bytes(settings)))
-        with open(log, "ab") as fh:
-            fh.write(_log_header(cmd, bind, settings.mlx_port, "detached"))
-            fh.flush()
-            offset = fh.tell()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh,
-                                    stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                                    start_new_session=True, close_fds=True)
-        try:
-            ref = ProcessRef.of(proc.pid)
-        except psutil.NoSuchProcess:
-            ref = None
-        if ref is None or proc.poll() is not None:
-            proc.wait()
-            raise ServiceError(_died_message(proc.returncode, log, offset))
-        ref.cmdline = cmd  # the command we ran; the service may re-exec under another one
-        write_pidfile(settings.mlx_pidfile, _new_record(settings, ref, cmd, bind, url,
-                                                        "detached", venv))
-    say(f"started the mlx service (pid {proc.pid}); output goes to {log}")
-    if not wait:
-        say("not waiting for it to be ready (--no-wait)")
-        return service_status(settings, cleanup=False)
+    _check_port(settings, launch.bind)
+    log = settings.mlx_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if rotate_log(log, _log_max_bytes(settings)):
+        say(f"rotated {log} to {log.name}.1")
+    # The service rotates its own log while it runs (one line per request, for as long
+    # as it runs); stdout/stderr still go to the same file for crashes and tracebacks.
+    env = dict(launch.env, MLX_LOG_FILE=str(log), MLX_LOG_MAX_BYTES=str(_log_max_bytes(settings)))
+    with open(log, "ab") as fh:
+        fh.write(_log_header(launch.cmd, launch.bind, settings.mlx_port, "detached"))
+        fh.flush()
+        offset = fh.tell()
+        proc = subprocess.Popen(launch.cmd, stdin=subprocess.DEVNULL, stdout=fh,
+                                stderr=subprocess.STDOUT, cwd=launch.cwd, env=env,
+                                start_new_session=True, close_fds=True)
+    try:
+        ref = ProcessRef.of(proc.pid, token=launch.env[TOKEN_VAR])
+    except psutil.NoSuchProcess:
+        ref = None
+    if ref is None or proc.poll() is not None:
+        proc.wait()
+        raise ServiceError(_died_message(proc.returncode, log, offset))
+    ref.cmdline = launch.cmd  # the command we ran; the service may re-exec under another one
+    write_pidfile(settings.mlx_pidfile, _new_record(settings, ref, launch.cmd, launch.bind,
+                                                    launch.url, "detached", launch.venv))
+    return proc, offset
+
+
+def _await_started(settings: Settings, proc, offset: int, launch: _Launch, timeout: float,
+                   say: Say) -> dict:
+    """Wait for the service we just spawned to be healthy; stop it when it cannot become so."""
+    log = settings.mlx_log
+    owner = Owner(token=launch.env[TOKEN_VAR])
     started = time.monotonic()
     try:
-        body = wait_for_health(url, timeout, lambda: proc.poll() is None, say)
+        body = wait_for_health(launch.url, timeout, lambda: proc.poll() is None, say)
     except _Died:
         code = proc.wait()
-        _kill_leftovers(proc.pid, say)
+        _kill_leftovers(proc.pid, say, owner)
         remove_pidfile(settings.mlx_pidfile, only_if_pid=proc.pid)
         raise ServiceError(_died_message(code, log, offset)) from None
     except _Failed as exc:
         # It stays up answering 503 "error" forever: stop our group rather than leave it.
-        terminate_group(proc.pid, 5.0, say)
+        terminate_group(proc.pid, 5.0, say, owner)
         proc.wait()
         remove_pidfile(settings.mlx_pidfile, only_if_pid=proc.pid)
         raise ServiceError(_failed_message(str(exc), log, offset)) from None
@@ -385,7 +469,7 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
             f"the mlx service (pid {proc.pid}) did not become healthy within {timeout:g}s "
             f"(last: {exc}); it is still running: see {log}, wait longer with --timeout, "
             f"or stop it with `inv mlx stop`") from None
-    say(_ready_line(url, proc.pid, body, started, log))
+    say(_ready_line(launch.url, proc.pid, body, started, log))
     return service_status(settings, cleanup=False)
 
 
@@ -413,9 +497,9 @@ def _failed_message(error: str, log: Path, offset: int = 0) -> str:
     return text
 
 
-def _kill_leftovers(pgid: int, say: Say) -> None:
+def _kill_leftovers(pgid: int, say: Say, owner: Owner) -> None:
     if group_alive(pgid):
-        terminate_group(pgid, 2.0, say)
+        terminate_group(pgid, 2.0, say, owner)
 
 
 def _already_running(settings: Settings, state: ServiceState, *, wait: bool, timeout: float,
@@ -448,7 +532,7 @@ def _already_running(settings: Settings, state: ServiceState, *, wait: bool, tim
                                lambda: check_process(ref, record.marker).state == "ours", say)
     except _Failed as exc:
         if check_process(ref, record.marker).state == "ours":  # it cannot recover: stop it
-            terminate_group(record.pid, 5.0, say)
+            terminate_group(record.pid, 5.0, say, owner_of(record))
         remove_pidfile(settings.mlx_pidfile, only_if_pid=record.pid)
         raise ServiceError(_failed_message(str(exc), Path(record.log or settings.mlx_log))) \
             from None
@@ -468,34 +552,48 @@ def _already_running(settings: Settings, state: ServiceState, *, wait: bool, tim
 
 def stop_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr) -> bool:
     """Stop the service (and an attached supervisor). True when something was stopped.
-    Signals only processes verified ours; returns once no process of the group is left."""
-    with locked(settings.mlx_pidfile):
+    Signals only processes proven ours; returns once none of them is left. Processes in the
+    recorded group id that are not proven ours are named and left alone."""
+    with service_lock(settings, "inv mlx stop", say):
         state = inspect(settings, cleanup=True, say=say)
-        record = state.record
-        stopped = False
-        if state.supervised and state.supervisor.process.pid != os.getpid():
-            sup = state.supervisor.process
-            say(f"asking the attached `inv mlx start` (pid {sup.pid}) to stop the service")
-            sup.send_signal(signal.SIGTERM)
-            try:
-                sup.wait(timeout=grace + KILL_WAIT + 5)
-            except psutil.TimeoutExpired:
-                say(f"pid {sup.pid} did not exit; stopping the service directly")
+        stopped = _stop_supervisor(state, grace, say)
+        if _stop_group(state, grace, say):
             stopped = True
-        if record is not None and record.pid and (state.running or state.leftovers):
-            # Re-verify: the supervisor may have stopped it (and its pid be gone) meanwhile.
-            still = check_process(record.service, record.marker).state == "ours"
-            if still or group_members(record.pid, not_before=record.create_time):
-                say(f"stopping the mlx service (pid {record.pid}; SIGTERM, then SIGKILL after "
-                    f"{grace:g}s)")
-                gentle = terminate_group(record.pid, grace, say)
-                say("stopped" if gentle else "killed")
-            stopped = True
-        if record is not None:
+        if state.record is not None:
             remove_pidfile(settings.mlx_pidfile)
         if not stopped:
             say("the mlx service is not running")
         return stopped
+
+
+def _stop_supervisor(state: ServiceState, grace: float, say: Say) -> bool:
+    """Ask an attached `inv mlx start` to stop its service; True when there was one."""
+    if not state.supervised or state.supervisor.process.pid == os.getpid():
+        return False
+    sup = state.supervisor.process
+    say(f"asking the attached `inv mlx start` (pid {sup.pid}) to stop the service")
+    sup.send_signal(signal.SIGTERM)
+    try:
+        sup.wait(timeout=grace + KILL_WAIT + 5)
+    except psutil.TimeoutExpired:
+        say(f"pid {sup.pid} did not exit; stopping the service directly")
+    return True
+
+
+def _stop_group(state: ServiceState, grace: float, say: Say) -> bool:
+    """Terminate the recorded group while a member is proven ours; True when one was."""
+    record = state.record
+    if record is None or not record.pid:
+        return False
+    if not (state.running or state.leftovers):
+        return False
+    # Re-verify: the supervisor may have stopped it (and its pid be gone) meanwhile.
+    if split_group(record.pid, owner_of(record))[0]:
+        say(f"stopping the mlx service (pid {record.pid}; SIGTERM, then SIGKILL after "
+            f"{grace:g}s)")
+        gentle = terminate_group(record.pid, grace, say, owner_of(record))
+        say("stopped" if gentle else "killed")
+    return True
 
 
 def restart_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr,

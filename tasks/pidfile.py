@@ -1,11 +1,18 @@
 """PID files that can tell our process from a stranger that inherited its pid.
 
-A PID file records the pid *and* the process's start time and command line. A pid is
-only "ours" while a live process with that pid has the recorded start time and a command
-line that still looks like ours (loosely: it contains a marker such as "mlx_service",
-because the service re-execs itself and its command line may change; strictly equal when
-no marker is given). Anything else is stale: the process is gone, or the pid now belongs
-to another program. Nothing here ever sends a signal.
+A PID file records the pid and what identifies that process for as long as it lives:
+- on Linux, the kernel's start time in clock ticks since boot (field 22 of /proc/PID/stat)
+  and the boot's id. Unlike psutil's create_time (boot time, itself derived from the wall
+  clock, plus those ticks) it does not move when the clock is stepped (NTP, VM resume);
+- elsewhere (macOS: no /proc), psutil's create_time within a tolerance;
+- everywhere, a marker only we set: CORTEX_SERVICE_TOKEN=<random> in the service's
+  environment (children inherit it, so leftovers of our process group are recognisable),
+  else its command line (loosely: it contains "mlx_service", because the service re-execs
+  itself; strictly equal when no marker is given).
+The decision of which facts count on which platform is one pure function, `same_process`.
+Anything not proven ours is stale: the process is gone, or the pid belongs to another
+program now. Nothing here ever sends a signal. PID files of the previous format (no ticks,
+no token) are still read and judged by create_time and command line.
 """
 from __future__ import annotations
 
@@ -13,20 +20,53 @@ import contextlib
 import errno
 import json
 import os
+import platform
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import psutil
 
-# How far a re-read start time may drift from the recorded one (psutil derives it from
-# boot time and clock ticks; equal in practice, a reused pid differs by far more).
-START_TIME_TOLERANCE = 0.5
+SYSTEM = platform.system()
+TOKEN_VAR = "CORTEX_SERVICE_TOKEN"
+# psutil's create_time is wall-clock derived: a clock step moves it. Where no kernel start
+# ticks exist (macOS) or were recorded (old PID files) it is compared with this tolerance,
+# and never alone: the token or the command line must match too.
+CREATE_TIME_TOLERANCE = 2.0
 
 
 class PidFileError(ValueError):
     """The PID file exists but cannot be understood."""
+
+
+def new_token() -> str:
+    """A marker only our start puts into the service's environment."""
+    return secrets.token_hex(16)
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def read_proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start ticks since boot) from /proc/PID/stat; None without /proc.
+    Raises psutil.NoSuchProcess when /proc exists but the pid does not."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            raise psutil.NoSuchProcess(pid) from None
+        return None
+    except (PermissionError, OSError):
+        return None
+    # "PID (comm) S ...": comm may hold spaces and parentheses, so split after the last ")".
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[22 - 3])  # fields[0] is field 3 (state); starttime is 22
 
 
 @dataclass
@@ -36,24 +76,103 @@ class ProcessRef:
     pid: int
     create_time: float
     cmdline: list[str] = field(default_factory=list)
+    start_ticks: int | None = None   # Linux: kernel start time, clock ticks since boot
+    boot_id: str | None = None       # Linux: the boot those ticks count from
+    token: str | None = None         # CORTEX_SERVICE_TOKEN we put in its environment
 
     @classmethod
-    def of(cls, pid: int) -> "ProcessRef":
+    def of(cls, pid: int, token: str | None = None) -> "ProcessRef":
         """The live process `pid` (raises psutil.NoSuchProcess when there is none)."""
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            create_time = proc.create_time()
-            try:
-                cmdline = proc.cmdline()
-            except (psutil.AccessDenied, psutil.ZombieProcess):
-                cmdline = []
-        return cls(pid, create_time, cmdline)
+        seen = observe(pid)
+        return cls(pid, seen.create_time, list(seen.cmdline or []), seen.start_ticks,
+                   seen.boot_id, token)
 
     @classmethod
     def from_json(cls, data: dict | None) -> "ProcessRef | None":
         if not data:
             return None
-        return cls(int(data["pid"]), float(data["create_time"]), list(data.get("cmdline") or []))
+        ticks = data.get("start_ticks")
+        return cls(int(data["pid"]), float(data["create_time"]), list(data.get("cmdline") or []),
+                   int(ticks) if ticks is not None else None, data.get("boot_id"),
+                   data.get("token"))
+
+
+@dataclass
+class Observed:
+    """What can be read of a live process now."""
+
+    create_time: float
+    cmdline: list[str] | None            # None: unreadable
+    start_ticks: int | None = None
+    boot_id: str | None = None
+    environ: dict[str, str] | None = None  # None: unreadable
+    zombie: bool = False
+
+
+def observe(pid: int) -> Observed:
+    """Read process `pid` (psutil.NoSuchProcess when there is none; AccessDenied passes)."""
+    stat = read_proc_stat(pid)
+    proc = psutil.Process(pid)
+    with proc.oneshot():
+        zombie = stat[0] == "Z" if stat else proc.status() == psutil.STATUS_ZOMBIE
+        create_time = proc.create_time()
+        try:
+            cmdline = proc.cmdline()
+        except (psutil.AccessDenied, psutil.ZombieProcess):
+            cmdline = None
+        try:
+            environ = proc.environ()
+        except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            environ = None
+    return Observed(create_time, cmdline, stat[1] if stat else None,
+                    _boot_id() if stat else None, environ, zombie)
+
+
+def identity_rule(system: str) -> Literal["start-ticks", "create-time"]:
+    """What pins a process's start on `system`: the kernel's start ticks on Linux (they do
+    not move with clock steps), psutil's create_time within a tolerance elsewhere (macOS
+    has no /proc). Either way a marker must match too (see same_process)."""
+    return "start-ticks" if system == "Linux" else "create-time"
+
+
+def same_process(recorded: ProcessRef, seen: Observed, system: str,
+                 marker: str | None = None) -> str | None:
+    """None when `seen` is the recorded process, else why not (words after its pid). Pure."""
+    if identity_rule(system) == "start-ticks" and recorded.start_ticks is not None \
+            and seen.start_ticks is not None:
+        if recorded.boot_id and seen.boot_id and recorded.boot_id != seen.boot_id:
+            return "is another program now (the machine restarted since it was recorded)"
+        if seen.start_ticks != recorded.start_ticks:
+            return "is another program now (its start time is not the recorded one)"
+    else:  # macOS, or a PID file of the previous format
+        token_proves_it = bool(recorded.token and seen.environ
+                               and seen.environ.get(TOKEN_VAR) == recorded.token)
+        # Our token is proof by itself (no other process can hold it); without it the
+        # wall-clock start time must agree within the tolerance.
+        if not token_proves_it and \
+                abs(seen.create_time - recorded.create_time) > CREATE_TIME_TOLERANCE:
+            return "is another program now (its start time is not the recorded one)"
+    if recorded.token and seen.environ is not None:
+        if seen.environ.get(TOKEN_VAR) == recorded.token:
+            return None
+        return "is another program now (it does not carry our service token)"
+    if seen.cmdline is None:
+        return "cannot be inspected (its command line is unreadable), so it is not known to be ours"
+    if marker is not None:
+        matches = marker in " ".join(seen.cmdline)
+    else:
+        matches = seen.cmdline == list(recorded.cmdline)
+    return None if matches else "is another program now (its command line differs)"
+
+
+def carries_token(proc: psutil.Process, token: str | None) -> bool:
+    """Whether `proc`'s environment holds our token (inherited by everything we started)."""
+    if not token:
+        return False
+    try:
+        return proc.environ().get(TOKEN_VAR) == token
+    except (psutil.Error, OSError):
+        return False
 
 
 @dataclass
@@ -73,6 +192,9 @@ class PidRecord:
     started_at: float | None = None     # wall clock of the (last) start
     marker: str | None = "mlx_service"  # what the command line must contain
     venv: str | None = None
+    start_ticks: int | None = None      # Linux: kernel start ticks (absent in old files)
+    boot_id: str | None = None
+    token: str | None = None            # CORTEX_SERVICE_TOKEN given to the service
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -94,6 +216,8 @@ class PidRecord:
                     raise ValueError("pid must be positive")
             if record.create_time is not None:
                 record.create_time = float(record.create_time)
+            if record.start_ticks is not None:
+                record.start_ticks = int(record.start_ticks)
             record.restarts = int(record.restarts or 0)
         except (TypeError, ValueError) as exc:
             raise PidFileError(f"bad field ({exc})") from None
@@ -103,7 +227,8 @@ class PidRecord:
     def service(self) -> ProcessRef | None:
         if self.pid is None or self.create_time is None:
             return None
-        return ProcessRef(self.pid, self.create_time, list(self.cmdline))
+        return ProcessRef(self.pid, self.create_time, list(self.cmdline), self.start_ticks,
+                          self.boot_id, self.token)
 
     @property
     def supervisor_ref(self) -> ProcessRef | None:
@@ -169,51 +294,55 @@ def describe_process(pid: int) -> str:
             cmd = proc.name()
     except psutil.Error:
         return f"pid {pid}"
+    cmd = " ".join(cmd.split())  # one line, whatever the arguments hold
     if len(cmd) > 160:
         cmd = cmd[:157] + "..."
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
 
 
-def check_process(ref: ProcessRef, marker: str | None = None) -> Check:
+def check_process(ref: ProcessRef, marker: str | None = None, system: str = SYSTEM) -> Check:
     """Is `ref` still the same live process? Never signals anything."""
     try:
-        proc = psutil.Process(ref.pid)
-        with proc.oneshot():
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return Check("gone", f"pid {ref.pid} has exited")
-            create_time = proc.create_time()
-            try:
-                cmdline = proc.cmdline()
-            except (psutil.AccessDenied, psutil.ZombieProcess):
-                cmdline = None
+        seen = observe(ref.pid)
     except psutil.NoSuchProcess:
         return Check("gone", f"pid {ref.pid} is gone")
     except psutil.AccessDenied:
         return Check("foreign", f"pid {ref.pid} belongs to a process we may not inspect")
-    who = describe_process(ref.pid)
-    if abs(create_time - ref.create_time) > START_TIME_TOLERANCE:
-        started = time.strftime("%H:%M:%S", time.localtime(create_time))
-        return Check("foreign", f"{who} is another program now (started {started}, "
-                                f"not at the recorded start time)")
-    if cmdline is None:
-        return Check("foreign", f"{who}: its command line cannot be read, so it is not "
-                                "known to be ours")
-    if marker is not None:
-        matches = marker in " ".join(cmdline)
-    else:
-        matches = cmdline == list(ref.cmdline)
-    if not matches:
-        return Check("foreign", f"{who} is another program now (its command line differs)")
-    return Check("ours", f"pid {ref.pid} is running", proc)
+    if seen.zombie:
+        return Check("gone", f"pid {ref.pid} has exited")
+    why = same_process(ref, seen, system, marker)
+    if why is not None:
+        return Check("foreign", f"{describe_process(ref.pid)} {why}")
+    try:
+        return Check("ours", f"pid {ref.pid} is running", psutil.Process(ref.pid))
+    except psutil.NoSuchProcess:
+        return Check("gone", f"pid {ref.pid} is gone")
 
 
 def lock_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".lock")
 
 
+class LockTimeout(RuntimeError):
+    """Another task held the PID file's lock for longer than we wait; one sentence."""
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who last took the lock, as its holder wrote it ("pid 123 (inv mlx start)")."""
+    try:
+        text = lock_path(path).read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
 @contextlib.contextmanager
-def locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
-    """Hold an exclusive advisory lock beside the PID file (two starts at once: one waits)."""
+def locked(path: Path, timeout: float = 30.0, *, doing: str = "",
+           waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock beside the PID file (two tasks at once: one waits).
+
+    The holder writes its pid and `doing` into the lock file, so a waiter can name it:
+    `waiting` hears one line when we have to wait, and LockTimeout says who held it."""
     import fcntl
 
     lp = lock_path(path)
@@ -221,14 +350,36 @@ def locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
     fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
-                time.sleep(0.05)
+            holder = lock_holder(path) or "another task"
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"{holder} has held {lp} for more than {timeout:g}s; try "
+                                  f"again when it has finished") from None
+            if waiting is not None and not told:
+                waiting(f"waiting for {holder}, which holds {lp} (up to {timeout:g}s)")
+                told = True
+            time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({doing or 'inv'})\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def lock_if_free(path: Path, timeout: float = 1.0) -> Iterator[bool]:
+    """The lock when it can be had within `timeout`: yields True while held, else False."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(path, timeout, doing="inv mlx status"))
+        except LockTimeout:
+            yield False
+        else:
+            yield True

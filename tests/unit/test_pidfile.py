@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from tasks import mlx_process as mp
 from tasks.pidfile import (
-    PidFileError, PidRecord, ProcessRef, check_process, read_pidfile, remove_pidfile,
+    TOKEN_VAR, PidFileError, PidRecord, ProcessRef, check_process, read_pidfile, remove_pidfile,
     write_pidfile,
 )
 from tasks.settings import load_settings
@@ -19,7 +20,9 @@ from tasks.settings import load_settings
 
 def _sleeper(*extra: str) -> subprocess.Popen:
     """A live process whose command line contains `extra` (e.g. the mlx_service marker)."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *extra])
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *extra])
+    _wait_exec(p, "time.sleep(120)")
+    return p
 
 
 @pytest.fixture
@@ -241,10 +244,11 @@ def test_follow_log_survives_rotation(tmp_path):
 
 
 def test_stop_kills_what_is_left_of_a_group_whose_leader_died(tmp_path):
-    """kill -9 of a leader leaves its children in its process group: they are ours (the
-    kernel hands out no pid that is still a group's id), so stop ends them too."""
+    """kill -9 of a leader leaves its children in its process group: they carry the token
+    we gave the leader, which proves them ours, so stop ends them too."""
+    token = "feedface" * 4
     leader = subprocess.Popen(["sh", "-c", "sleep 120 & wait", "mlx_service"],
-                              start_new_session=True)
+                              start_new_session=True, env=dict(os.environ, **{TOKEN_VAR: token}))
     try:
         ref = ProcessRef.of(leader.pid)
         deadline = time.monotonic() + 5
@@ -253,7 +257,9 @@ def test_stop_kills_what_is_left_of_a_group_whose_leader_died(tmp_path):
         child = [p.pid for p in mp.group_members(leader.pid) if p.pid != leader.pid]
         assert len(child) == 1
         settings = _settings(tmp_path)
-        write_pidfile(settings.mlx_pidfile, _record(leader.pid, ref.create_time))
+        record = _record(leader.pid, ref.create_time)
+        record.token = token
+        write_pidfile(settings.mlx_pidfile, record)
         leader.kill()
         leader.wait()
         state = mp.inspect(settings, cleanup=True)
