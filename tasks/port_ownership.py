@@ -1,11 +1,13 @@
 """Whose is a configured port: free, held by our own stack, or held by something else."""
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 from tasks.port_holders import address_free, describe_holders, port_holders
 from tasks.settings import Settings
+
+LIVE_STATES = ("running", "restarting", "paused")
 
 
 @dataclass(frozen=True)
@@ -14,21 +16,30 @@ class Ownership:
     holder: str = ""
 
 
-def _our_published_ports(settings: Settings) -> set[int]:
-    """Host ports published by this compose project's containers (docker-proxy holds them)."""
-    try:
-        done = subprocess.run(
-            ["docker", "ps", "--filter", f"label=com.docker.compose.project={settings.compose_project}",
-             "--format", "{{.Ports}}"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
+def published_ports(containers: Iterable[Mapping]) -> set[int]:
+    """Host ports that live containers publish, from the Publishers of `compose ps --format json`
+    (what the engine itself reports: the same on Docker and Podman, no text to parse)."""
     ports = set()
-    for mapping in done.stdout.replace("\n", ",").split(","):
-        # e.g. "127.0.0.1:4222->4222/tcp"
-        host_side = mapping.split("->", 1)[0].strip()
-        if "->" in mapping and host_side.rsplit(":", 1)[-1].isdigit():
-            ports.add(int(host_side.rsplit(":", 1)[-1]))
+    for container in containers:
+        if str(container.get("State", "")).lower() not in LIVE_STATES:
+            continue
+        for publisher in container.get("Publishers") or []:
+            port = publisher.get("PublishedPort") if isinstance(publisher, Mapping) else None
+            if isinstance(port, int) and port > 0:
+                ports.add(port)
     return ports
+
+
+def _our_containers(settings: Settings) -> list[dict]:
+    """This compose project's containers, through the project's own Compose (whichever engine);
+    none when the engine or Compose cannot say."""
+    from tasks.compose import ComposeError, EngineError
+    from tasks.settings import SettingsError
+    from tasks.stack import StackError, open_stack
+    try:
+        return open_stack(settings, check_daemon=False).compose.ps()
+    except (EngineError, ComposeError, StackError, SettingsError, OSError):
+        return []
 
 
 def _our_service_pid(settings: Settings) -> int | None:
@@ -44,7 +55,7 @@ def classify_port(settings: Settings, port: int) -> Ownership:
         # No listener we can see; a bind test catches what we may not inspect.
         return Ownership("free") if address_free("127.0.0.1", port) else Ownership(
             "foreign", "a program we may not inspect")
-    if port in _our_published_ports(settings):
+    if port in published_ports(_our_containers(settings)):
         return Ownership("ours", f"a container of compose project {settings.compose_project}")
     our_pid = _our_service_pid(settings)
     if our_pid is not None and all(h.pid == our_pid for h in holders):
