@@ -9,9 +9,12 @@ Images: CORTEX_IMAGES = auto (default) | local | upstream.
   local     adds compose/docker-compose.offline.yml: NATS and the Python base built locally
             (tasks/images.py); nothing is pulled; services without a local image (Grafana,
             Loki, Tempo) run only when their image is already present, else are skipped.
-  auto      upstream images when they are already here, else the local builds; nothing is
-            pulled (no traffic leaves the machine unless asked): a service whose image is
-            absent is skipped with a warning that says how to pull it.
+  auto      tasks.images.choose_images decides from the machine's facts: images already
+            here first; else the offline local build where it can run (Linux with
+            debootstrap, as root); else the pinned upstream images, pulled, with one line
+            saying why (macOS, no root or sudo, rootless Podman, ...); else one sentence saying
+            what to do. Services without a local build (Grafana, Loki, Tempo) whose image is
+            absent are skipped with a warning, as before, unless upstream was chosen.
 """
 from __future__ import annotations
 
@@ -112,18 +115,20 @@ class Stack:
     compose: Compose
     offline: bool
     env: dict[str, str] = field(repr=False, default_factory=dict)
+    auto_pull: bool = False  # CORTEX_IMAGES=auto chose the upstream images, to be pulled
 
     def with_offline(self, offline: bool) -> "Stack":
-        return make_stack(self.settings, self.engine, offline)
+        return make_stack(self.settings, self.engine, offline, self.auto_pull)
 
 
-def make_stack(settings: Settings, engine: Engine, offline: bool) -> Stack:
+def make_stack(settings: Settings, engine: Engine, offline: bool,
+               auto_pull: bool = False) -> Stack:
     env = compose_env(settings)
     files = compose_files(settings.compose_dir, offline, extra_compose_files(settings))
     compose = Compose(engine=engine, project=settings.compose_project,
                       project_dir=settings.compose_dir, files=files,
                       env_file=settings.env_file, env=env)
-    return Stack(settings, engine, compose, offline, env)
+    return Stack(settings, engine, compose, offline, env, auto_pull)
 
 
 def image_present(engine: Engine, image: str, env: dict[str, str]) -> bool:
@@ -137,13 +142,16 @@ def open_stack(settings: Settings, check_daemon: bool = True) -> Stack:
     engine = find_engine(env, check_daemon=check_daemon)
     mode = image_mode(settings)
     if mode == "auto" and check_daemon:
-        from tasks.images import NATS_IMAGE
-        nats_upstream = settings.get("CORTEX_NATS_IMAGE", UPSTREAM_NATS)
-        offline = (not image_present(engine, nats_upstream, env)
-                   and image_present(engine, NATS_IMAGE, env))
-    else:
-        offline = mode == "local"
-    return make_stack(settings, engine, offline)
+        from tasks.images import auto_choice
+        upstream = (settings.get("CORTEX_NATS_IMAGE", UPSTREAM_NATS),
+                    settings.get("CORTEX_PYTHON_BASE_IMAGE", UPSTREAM_PYTHON))
+        choice = auto_choice(engine, env, upstream, settings.compose_dir)
+        if choice.source == "none":
+            raise StackError(choice.message)
+        if choice.message:
+            say_stderr(choice.message)
+        return make_stack(settings, engine, choice.source == "local", choice.pull)
+    return make_stack(settings, engine, mode == "local")
 
 
 def service_images(stack: Stack, services: Sequence[str]) -> dict[str, dict]:
@@ -182,7 +190,7 @@ def resolve_images(stack: Stack, services: Sequence[str], say: Say,
     from tasks.images import ImageError, ensure_local_images
     mode = image_mode(stack.settings)
     if allow_pull is None:
-        allow_pull = mode == "upstream"
+        allow_pull = mode == "upstream" or stack.auto_pull
     env = stack.env
     wanted_images = service_images(stack, services)
     tried: set[str] = set()
@@ -205,14 +213,15 @@ def resolve_images(stack: Stack, services: Sequence[str], say: Say,
                 if pull(spec["base"] if spec["build"] else spec["image"]):
                     absent.remove(service)
         nats_or_python_missing = [s for s in absent if s == "nats" or s in BUILT_SERVICES]
-        if nats_or_python_missing and mode != "upstream":
+        if nats_or_python_missing and mode != "upstream" and not stack.auto_pull:
             say(f"no registry image for {', '.join(nats_or_python_missing)}: using locally built "
                 "images (compose/docker-compose.offline.yml)")
             stack = stack.with_offline(True)
-        elif absent and mode == "upstream" and nats_or_python_missing:
+        elif absent and nats_or_python_missing:
             raise StackError(f"The images of {', '.join(absent)} are not here and could not be "
-                             "pulled (CORTEX_IMAGES=upstream): make a registry reachable or "
-                             "unset CORTEX_IMAGES to build them locally.")
+                             f"pulled (CORTEX_IMAGES={mode}): make a registry reachable"
+                             + (" or unset CORTEX_IMAGES to build them locally."
+                                if mode == "upstream" else "."))
     if stack.offline:
         needs_local = [s for s in services if s == "nats" or s in BUILT_SERVICES]
         if needs_local:
@@ -447,11 +456,30 @@ def _stop_host(settings: Settings, say: Say) -> bool:
     return mlx_process.stop_service(settings, say=say)
 
 
+def refuse_foreign(stack: Stack, kept: str) -> None:
+    """StackError naming the other checkout when project containers of that name were
+    created from somewhere else: stop and clean act only on what this checkout created."""
+    from tasks.compose import foreign_origins, project_origins
+    project = stack.compose.project
+    others = foreign_origins(project_origins(stack.engine, project, stack.env),
+                             stack.compose.project_dir)
+    if not others:
+        return
+    where = sorted({o.where() for o in others})
+    names = ", ".join(sorted(o.name for o in others))
+    raise StackError(
+        f"Compose project {project!r} also has containers created from another checkout, "
+        f"{'; '.join(where)} (containers: {names}); left the project's {kept} alone: set "
+        f"CORTEX_COMPOSE_PROJECT to a name of this checkout's own, or act from that checkout.")
+
+
 def stop(settings: Settings, say: Say = say_stderr, with_mlx: bool = True) -> None:
-    """Containers stopped (volumes and containers kept), then the host service."""
+    """Containers stopped (volumes and containers kept), then the host service. Refused when
+    the project name also has containers of another checkout."""
     problem = None
     try:
         stack = open_stack(settings)
+        refuse_foreign(stack, "containers")
         say(f"stopping the containers of project {stack.compose.project}")
         stack.compose.stop()
     except (EngineError, ComposeError, StackError, SettingsError) as exc:
@@ -463,10 +491,13 @@ def stop(settings: Settings, say: Say = say_stderr, with_mlx: bool = True) -> No
 
 
 def clean(settings: Settings, say: Say = say_stderr) -> None:
-    """Containers, volumes and networks of the project removed; host service stopped."""
+    """Containers, volumes and networks of the project removed; host service stopped.
+    Refused (nothing removed, volumes included) when the project name also has containers
+    of another checkout."""
     problem = None
     try:
         stack = open_stack(settings)
+        refuse_foreign(stack, "containers and volumes")
         say(f"removing containers, volumes and networks of project {stack.compose.project}")
         stack.compose.down(volumes=True)
     except (EngineError, ComposeError, StackError, SettingsError) as exc:
@@ -480,7 +511,8 @@ def clean(settings: Settings, say: Say = say_stderr) -> None:
 
 def logs(settings: Settings, service: str | None = None, follow: bool = False, tail: int = 100,
          out=None) -> None:
-    """`mlx` (the host service's log file), one container, or everything."""
+    """`mlx` (the host service's log file), one container, or everything. With `follow`,
+    `out` must be a real file (Compose writes to it directly)."""
     from tasks.mlx_process import follow_log, tail_lines
     out = out or sys.stdout
     if service not in (None, "", "mlx", "mlx-server") and service not in ALL_SERVICES:
@@ -496,34 +528,69 @@ def logs(settings: Settings, service: str | None = None, follow: bool = False, t
         return
     stack = open_stack(settings)
     services = [service] if service else []
+    if follow:
+        stop_event = threading.Event()
+        if not service:
+            follow_host_log_prefixed(settings, out, tail, stop_event)
+        try:
+            follow_containers(stack, services, tail, out)
+        finally:
+            stop_event.set()
+        return
     if not service:
-        if follow:
-            stop_event = threading.Event()
-
-            class Prefixed:
-                def write(self, text):
-                    for line in text.splitlines():
-                        out.write(f"mlx-server | {line}\n")
-
-                def flush(self):
-                    out.flush()
-            thread = threading.Thread(target=follow_log, daemon=True, kwargs=dict(
-                path=settings.mlx_log, out=Prefixed(), n=tail, stop=stop_event.is_set))
-            thread.start()
-            try:
-                stack.compose.logs(services, follow=True, tail=tail, stream=out)
-            finally:
-                stop_event.set()
-            return
         for line in tail_lines(settings.mlx_log, tail):
             print(f"mlx-server | {line}", file=out)
     try:
-        text = stack.compose.logs(services, follow=follow, tail=tail,
-                                  stream=out if follow else None)
+        text = stack.compose.logs(services, tail=tail)
     except ComposeError as exc:
         raise StackError(str(exc)) from None
     if text:
         out.write(text if text.endswith("\n") else text + "\n")
+
+
+def follow_host_log_prefixed(settings: Settings, out, tail: int,
+                             stop_event: threading.Event) -> None:
+    """The host service's log, each line marked `mlx-server | ` like Compose marks its own,
+    followed in a thread until stop_event; a closed reader ends it quietly."""
+    from tasks.mlx_process import follow_log
+
+    class Prefixed:
+        def write(self, text):
+            for line in text.splitlines():
+                out.write(f"mlx-server | {line}\n")
+
+        def flush(self):
+            out.flush()
+
+    def run():
+        try:
+            follow_log(settings.mlx_log, Prefixed(), n=tail, stop=stop_event.is_set)
+        except BrokenPipeError:
+            pass  # the main thread notices it too, and ends the task quietly
+
+    threading.Thread(target=run, name="mlx-log", daemon=True).start()
+
+
+def follow_containers(stack: Stack, services: Sequence[str], tail: int, out) -> None:
+    """`compose logs --follow` copied line by line to `out` (cursor codes removed) until the
+    containers stop or Ctrl-C. A reader that goes away raises BrokenPipeError here, after
+    Compose is stopped, so the task ends as any task whose reader closed (tasks/namespace.py)."""
+    import subprocess
+    from tasks.compose import strip_ansi
+    argv = stack.compose.argv("logs", "--no-color", "--tail", str(tail), "--follow", *services)
+    proc = subprocess.Popen(argv, env=stack.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        for line in proc.stdout:
+            out.write(strip_ansi(line))
+            out.flush()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.stdout.close()
+        code = proc.wait()
+    if code != 0:
+        raise StackError(f"`compose logs --follow` ended with exit code {code}.")
 
 
 # --- health -------------------------------------------------------------------------------------------

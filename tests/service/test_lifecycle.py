@@ -114,6 +114,11 @@ def test_start_start_status_stop_stop(env):
     pid = record["pid"]
     proc = psutil.Process(pid)
     assert abs(proc.create_time() - record["create_time"]) < 0.5
+    # Identity that survives clock steps: the kernel's start ticks, and a token of ours.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    assert record["start_ticks"] == int(stat[stat.rindex(")") + 2:].split()[22 - 3])
+    assert len(record["token"]) >= 32
+    assert proc.environ()["CORTEX_SERVICE_TOKEN"] == record["token"]
     assert "mlx_service" in " ".join(record["cmdline"])
     assert record["port"] == int(env["MLX_PORT"])
     assert record["url"] == f"http://127.0.0.1:{env['MLX_PORT']}"
