@@ -90,6 +90,13 @@ def _start_and_read_logs(env: dict, tmp_path: Path) -> None:
     assert "mlx-server | " in everything.stdout
     assert "nats" in everything.stdout and "model-gateway" in everything.stdout
 
+    # Followed, into a reader that is gone: a quiet end, Compose stopped with it.
+    closed = subprocess.Popen([sys.executable, "-m", "invoke", "logs", "-f"], cwd=REPO_ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    closed.stdout.close()
+    err = closed.communicate(timeout=60)[1].decode()
+    assert closed.returncode == 1 and "Traceback" not in err and "Exception" not in err, err
+
     # The service after -f, as the seed writes it: it follows until interrupted.
     out = tmp_path / "follow.out"
     follower = subprocess.Popen([sys.executable, "-m", "invoke", "logs", "nats", "-f",
