@@ -39,7 +39,7 @@ from tasks.logfiles import LOG_KEEP, LOG_MAX_BYTES, follow_log, rotate_log, tail
 from tasks.pidfile import (
     TOKEN_VAR, Check, LockTimeout, PidFileError, PidRecord, ProcessRef, check_process,
     describe_process, lock_if_free, locked, new_token, read_pidfile, remove_pidfile,
-    write_pidfile,
+    seconds_since_start, write_pidfile,
 )
 from tasks.process_groups import (  # noqa: F401
     KILL_WAIT, Owner, ServiceError, _killpg, describe_strangers, group_alive, group_members,
@@ -262,7 +262,7 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
     status, body, _ = probe_health(url, timeout=2.0)
     uptime = None
     if state.running and record.create_time:
-        uptime = round(max(0.0, time.time() - record.create_time), 1)
+        uptime = round(seconds_since_start(record.service), 1)
     return {
         "running": state.running,
         "pid": record.pid if state.running else None,

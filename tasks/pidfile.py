@@ -165,6 +165,16 @@ def same_process(recorded: ProcessRef, seen: Observed, system: str,
     return None if matches else "is another program now (its command line differs)"
 
 
+def seconds_since_start(ref: ProcessRef, system: str = SYSTEM) -> float:
+    """How long `ref` has run: from the kernel's start ticks on Linux (a clock step does not
+    change it), else from the wall clock."""
+    if identity_rule(system) == "start-ticks" and ref.start_ticks is not None \
+            and hasattr(time, "CLOCK_BOOTTIME"):
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return max(0.0, since_boot - ref.start_ticks / os.sysconf("SC_CLK_TCK"))
+    return max(0.0, time.time() - ref.create_time)
+
+
 def carries_token(proc: psutil.Process, token: str | None) -> bool:
     """Whether `proc`'s environment holds our token (inherited by everything we started)."""
     if not token:

@@ -21,7 +21,7 @@ import pytest
 from tasks.compose import ContainerOrigin, foreign_origins, parse_inspect_origins
 from tasks.pidfile import (
     CREATE_TIME_TOLERANCE, TOKEN_VAR, Observed, ProcessRef, check_process, identity_rule,
-    read_pidfile, read_proc_stat, same_process,
+    read_pidfile, read_proc_stat, same_process, seconds_since_start,
 )
 from tests.support import inv, isolated_env, process_alive
 
@@ -351,3 +351,13 @@ def test_containers_of_other_or_unknown_checkouts_are_foreign(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     mine = ContainerOrigin("x", str(tmp_path / "link"))
     assert foreign_origins([mine], tmp_path / "real") == []
+
+
+def test_uptime_comes_from_the_kernel_start_ticks_on_linux():
+    me = ProcessRef.of(os.getpid())
+    wall = time.time() - psutil.Process().create_time()
+    assert abs(seconds_since_start(me, "Linux") - wall) < 1.0
+    # A recorded create_time an hour off (a clock step since) does not change it on Linux.
+    stepped = ProcessRef(me.pid, me.create_time - 3600, me.cmdline, me.start_ticks, me.boot_id)
+    assert abs(seconds_since_start(stepped, "Linux") - wall) < 1.0
+    assert seconds_since_start(stepped, "Darwin") > 3600
