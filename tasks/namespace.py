@@ -33,15 +33,20 @@ def build_namespace() -> Collection:
             ns.add_task(t)
     ns.add_collection(mlx_tasks.ns, name="mlx")
     ns.add_collection(test_tasks.ns, name="test")
-    for t in all_tasks(ns):
-        quiet_on_closed_reader(t)
-    return ns
+    return quiet_collection(ns)
 
 
-def all_tasks(collection: Collection) -> Iterable[Task]:
-    yield from collection.tasks.values()
-    for sub in collection.collections.values():
-        yield from all_tasks(sub)
+def quiet_collection(source: Collection, name: str | None = None) -> Collection:
+    """A copy of `source` whose tasks end quietly when their reader closes; the modules' own
+    task objects stay as they are (tests and other code read their bodies)."""
+    name = name or source.name
+    target = Collection(name) if name else Collection()  # the root has no name
+    for task_name, t in source.tasks.items():
+        target.add_task(quiet_task(t), name=task_name, default=source.default == task_name)
+    for sub_name, sub in source.collections.items():
+        target.add_collection(quiet_collection(sub, sub_name), name=sub_name)
+    target.configure(source.configuration())
+    return target
 
 
 # --- a closed reader -----------------------------------------------------------------------------
@@ -87,11 +92,9 @@ def quiet_closed_reader_outside_tasks() -> None:
     atexit.register(flush_at_exit)
 
 
-def quiet_on_closed_reader(t: Task) -> None:
-    """Wrap the task's body once: BrokenPipeError ends it quietly; the flush inside the wrapper
-    makes buffered output meet a closed reader here rather than at interpreter exit."""
-    if getattr(t.body, "quiet_on_closed_reader", False):
-        return
+def quiet_task(t: Task) -> Task:
+    """A copy of `t` whose body ends quietly on BrokenPipeError; the flush inside makes
+    buffered output meet a closed reader here rather than at interpreter exit."""
     body = t.body
 
     @functools.wraps(body)  # invoke reads the flags from the wrapped signature
@@ -103,8 +106,9 @@ def quiet_on_closed_reader(t: Task) -> None:
         except BrokenPipeError:
             exit_quietly_on_closed_reader()
 
-    run.quiet_on_closed_reader = True
-    t.body = run
+    quiet = copy.deepcopy(t)  # its own help dict too: building parser contexts consumes it
+    quiet.body = run
+    return quiet
 
 
 # --- the seed's `inv logs SERVICE` ---------------------------------------------------------------
