@@ -147,7 +147,8 @@ def test_a_pid_of_ours_reused_by_another_session_is_never_signalled(env):
     try:
         start = inv("mlx.start", env=env, timeout=START_TIMEOUT)
         assert start.returncode == 0, start.stderr
-        old = json.loads(pidfile(env).read_text())["pid"]
+        record = pidfile(env).read_text()
+        old = json.loads(record)["pid"]
         os.kill(old, signal.SIGKILL)
         os.waitpid(old, 0)
         assert live_group_members(old) == []
@@ -162,6 +163,12 @@ def test_a_pid_of_ours_reused_by_another_session_is_never_signalled(env):
         time.sleep(0.3)
         assert process_alive(daemon), "inv mlx stop signalled a process that is not ours"
         assert not pidfile(env).exists()
+
+        pidfile(env).write_text(record)  # and start, which used to "clean up" the group
+        start = inv("mlx.start", env=env, timeout=START_TIMEOUT)
+        assert start.returncode == 0, start.stderr
+        assert f"pid {daemon} (sleep 300)" in start.stderr and "ready at" in start.stderr
+        assert process_alive(daemon), "inv mlx start signalled a process that is not ours"
     finally:
         if daemon is not None:
             os.kill(daemon, signal.SIGKILL)
