@@ -39,8 +39,9 @@ def _failures():
             "no-images": "do not build or pull images",
             "rebuild": "rebuild the locally built images even when they exist"})
 def setup(c, no_install=False, no_images=False, rebuild=False):
-    """Onboarding: check tools and engine, write .env.dev if missing, install the service venv,
-    build or pull the images; then say what to run next."""
+    """Onboarding: check tools, write .env.dev if missing, install the service venv, then check
+    the engine and build or pull the images; then say what to run next. With the engine down
+    the first steps are still done, and it ends with one sentence about the engine."""
     from tasks import stack
     with _failures():
         steps = stack.setup(load_settings(), install=not no_install, images=not no_images,
