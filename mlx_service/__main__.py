@@ -20,22 +20,15 @@ from mlx_service.blas import BlasError, blas_in_use, maybe_reexec
 from mlx_service.config import ConfigError, load_config
 
 log = logging.getLogger("mlx_service")
-SHUTDOWN_GRACE_S = 60  # longest we wait for in-flight requests on SIGTERM
+# Of MLX_STOP_GRACE (the lifecycle's wait before SIGKILL), what the drain leaves for the rest
+# of the exit: the answers' last bytes, the log, the process itself.
+EXIT_MARGIN_S = 1.5
+SWITCH_INTERVAL_S = 0.001
 
 
 def _fail(message: str, code: int = 2) -> int:
     print(f"mlx_service: error: {message}", file=sys.stderr, flush=True)
     return code
-
-
-def _channels_idle(server_map) -> bool:
-    """No waitress connection has a request in progress or unsent output."""
-    from waitress.channel import HTTPChannel
-    for obj in list(server_map.values()):
-        if isinstance(obj, HTTPChannel) and (obj.requests or obj.request is not None
-                                             or obj.total_outbufs_len):
-            return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except BlasError as exc:
         return _fail(str(exc))
 
+    # Many HTTP threads and one inference thread share the GIL: with Python's default 5 ms
+    # switch interval, each time the inference thread comes back from native code it may wait
+    # 5 ms per busy thread, and so does a health probe. 1 ms keeps both moving under a flood.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     _log_through_a_queue(config.log_level, config.log_file, config.log_max_bytes)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
 
@@ -63,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    from waitress import create_server
-    from waitress.server import BaseWSGIServer
-
     from mlx_service.app import InFlight, ServiceState, create_app
     from mlx_service.metrics import Metrics
+    from mlx_service.server import channels_idle, make_server, shed_connections
     from mlx_service.worker import Worker
 
     metrics = Metrics()
@@ -88,14 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     app = InFlight(create_app(state))
     server_map: dict = {}
     try:
-        server = create_server(app, map=server_map, listen=config.listen(),
-                               threads=config.http_threads, ident="mlx_service",
-                               # Above our own limit, so that our JSON 413 answers first.
-                               max_request_body_size=max(64 << 20, 4 * config.max_request_bytes),
-                               clear_untrusted_proxy_headers=True)
+        server, listeners = make_server(app, config, server_map)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen()}: {exc}", 1)
-    listeners = [obj for obj in server_map.values() if isinstance(obj, BaseWSGIServer)]
     urls = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}"
                      for h, p in ((l.effective_host, l.effective_port) for l in listeners))
     log.info("listening on %s (model %s, %d dimensions, blas %s); loading the model",
@@ -104,13 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     drained = threading.Event()
 
     def drain():
-        for listener in listeners:
-            listener.accepting = False  # the loop stops polling them: no new connections
-        if not app.wait_idle(SHUTDOWN_GRACE_S):
-            log.warning("shutdown: %d request(s) still running after %ss; stopping anyway",
-                        app.count, SHUTDOWN_GRACE_S)
-        deadline = time.monotonic() + 5
-        while not _channels_idle(server_map) and time.monotonic() < deadline:
+        # Queued requests are answered 503 now; the pass in progress finishes, no other starts.
+        worker.drain()
+        shed_connections(listeners, server_map)
+        # Only admitted embedding work is waited for: probes and refusals are instant, and
+        # clients that keep sending on open connections would never let "no request" happen.
+        budget = max(0.5, config.stop_grace - EXIT_MARGIN_S)
+        deadline = time.monotonic() + budget
+        while not state.admission.wait_empty(0.1):
+            shed_connections(listeners, server_map)  # keep-alive clients between requests
+            if time.monotonic() > deadline:
+                log.warning("shutdown: %d request(s) still running after %.1fs; exiting anyway",
+                            state.admission.requests, budget)
+                _exit_now()
+        app.wait_idle(0.2)
+        deadline = time.monotonic() + EXIT_MARGIN_S / 2
+        while not channels_idle(server_map) and time.monotonic() < deadline:
             time.sleep(0.02)  # answers written by the app still have to reach the socket
         drained.set()
         signal.raise_signal(signal.SIGINT)  # wakes the main loop: waitress exits run()
@@ -145,11 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     if worker.state == "loading":
         log.info("stopped while the model was loading")  # the loader cannot be interrupted
     else:
-        worker.stop()
+        worker.join(EXIT_MARGIN_S / 2)  # drained: ends after its pass, or is left to exit
         log.info("stopped")
-    # Skip interpreter teardown: MLX's native threads abort the process ("terminate called
-    # without an active exception") when destroyed at exit; all work is done by now.
-    _LISTENER.stop()  # drains the queue: the last lines are written before we exit
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """Skip interpreter teardown: MLX's native threads abort the process ("terminate called
+    without an active exception") when destroyed at exit, and waitress would wait 5 s more
+    for threads whose answers nobody reads any more."""
+    if _LISTENER is not None:
+        _LISTENER.stop()  # drains the queue: the last lines are written before we exit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -18,8 +18,20 @@ LIMITS = {
     "max_request_bytes": ("MLX_MAX_REQUEST_BYTES", 4 * 1024 * 1024, 1024),  # body size
     "queue_size": ("MLX_QUEUE_SIZE", 256, 1),                   # requests waiting for the worker
     "max_batch_tokens": ("MLX_MAX_BATCH_TOKENS", 8192, 1),      # padded tokens per forward pass
-    "http_threads": ("MLX_HTTP_THREADS", 32, 1),                # waitress threads
-    "request_timeout": ("MLX_REQUEST_TIMEOUT", 300, 1),         # seconds a request may wait
+    # Admission (429 beyond): embedding requests in flight, and their tokens after truncation.
+    # The token default admits the largest valid request (items x max_seq_length) when idle.
+    "max_concurrent_requests": ("MLX_MAX_CONCURRENT_REQUESTS", 64, 1),
+    "max_inflight_tokens": ("MLX_MAX_INFLIGHT_TOKENS", 2048 * 256, 16),
+    # waitress threads: at least max_concurrent_requests + PROBE_THREADS, so that probes and
+    # refusals always find a thread while admitted requests wait for the worker.
+    "http_threads": ("MLX_HTTP_THREADS", 32, 1),
+    "max_connections": ("MLX_MAX_CONNECTIONS", 512, 8),         # open connections (waitress)
+    "idle_timeout": ("MLX_IDLE_TIMEOUT", 30, 1),                # s before an idle connection closes
+    "request_timeout": ("MLX_REQUEST_TIMEOUT", 120, 1),         # s a request may wait for the worker
+    # SIGTERM to exit, shared with the lifecycle (inv mlx stop waits this long before SIGKILL):
+    # the service answers what is queued 503, finishes the pass in progress, and is gone well
+    # within it.
+    "stop_grace": ("MLX_STOP_GRACE", 10, 2),
     # Rows a forward pass takes from further queued requests: 1 = one request per pass (no
     # coalescing; what `inv bench` compares batching against).
     "coalesce_rows": ("MLX_COALESCE_ROWS", 4096, 1),
@@ -30,6 +42,9 @@ LIMITS = {
 }
 SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
             "0": False, "off": False, "false": False, "no": False}
+
+
+PROBE_THREADS = 8
 
 
 class ConfigError(ValueError):
@@ -49,6 +64,11 @@ class Config:
     max_batch_tokens: int = LIMITS["max_batch_tokens"][1]
     http_threads: int = LIMITS["http_threads"][1]
     request_timeout: int = LIMITS["request_timeout"][1]
+    max_concurrent_requests: int = LIMITS["max_concurrent_requests"][1]
+    max_inflight_tokens: int = LIMITS["max_inflight_tokens"][1]
+    max_connections: int = LIMITS["max_connections"][1]
+    idle_timeout: int = LIMITS["idle_timeout"][1]
+    stop_grace: int = LIMITS["stop_grace"][1]
     coalesce_rows: int = LIMITS["coalesce_rows"][1]
     batch_wait_ms: int = LIMITS["batch_wait_ms"][1]
     cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
@@ -56,6 +76,7 @@ class Config:
     log_level: str = "INFO"
     log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
     log_max_bytes: int = 10 * 1024 * 1024  # MLX_LOG_MAX_BYTES: rotate MLX_LOG_FILE above this
+    api_key: str | None = None        # MLX_API_KEY: required as a Bearer token on embeddings
 
     def limits(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in LIMITS}
@@ -135,6 +156,14 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
         limits[attr] = _int(env_name, raw, minimum) if raw is not None else default
     if limits["max_batch_tokens"] < 16:
         raise ConfigError("MLX_MAX_BATCH_TOKENS must be at least 16")
+    if _env(environ, "MLX_HTTP_THREADS") is None:  # unset: enough for the admission limit
+        limits["http_threads"] = max(limits["http_threads"],
+                                     limits["max_concurrent_requests"] + PROBE_THREADS)
+    if limits["http_threads"] < limits["max_concurrent_requests"] + PROBE_THREADS:
+        raise ConfigError(
+            f"MLX_HTTP_THREADS={limits['http_threads']} must be at least "
+            f"MLX_MAX_CONCURRENT_REQUESTS ({limits['max_concurrent_requests']}) + "
+            f"{PROBE_THREADS}, so that health probes never wait behind embedding work")
 
     fast_raw = (_env(environ, "MLX_CPU_FAST") or "1").strip().lower()
     if fast_raw not in SWITCHES:
@@ -149,4 +178,5 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     return Config(hosts=parse_hosts(host_raw), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level,
-                  log_file=_env(environ, "MLX_LOG_FILE"), log_max_bytes=log_max_bytes, **limits)
+                  log_file=_env(environ, "MLX_LOG_FILE"), log_max_bytes=log_max_bytes,
+                  api_key=_env(environ, "MLX_API_KEY"), **limits)

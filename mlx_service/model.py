@@ -182,15 +182,14 @@ class Embedder:
         self.device = describe_device(mx)
         # transformers' wrapper re-applies truncation settings on every call, which makes
         # concurrent calls fail ("Already borrowed"): it needs a lock. A Rust tokenizer of our
-        # own, configured once, only reads its settings, so HTTP threads tokenize in parallel.
+        # own only reads its settings, so HTTP threads tokenize in parallel; it tokenizes only
+        # as much of a text as truncation keeps (mlx_service/truncation.py).
         self._tok_lock = threading.Lock()
-        self._rust_tokenizer = None
+        self._bounded = None
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None:
-            from tokenizers import Tokenizer
-            self._rust_tokenizer = Tokenizer.from_str(backend.to_str())
-            self._rust_tokenizer.enable_truncation(max_length=spec.max_seq_length)
-            self._rust_tokenizer.no_padding()
+            from mlx_service.truncation import BoundedTokenizer
+            self._bounded = BoundedTokenizer(backend, spec.max_seq_length)
         self.forward = "mlx"  # what /info reports: mlx, or cpu-fast with its lanes
         self.lanes = 1
         self._fast = self._lanes = self._blas = None
@@ -208,9 +207,17 @@ class Embedder:
         """OpenBLAS's own thread count (used by a pass on one lane), when it is loaded."""
         return self._blas.default if self._blas is not None else None
 
+    def most_tokens(self, texts: list[str]) -> int:
+        """An upper bound on the tokens `tokenize(texts)` gives, at no tokenizing cost."""
+        if self._bounded is not None:
+            return sum(self._bounded.most_tokens(t) for t in texts)
+        return len(texts) * self.spec.max_seq_length
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        if self._rust_tokenizer is not None:
-            return [encoding.ids for encoding in self._rust_tokenizer.encode_batch(texts)]
+        """Token ids per text, truncated to max_seq_length, at a cost bounded by it (a slow
+        tokenizer without a Rust backend tokenizes whole texts: fine for short ones only)."""
+        if self._bounded is not None:
+            return self._bounded.encode_batch(texts)
         with self._tok_lock:
             enc = self.tokenizer(texts, truncation=True, max_length=self.spec.max_seq_length,
                                  padding=False, return_attention_mask=False,

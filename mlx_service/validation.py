@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ENCODINGS = ("float", "base64")
+STRING_FIELDS = ("model", "encoding_format", "user")
 
 
 class RequestError(Exception):
@@ -52,9 +53,33 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise RequestError(400, "request body is not UTF-8 text", code="invalid_json") from None
+    except RecursionError:
+        raise RequestError(400, "request body is nested too deeply", code="invalid_json") from None
     except ValueError as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc}",
                            code="invalid_json") from None
+
+
+def _token_ids(value: Any) -> bool:
+    """An array of token ids, or of arrays of them (OpenAI's schema allows both)."""
+    if not isinstance(value, list) or not value:
+        return False
+    first = value[0]
+    if isinstance(first, list):
+        return bool(first) and all(isinstance(x, int) and not isinstance(x, bool) for x in first)
+    return all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+
+
+def _check_unicode(text: str, where: str, field: str) -> None:
+    """JSON may escape a lone surrogate (\\ud800): a str Python holds but no UTF-8 can carry."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(400, f"{where} has a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                                f"character {exc.start}: not valid Unicode text", param=field,
+                           code="invalid_text") from None
 
 
 def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int) -> EmbedRequest:
@@ -76,6 +101,12 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
         raise RequestError(400, f"{names} is required: a string or a list of strings",
                            param=field, code="missing_input")
     value = body[field]
+    if _token_ids(value):
+        raise RequestError(400, f"'{field}' holds token ids: this service takes text and "
+                                "tokenizes it itself; send strings. (LangChain's "
+                                "OpenAIEmbeddings sends token ids unless it is created with "
+                                "check_embedding_ctx_length=False.)", param=field,
+                           code="token_ids_not_supported")
     single = isinstance(value, str)
     if single:
         texts = [value]
@@ -101,11 +132,14 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
         if not text:
             raise RequestError(422, f"{where} is an empty string; send non-empty text",
                                param=field, code="empty_input")
+        _check_unicode(text, where, field)
 
+    for name in STRING_FIELDS:  # OpenAI's known fields keep their types
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise RequestError(400, f"'{name}' must be a string, got {_type_name(value)}",
+                               param=name, code="invalid_type")
     model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise RequestError(400, f"'model' must be a string, got {_type_name(model)}",
-                           param="model", code="invalid_type")
 
     encoding = body.get("encoding_format")
     if encoding is None:

@@ -22,6 +22,14 @@ class QueueFull(Exception):
     """The worker's queue is full: the client should retry later (429)."""
 
 
+class ShuttingDown(Exception):
+    """The service stopped before this request's turn came (503)."""
+
+
+class Abandoned(Exception):
+    """The request's client left, or its deadline passed, before it ran: not run."""
+
+
 @dataclass
 class Job:
     """One request's rows of token ids, and where its answer lands."""
@@ -29,8 +37,16 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: list | None = None        # one vector per row, in the request's order
     error: BaseException | None = None
-    cancelled: bool = False
+    cancelled: bool = False           # set by the HTTP thread when its client hung up
     enqueued: float = field(default_factory=time.monotonic)
+    deadline: float | None = None     # monotonic; past it the answer would go unread
+
+    def abandoned(self, now: float) -> bool:
+        return self.cancelled or (self.deadline is not None and now > self.deadline)
+
+    def fail(self, exc: BaseException) -> None:
+        self.result, self.error = None, exc
+        self.done.set()
 
 
 # A forward pass has a fixed cost (dozens of kernel launches and syncs) worth about this many
@@ -38,6 +54,8 @@ class Job:
 # token). Splitting a batch pays only when it saves more padding than that.
 PASS_OVERHEAD_TOKENS = 32
 LOOKAHEAD_ROWS = 64
+# How many full passes of work one cycle may coalesce from several requests.
+COALESCE_PASSES = 4
 
 
 def plan_batches(lengths: Sequence[int], max_tokens: int,
@@ -112,6 +130,7 @@ class Worker(threading.Thread):
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.max_batch_tokens = max_batch_tokens
         self.coalesce_rows = coalesce_rows
+        self.coalesce_tokens = COALESCE_PASSES * max_batch_tokens
         self.batch_wait_s = max(0.0, batch_wait_ms) / 1000
         self._last_jobs = 0  # requests in play at the end of the previous cycle
         self.metrics = metrics
@@ -122,6 +141,10 @@ class Worker(threading.Thread):
         self.device: str | None = None
         self.ready = threading.Event()
         self._current: list[Job] = []
+        self._draining = threading.Event()
+        self._submit_lock = threading.Lock()
+        self.pass_started: float | None = None  # monotonic start of the latest pass
+        self.dropped = 0  # requests dropped unrun: client gone or deadline passed
 
     # --- called from HTTP threads ---------------------------------------------------------
     def alive(self) -> bool:
@@ -130,13 +153,28 @@ class Worker(threading.Thread):
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, rows: list[list[int]]) -> Job:
-        job = Job(rows)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFull from None
+    def submit(self, rows: list[list[int]], deadline: float | None = None) -> Job:
+        job = Job(rows, deadline=deadline)
+        with self._submit_lock:  # never a job queued behind drain(): nobody would answer it
+            if self._draining.is_set():
+                raise ShuttingDown("the service is shutting down")
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise QueueFull from None
         return job
+
+    def drain(self) -> None:
+        """Shutdown: what is queued is answered ShuttingDown at once, the pass in progress
+        finishes (its own rows only: the passes after it are not started), then the thread
+        ends."""
+        with self._submit_lock:
+            self._draining.set()
+        self._fail_pending(ShuttingDown("the service is shutting down"))
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            pass  # the worker sees _draining after its pass
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then end the thread."""
@@ -172,6 +210,9 @@ class Worker(threading.Thread):
 
     def _serve(self) -> None:
         while True:
+            if self._draining.is_set():
+                self._fail_pending(ShuttingDown("the service is shutting down"))
+                return
             item = self._queue.get()
             if item is _STOP:
                 return
@@ -188,7 +229,11 @@ class Worker(threading.Thread):
             # more of them, under steady load.)
             expect = self._last_jobs if self._last_jobs > 1 and self.coalesce_rows > 1 else 0
             deadline = time.monotonic() + self.batch_wait_s
-            while rows < self.coalesce_rows:
+            # Requests coalesced into one cycle finish together: a cycle stops taking more once
+            # it holds a few passes' worth of tokens, so a large request is answered when its
+            # own work is done, not when that of everything queued with it is.
+            tokens = sum(len(r) for r in item.rows)
+            while rows < self.coalesce_rows and tokens < self.coalesce_tokens:
                 try:
                     left = deadline - time.monotonic()
                     if len(jobs) < expect and left > 0:
@@ -202,7 +247,8 @@ class Worker(threading.Thread):
                     break
                 jobs.append(nxt)
                 rows += len(nxt.rows)
-            self._current = [j for j in jobs if not j.cancelled]
+                tokens += sum(len(r) for r in nxt.rows)
+            self._current = self._live(jobs)
             self._run_jobs(self._current)
             self._last_jobs = len(jobs) + self._queue.qsize()
             self._current = []
@@ -210,6 +256,18 @@ class Worker(threading.Thread):
                 self.metrics.set_queue_depth(self._queue.qsize())
             if stop_after:
                 return
+
+    def _live(self, jobs: list[Job]) -> list[Job]:
+        """The jobs still worth running; the others are answered Abandoned, unrun."""
+        now = time.monotonic()
+        live = []
+        for job in jobs:
+            if job.abandoned(now):
+                self.dropped += 1
+                job.fail(Abandoned("the client left or its deadline passed before it ran"))
+            else:
+                live.append(job)
+        return live
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -220,7 +278,17 @@ class Worker(threading.Thread):
         results: dict[int, object] = {}
         failed: dict[int, BaseException] = {}
         for batch in plan_batches(lengths, self.max_batch_tokens):
+            if self._draining.is_set():  # shutdown: no new pass; the rest is answered 503
+                for i in batch:
+                    failed.setdefault(id(owners[i][0]), ShuttingDown("the service is shutting down"))
+                continue
+            now = time.monotonic()
+            if all(owners[i][0].abandoned(now) for i in batch):
+                for i in batch:  # nobody waits for these rows any more
+                    failed.setdefault(id(owners[i][0]), Abandoned("abandoned before it ran"))
+                continue
             t0 = time.monotonic()
+            self.pass_started = t0
             try:
                 vectors = self.embedder.embed([owners[i][0].rows[owners[i][1]] for i in batch])
             except Exception as exc:  # e.g. out of memory: fail these requests, keep serving
@@ -228,9 +296,13 @@ class Worker(threading.Thread):
                 for i in batch:
                     failed[id(owners[i][0])] = exc
                 continue
+            took = time.monotonic() - t0
             if self.metrics:
                 self.metrics.observe_batch(len(batch), max(lengths[i] for i in batch) * len(batch),
-                                           sum(lengths[i] for i in batch), time.monotonic() - t0)
+                                           sum(lengths[i] for i in batch), took)
+            if took > 2:  # a pass this long delays shutdown and every queued request
+                log.info("a pass of %d rows x %d tokens took %.1fs", len(batch),
+                         max(lengths[i] for i in batch), took)
             for k, i in enumerate(batch):
                 results[i] = vectors[k]
         start = 0
@@ -250,5 +322,4 @@ class Worker(threading.Thread):
             except queue.Empty:
                 return
             if isinstance(item, Job):
-                item.error = exc
-                item.done.set()
+                item.fail(exc)

@@ -19,7 +19,7 @@ from typing import Iterable
 from invoke import Collection, Exit, Task
 from invoke.parser import ParserContext
 
-from tasks import bench_tasks, check_tasks, mlx_tasks, stack_tasks, test_tasks
+from tasks import bench_tasks, check_tasks, mlx_tasks, stack_tasks, stress_tasks, test_tasks
 from tasks.settings import ALL_SERVICES
 
 LOGS_TASK = "logs"
@@ -28,7 +28,7 @@ LOG_NAMES = ("mlx", "mlx-server") + ALL_SERVICES
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for module in (stack_tasks, check_tasks, bench_tasks):
+    for module in (stack_tasks, check_tasks, bench_tasks, stress_tasks):
         for t in module.TASKS:
             ns.add_task(t)
     ns.add_collection(mlx_tasks.ns, name="mlx")
