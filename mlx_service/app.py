@@ -268,6 +268,11 @@ def create_app(state: ServiceState) -> Flask:
             "auth": "bearer" if config.api_key else "none",
             "in_flight": state.admission.snapshot(),
             "dropped_requests": state.worker.dropped,
+            "worker": {"queue_depth": state.worker.queue_depth(),
+                       "in_pass": state.worker.in_pass,
+                       "pass_seconds": (round(time.monotonic() - state.worker.pass_started, 3)
+                                        if state.worker.in_pass and state.worker.pass_started
+                                        else None)},
             "load_seconds": state.worker.load_seconds,
             "versions": versions(),
         })

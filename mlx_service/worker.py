@@ -144,6 +144,7 @@ class Worker(threading.Thread):
         self._draining = threading.Event()
         self._submit_lock = threading.Lock()
         self.pass_started: float | None = None  # monotonic start of the latest pass
+        self.in_pass = False
         self.dropped = 0  # requests dropped unrun: client gone or deadline passed
 
     # --- called from HTTP threads ---------------------------------------------------------
@@ -289,6 +290,7 @@ class Worker(threading.Thread):
                 continue
             t0 = time.monotonic()
             self.pass_started = t0
+            self.in_pass = True
             try:
                 vectors = self.embedder.embed([owners[i][0].rows[owners[i][1]] for i in batch])
             except Exception as exc:  # e.g. out of memory: fail these requests, keep serving
@@ -296,6 +298,8 @@ class Worker(threading.Thread):
                 for i in batch:
                     failed[id(owners[i][0])] = exc
                 continue
+            finally:
+                self.in_pass = False
             took = time.monotonic() - t0
             if self.metrics:
                 self.metrics.observe_batch(len(batch), max(lengths[i] for i in batch) * len(batch),
