@@ -26,6 +26,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def http_url(host: str, port: int) -> str:
+    """`http://host:port`, an IPv6 literal in brackets (tasks/settings.py's http_url: this
+    module stays standard-library only and does not import the tasks)."""
+    host = f"[{host.replace('%', '%25')}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{host}:{port}"
+
+
 def default_python() -> Path:
     venv = os.environ.get("MLX_VENV_PATH") or str(REPO_ROOT / ".venv-mlx")
     return Path(venv).expanduser() / "bin" / "python"
@@ -83,7 +90,7 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return http_url(self.host, self.port)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

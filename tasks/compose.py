@@ -312,12 +312,10 @@ class Compose:
             argv += ["--profile", profile]
         return argv + [str(a) for a in args]
 
-    def run(self, *args: str, timeout: float | None = None, stream: Callable | Any = None,
-            fg: bool = False) -> str:
+    def run(self, *args: str, timeout: float | None = None, stream: Callable | Any = None) -> str:
         """Run `compose ARGS`; return stdout. Failure is a ComposeError with the output's tail.
 
         stream: where output goes while it runs (e.g. sys.stderr) instead of being captured.
-        fg: hand the terminal to the command (for `logs -f`); returns "".
         """
         argv = self.argv(*args)
         cmd = sh.Command(argv[0])
@@ -326,15 +324,8 @@ class Compose:
         if timeout:
             kwargs["_timeout"] = timeout
         try:
-            if fg:
-                kwargs.pop("_tty_out")
-                cmd(*argv[1:], _fg=True, **kwargs)
-                return ""
             if stream is not None:
-                def copy(chunk):
-                    stream.write(strip_ansi(chunk))
-                    stream.flush()
-                cmd(*argv[1:], _out=copy, _err=copy, **kwargs)
+                cmd(*argv[1:], _out=_copier(stream), _err=_copier(stream), **kwargs)
                 return ""
             return strip_ansi(str(cmd(*argv[1:], **kwargs)))
         except sh.TimeoutException:
@@ -374,15 +365,32 @@ class Compose:
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         self.run(*args, stream=stream or sys.stderr)
 
-    def logs(self, services: Sequence[str] = (), follow: bool = False, tail: int | None = None,
-             stream=None) -> str:
+    def logs(self, services: Sequence[str] = (), tail: int | None = None, stream=None) -> str:
+        """What the containers logged so far. Following is tasks/stack.py's follow_containers:
+        it copies lines itself, so a reader that goes away ends it quietly."""
         args = ["logs", "--no-color"]
         if tail is not None:
             args += ["--tail", str(tail)]
-        if follow:
-            args.append("--follow")
-            return self.run(*args, *services, fg=stream is None, stream=stream)
         return self.run(*args, *services, stream=stream)
+
+
+def _copier(stream) -> Callable[[str], None]:
+    """sh's output callback: chunks to `stream`, cursor codes removed. A reader that went
+    away (`inv stop 2>&1 | head -1`) silences it, not the command: sh's reader thread would
+    print a traceback, and stop/down must still finish."""
+    gone = False
+
+    def copy(chunk: str) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            stream.write(strip_ansi(chunk))
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            gone = True
+
+    return copy
 
 
 def compose_files(compose_dir: Path, offline: bool, extra: Sequence[str | Path] = ()) -> list[Path]:

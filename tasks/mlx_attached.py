@@ -80,11 +80,13 @@ class _AttachedChild:
 
 def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bind: list[str],
                  url: str, venv: Path, timeout: float, watch: bool = False,
-                 grace: float = 10.0, say: Say = print_to_stderr,
+                 grace: float | None = None, say: Say = print_to_stderr,
                  out: TextIO | None = None) -> int:
     """Run the service attached. Returns the exit code: 0 after a clean stop on request
     (Ctrl+C, SIGTERM, `inv mlx stop`), 130 when it had to be killed (second Ctrl+C or
-    grace exceeded), the service's own code when it exits by itself, 1 on a start failure."""
+    grace exceeded), the service's own code when it exits by itself, 1 on a start failure.
+    `grace` (SIGTERM to SIGKILL) defaults to MLX_STOP_GRACE, as for a detached service."""
+    grace = settings.mlx_stop_grace if grace is None else float(grace)
     out = out or sys.stdout
     mode = "watch" if watch else "foreground"
     # Every process we start carries the token: only those are ever signalled.
@@ -139,7 +141,8 @@ def run_attached(settings: Settings, cmd: list[str], env: dict, cwd: Path, *, bi
                 # The child is not reaped yet, so its group id cannot name anyone else's.
                 if child is not None and group_alive(child.pid):
                     if term_sent is None:
-                        say("stopping the mlx service (SIGTERM; Ctrl+C again to kill it now)")
+                        say(f"stopping the mlx service (SIGTERM, then SIGKILL after {grace:g}s; "
+                            f"Ctrl+C again to kill it now)")
                         _killpg(child.pid, signal.SIGTERM)
                         term_sent = now
                     elif not killed and (requests["n"] >= 2 or now - term_sent > grace):

@@ -45,9 +45,9 @@ from tasks.process_groups import (  # noqa: F401
     KILL_WAIT, Owner, ServiceError, _killpg, describe_strangers, group_alive, group_members,
     split_group, terminate_group,
 )
-from tasks.port_holders import WILDCARDS, address_free, describe_holders, port_holders
+from tasks.port_holders import address_free, describe_holders, port_holders
 from tasks.service_venv import install_service_venv, service_python
-from tasks.settings import Settings
+from tasks.settings import Settings, called_host, http_url
 from tasks.watch import service_src
 
 MARKER = "mlx_service"
@@ -74,12 +74,7 @@ def bind_addresses(settings: Settings) -> list[str]:
 def service_url(settings: Settings, bind: list[str] | None = None) -> str:
     """The URL to probe: the first listen address (a wildcard is probed on loopback)."""
     hosts = bind or [h.strip() for h in settings.mlx_host.split(",") if h.strip()] or ["127.0.0.1"]
-    host = hosts[0]
-    if host in WILDCARDS:
-        host = "127.0.0.1" if host != "::" else "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.mlx_port}"
+    return http_url(called_host(hosts[0]), settings.mlx_port)
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -105,6 +100,41 @@ def probe_health(url: str, timeout: float = 2.0) -> tuple[int | None, dict | Non
     if isinstance(body, dict) and body.get("status"):
         detail += f" {body['status']}"
     return status, body if isinstance(body, dict) else None, detail
+
+
+def _get_json(url: str, timeout: float) -> dict | None:
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def probe_auth(url: str, headers: dict[str, str], timeout: float = 2.0) -> str | None:
+    """Whether our calls get through the service's API key check:
+    "open" (it wants no key), "missing" (it wants one and MLX_API_KEY is not set),
+    "accepted" / "refused" (it wants one: ours opens it, or not); None when it does not say.
+    Costs a GET of the open /info, plus, with a key, one empty POST the key check answers
+    before any work (anything but 401 means the key passed)."""
+    info = _get_json(url.rstrip("/") + "/info", timeout)
+    wants = info.get("auth") if info else None
+    if wants not in ("none", "bearer"):
+        return None
+    if wants == "none":
+        return "open"
+    if not headers:
+        return "missing"
+    probe = urllib.request.Request(url.rstrip("/") + "/v1/embeddings", data=b'{"input": []}',
+                                   method="POST",
+                                   headers={"Content-Type": "application/json", **headers})
+    try:
+        with _NO_PROXY.open(probe, timeout=timeout):
+            return "accepted"
+    except urllib.error.HTTPError as exc:
+        return "refused" if exc.code == 401 else "accepted"
+    except (OSError, ValueError):
+        return None
 
 
 def is_healthy(status: int | None, body: dict | None) -> bool:
@@ -260,6 +290,7 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
     bind = list(live.bind) if live and live.bind else bind_addresses(settings)
     url = live.url if live and live.url else service_url(settings, bind)
     status, body, _ = probe_health(url, timeout=2.0)
+    auth = probe_auth(url, settings.mlx_auth_headers()) if status is not None else None
     uptime = None
     if state.running and record.create_time:
         uptime = round(seconds_since_start(record.service), 1)
@@ -269,6 +300,7 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
         "url": url,
         "responding": status is not None,
         "healthy": is_healthy(status, body),
+        "auth": auth,
         "log": str(Path(live.log) if live and live.log else settings.mlx_log),
         "health": body,
         "uptime": uptime,
@@ -550,10 +582,13 @@ def _already_running(settings: Settings, state: ServiceState, *, wait: bool, tim
 
 # --- stop ---------------------------------------------------------------------------------------
 
-def stop_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr) -> bool:
+def stop_service(settings: Settings, *, grace: float | None = None,
+                 say: Say = print_to_stderr) -> bool:
     """Stop the service (and an attached supervisor). True when something was stopped.
     Signals only processes proven ours; returns once none of them is left. Processes in the
-    recorded group id that are not proven ours are named and left alone."""
+    recorded group id that are not proven ours are named and left alone. `grace` (seconds
+    from SIGTERM to SIGKILL) defaults to MLX_STOP_GRACE, the time the service drains in."""
+    grace = settings.mlx_stop_grace if grace is None else float(grace)
     with service_lock(settings, "inv mlx stop", say):
         state = inspect(settings, cleanup=True, say=say)
         stopped = _stop_supervisor(state, grace, say)
@@ -596,7 +631,7 @@ def _stop_group(state: ServiceState, grace: float, say: Say) -> bool:
     return True
 
 
-def restart_service(settings: Settings, *, grace: float = 10.0, say: Say = print_to_stderr,
+def restart_service(settings: Settings, *, grace: float | None = None, say: Say = print_to_stderr,
                     **start_kwargs) -> dict:
     stop_service(settings, grace=grace, say=say)
     return start_service(settings, say=say, **start_kwargs)

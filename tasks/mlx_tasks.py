@@ -36,9 +36,11 @@ def install(c, venv=None, force=False, blas=None):
     settings = _settings()
     path = venv or settings.mlx_venv
     try:
-        ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr,
-                                   blas=blas)
-    except VenvError as exc:
+        # The start lock: pip never runs in the venv while a start installs or spawns from it.
+        with mp.service_lock(settings, "inv mlx install", mp.print_to_stderr):
+            ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr,
+                                       blas=blas)
+    except (VenvError, mp.ServiceError) as exc:
         raise _fail(exc) from None
     mp.print_to_stderr(f"venv installed ({path})" if ran else f"venv up to date ({path})")
 
@@ -64,23 +66,24 @@ def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None,
         raise Exit(code=code)
 
 
-@task(help={"grace": "seconds between SIGTERM and SIGKILL (default 10)"})
-def stop(c, grace=10.0):
+@task(help={"grace": "seconds between SIGTERM and SIGKILL (default MLX_STOP_GRACE, 10)"})
+def stop(c, grace=None):
     """Stop the service: SIGTERM to its process group, then SIGKILL after the grace period."""
     try:
-        mp.stop_service(_settings(), grace=float(grace))
+        mp.stop_service(_settings(), grace=_seconds(grace, "grace"))
     except (mp.ServiceError, SettingsError) as exc:
         raise _fail(exc) from None
 
 
 @task(help={"install": "refresh the venv first (default)", "wait": "wait for /health",
             "timeout": "seconds to wait for /health", "venv": "the service venv",
-            "grace": "seconds between SIGTERM and SIGKILL when stopping"})
-def restart(c, install=True, wait=True, timeout=None, venv=None, grace=10.0):
+            "grace": "seconds between SIGTERM and SIGKILL when stopping "
+                     "(default MLX_STOP_GRACE)"})
+def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
     """Stop the service if it runs, then start it (detached)."""
     try:
-        mp.restart_service(_settings(), grace=float(grace), venv_path=venv, install=install,
-                           wait=wait, timeout=_seconds(timeout, "timeout"))
+        mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
+                           install=install, wait=wait, timeout=_seconds(timeout, "timeout"))
     except (mp.ServiceError, VenvError, SettingsError) as exc:
         raise _fail(exc) from None
 
@@ -184,7 +187,7 @@ def print_actions() -> None:
     "force": "install: reinstall", "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines"})
 def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=None, json=False,
-             venv=None, install=True, wait=True, watch=False, grace=10.0, force=False):
+             venv=None, install=True, wait=True, watch=False, grace=None, force=False):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
     # foreground keeps -o as before.

@@ -35,6 +35,12 @@ DEFAULTS = {
     "CORTEX_COMPOSE_PROJECT": "cortex",
 }
 
+# MLX_STOP_GRACE: seconds the service has from SIGTERM to exit. The service drains within it
+# (mlx_service/config.py reads the same name and bounds), and the lifecycle waits it before
+# SIGKILL: one setting for both sides.
+STOP_GRACE_DEFAULT = 10
+STOP_GRACE_MINIMUM = 2
+
 
 # A service listening on a wildcard address is called on the loopback of the same family.
 WILDCARD_CALLED_ON = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}
@@ -99,6 +105,36 @@ class Settings:
     def mlx_host_url(self) -> str:
         """How containers reach the host service."""
         return self.get("MLX_HOST_URL", http_url("host.docker.internal", self.mlx_port))
+
+    @property
+    def mlx_api_key(self) -> str | None:
+        """MLX_API_KEY: when set, the host service wants it on its embedding endpoints."""
+        key = (self.get("MLX_API_KEY") or "").strip()
+        if any(not 33 <= ord(ch) <= 126 for ch in key):
+            # Named, never printed: a header cannot carry spaces, control or non-ASCII.
+            raise SettingsError("MLX_API_KEY has characters an HTTP header cannot carry "
+                                "(use printable ASCII without spaces)")
+        return key or None
+
+    def mlx_auth_headers(self) -> dict[str, str]:
+        """What every call of ours to the host service's embedding endpoints carries."""
+        key = self.mlx_api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    @property
+    def mlx_stop_grace(self) -> float:
+        """MLX_STOP_GRACE, validated as the service validates it (whole seconds, at least 2)."""
+        raw = self.get("MLX_STOP_GRACE")
+        if raw is None:
+            return float(STOP_GRACE_DEFAULT)
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"MLX_STOP_GRACE={raw!r} is not a whole number of seconds") \
+                from None
+        if value < STOP_GRACE_MINIMUM:
+            raise SettingsError(f"MLX_STOP_GRACE={value} is below {STOP_GRACE_MINIMUM} seconds")
+        return float(value)
 
     @property
     def embeddings_model(self) -> str | None:

@@ -307,10 +307,13 @@ def setup(settings: Settings, say: Say = say_stderr, install: bool = True,
             say(f"warning: {tool} is not on PATH")
     write_env_file(settings, say)
     if install:
+        from tasks.mlx_process import service_lock
         from tasks.service_venv import install_service_venv
         say(f"service venv: {settings.mlx_venv}")
-        if not install_service_venv(settings, say=say):
-            say("service venv up to date")
+        # The start lock: pip never runs in the venv while `inv mlx start` uses it.
+        with service_lock(settings, "inv setup: install", say):
+            if not install_service_venv(settings, say=say):
+                say("service venv up to date")
     try:
         stack = open_stack(settings)
     except EngineError as exc:
@@ -511,8 +514,8 @@ def clean(settings: Settings, say: Say = say_stderr) -> None:
 
 def logs(settings: Settings, service: str | None = None, follow: bool = False, tail: int = 100,
          out=None) -> None:
-    """`mlx` (the host service's log file), one container, or everything. With `follow`,
-    `out` must be a real file (Compose writes to it directly)."""
+    """`mlx` (the host service's log file), one container, or everything; `follow` keeps
+    copying new lines to `out` until Ctrl-C or a reader that goes away."""
     from tasks.mlx_process import follow_log, tail_lines
     out = out or sys.stdout
     if service not in (None, "", "mlx", "mlx-server") and service not in ALL_SERVICES:

@@ -81,3 +81,7 @@ def test_url_uses_the_first_address():
     assert service_url(s) == "http://127.0.0.1:9999"
     assert service_url(s, ["0.0.0.0"]) == "http://127.0.0.1:9999"
     assert service_url(s, ["::1"]) == "http://[::1]:9999"
+    # The one URL builder (settings.http_url): a zone id is escaped, a bracketed host kept.
+    assert service_url(s, ["fe80::1%eth0"]) == "http://[fe80::1%25eth0]:9999"
+    assert service_url(s, ["[::1]"]) == "http://[::1]:9999"
+    assert service_url(s, ["::"]) == "http://[::1]:9999"

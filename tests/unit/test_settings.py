@@ -95,3 +95,52 @@ def test_env_file_can_live_elsewhere(tmp_path):
     other.write_text("CORTEX_NATS_PORT=5999\n")
     settings = load_settings(tmp_path, {"CORTEX_ENV_FILE": str(other)})
     assert settings.env_file == other and settings.port("CORTEX_NATS_PORT") == 5999
+
+
+# --- MLX_STOP_GRACE: one shutdown setting for the service and the lifecycle ----------------------
+
+def test_stop_grace_defaults_to_the_services_own_default(tmp_path):
+    from mlx_service.config import LIMITS
+    assert load_settings(_env_file(tmp_path, ""), {}).mlx_stop_grace == LIMITS["stop_grace"][1]
+
+
+def test_stop_grace_from_env_dev_and_the_environment_beats_it(tmp_path):
+    root = _env_file(tmp_path, "MLX_STOP_GRACE=4\n")
+    assert load_settings(root, {}).mlx_stop_grace == 4
+    assert load_settings(root, {"MLX_STOP_GRACE": "7"}).mlx_stop_grace == 7
+
+
+@pytest.mark.parametrize("raw, problem", [("soon", "not a whole number"), ("2.5", "not a whole"),
+                                          ("1", "below 2 seconds")])
+def test_a_stop_grace_the_service_would_refuse_is_named(tmp_path, raw, problem):
+    from tasks.settings import SettingsError
+    with pytest.raises(SettingsError, match=f"MLX_STOP_GRACE=.*{problem}"):
+        load_settings(_env_file(tmp_path, ""), {"MLX_STOP_GRACE": raw}).mlx_stop_grace
+
+
+def test_stop_and_attached_modes_take_their_grace_from_the_setting():
+    import inspect as signature_of
+
+    from tasks import mlx_attached, mlx_process
+    for function in (mlx_process.stop_service, mlx_process.restart_service,
+                     mlx_attached.run_attached):
+        assert signature_of.signature(function).parameters["grace"].default is None, function
+
+
+# --- MLX_API_KEY: what the tooling sends to the host service ------------------------------------
+
+def test_api_key_from_env_dev_or_the_environment_becomes_a_bearer_header(tmp_path):
+    root = _env_file(tmp_path, "MLX_API_KEY=from-file\n")
+    assert load_settings(root, {}).mlx_auth_headers() == {"Authorization": "Bearer from-file"}
+    assert load_settings(root, {"MLX_API_KEY": "from-env"}).mlx_auth_headers() == {
+        "Authorization": "Bearer from-env"}
+    assert load_settings(_env_file(tmp_path, ""), {}).mlx_auth_headers() == {}
+    assert load_settings(_env_file(tmp_path, ""), {"MLX_API_KEY": ""}).mlx_auth_headers() == {}
+
+
+def test_a_key_no_header_can_carry_is_named_but_never_shown(tmp_path):
+    from tasks.settings import SettingsError
+    settings = load_settings(_env_file(tmp_path, ""), {"MLX_API_KEY": "s3cret\nvalue"})
+    with pytest.raises(SettingsError, match="MLX_API_KEY") as raised:
+        settings.mlx_auth_headers()
+    assert "s3cret" not in str(raised.value)
