@@ -8,8 +8,7 @@ from typing import Callable
 import requests
 
 from tasks import local_http
-
-from tasks.settings import Settings
+from tasks.settings import Settings, SettingsError, http_url
 
 # The seed's own round-trip payload, kept as users know it.
 SEED_PAYLOAD = {"input": ["hello world", "cortex os embeddings"], "model": "qwen3-embed"}
@@ -47,8 +46,23 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)) or 1.0)
 
 
-def _post(url: str, payload: dict, timeout: float) -> dict:
-    response = local_http.post(url, json=payload, timeout=timeout)
+class KeyRefused(RuntimeError):
+    """A 401: the service wants MLX_API_KEY and we have none, or not its key."""
+
+
+def key_refused_sentence(url: str, key_sent: bool) -> str:
+    """What to do about a 401, naming the setting and never the key."""
+    if key_sent:
+        return (f"{url} refused the key in MLX_API_KEY (401): set MLX_API_KEY, in the "
+                f"environment or .env.dev, to the key the host service was started with")
+    return (f"{url} wants an API key (401) and MLX_API_KEY is not set here: set it, in the "
+            f"environment or .env.dev, to the key the host service was started with")
+
+
+def _post(url: str, payload: dict, timeout: float, headers: dict[str, str]) -> dict:
+    response = local_http.post(url, json=payload, timeout=timeout, headers=headers)
+    if response.status_code == 401:
+        raise KeyRefused(key_refused_sentence(url, bool(headers)))
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
     return response.json()
@@ -64,7 +78,12 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         progress(step)
 
     host = settings.mlx_url
-    # 1. health
+    try:
+        auth = settings.mlx_auth_headers()  # MLX_API_KEY, sent to every embedding endpoint
+    except SettingsError as exc:
+        record("host health", "fail", str(exc))
+        return result
+    # 1. health (open: no key needed)
     try:
         health = local_http.get(f"{host}/health", timeout=timeout)
         body = health.json()
@@ -81,7 +100,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     # 2. the seed's /embed payload
     host_vectors = None
     try:
-        embed = _post(f"{host}/embed", SEED_PAYLOAD, timeout)
+        embed = _post(f"{host}/embed", SEED_PAYLOAD, timeout, auth)
         vectors = embed.get("embeddings") or []
         dims = {len(v) for v in vectors}
         if len(vectors) < 2:
@@ -92,12 +111,15 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
             host_vectors = vectors
             record("host /embed", "pass", f"{len(vectors)} embeddings of {dimensions} dimensions "
                    f"(asked for {SEED_PAYLOAD['model']!r}, served {embed.get('model')!r})")
+    except KeyRefused as exc:
+        record("host /embed", "fail", str(exc))
+        return result  # every other step would say the same
     except (requests.RequestException, RuntimeError, ValueError) as exc:
         record("host /embed", "fail", str(exc))
 
     # 3. OpenAI shape
     try:
-        openai = _post(f"{host}/v1/embeddings", {"input": SEED_PAYLOAD["input"]}, timeout)
+        openai = _post(f"{host}/v1/embeddings", {"input": SEED_PAYLOAD["input"]}, timeout, auth)
         data = openai.get("data") or []
         shaped = (openai.get("object") == "list" and len(data) == 2
                   and all(d.get("object") == "embedding" and d.get("index") == i for i, d in enumerate(data))
@@ -109,7 +131,8 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
 
     # 4. meaning
     try:
-        a, b, c = _post(f"{host}/embed", {"input": [*RELATED, UNRELATED]}, timeout)["embeddings"]
+        a, b, c = _post(f"{host}/embed", {"input": [*RELATED, UNRELATED]}, timeout,
+                        auth)["embeddings"]
         related, unrelated = cosine(a, b), cosine(a, c)
         record("meaning", "pass" if related > unrelated else "fail",
                f"related {related:.3f} vs unrelated {unrelated:.3f}")
@@ -117,14 +140,15 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         record("meaning", "fail", str(exc))
 
     # 5. through the gateway container, when it runs
-    gateway = f"http://127.0.0.1:{settings.port('CORTEX_MODEL_GATEWAY_PORT')}"
+    gateway = http_url("127.0.0.1", settings.port("CORTEX_MODEL_GATEWAY_PORT"))
     try:
         local_http.get(f"{gateway}/health", timeout=3)
     except requests.RequestException:
         record("gateway", "skip", f"model-gateway not running at {gateway}: gateway part not run")
         return result
     try:
-        via_gateway = _post(f"{gateway}/embed", SEED_PAYLOAD, timeout)["embeddings"]
+        # The gateway sends its own MLX_API_KEY upstream, else the client's: ours.
+        via_gateway = _post(f"{gateway}/embed", SEED_PAYLOAD, timeout, auth)["embeddings"]
         if host_vectors is None:
             record("gateway", "fail", "gateway answered, but the host's vectors were not available to compare")
         else:

@@ -53,3 +53,12 @@ def test_roundtrip_fails_clearly_when_the_service_is_stopped(tmp_path):
     assert "[FAIL] host health: no answer from" in done.stdout
     assert "inv mlx start" in done.stdout
     assert done.stdout.strip().splitlines()[-1].startswith("roundtrip FAILED")
+
+
+def test_status_says_a_service_without_a_key_is_open(running_service):
+    env = dict(running_service, MLX_API_KEY="a-key-this-service-does-not-want")
+    done = inv("mlx", "status", "--json", env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["auth"] == "open"
+    # A key the service does not ask for does not get in the way of the roundtrip.
+    assert inv("roundtrip", env=env, timeout=180).returncode == 0
