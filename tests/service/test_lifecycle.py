@@ -341,3 +341,23 @@ def test_foreground_second_ctrl_c_kills_at_once(env, tmp_path):
     assert "SIGKILL" in out.read_text()
     assert not process_alive(pid) and live_group_members(pid) == []
     assert not pidfile(env).exists()
+
+
+def test_stop_waits_mlx_stop_grace_and_the_service_exits_within_it(tmp_path):
+    """One shutdown setting: the service started with MLX_STOP_GRACE drains within it, and
+    `inv mlx stop` waits that long (not a fixed 10s) before it would SIGKILL."""
+    e = isolated_env(tmp_path, MLX_STOP_GRACE="3")
+    started = inv("mlx", "start", env=e, timeout=START_TIMEOUT)
+    assert started.returncode == 0, started.stderr
+    pid = read_record(e)["pid"]
+    assert process_alive(pid)
+    begun = time.monotonic()
+    stop = inv("mlx", "stop", env=e, timeout=60)
+    assert stop.returncode == 0, stop.stderr
+    assert "SIGKILL after 3s" in stop.stderr, stop.stderr
+    assert "stopped" in stop.stderr.splitlines()[-1] and "killed" not in stop.stderr
+    assert time.monotonic() - begun < 30
+    assert not process_alive(pid) and live_group_members(pid) == []
+    assert port_free(int(e["MLX_PORT"]))
+    log = (Path(e["CORTEX_LOG_DIR"]) / "mlx-server.log").read_text(errors="replace")
+    assert "received SIGTERM" in log  # it exited on its own, in its drain
