@@ -361,3 +361,27 @@ def test_stop_waits_mlx_stop_grace_and_the_service_exits_within_it(tmp_path):
     assert port_free(int(e["MLX_PORT"]))
     log = (Path(e["CORTEX_LOG_DIR"]) / "mlx-server.log").read_text(errors="replace")
     assert "received SIGTERM" in log  # it exited on its own, in its drain
+
+
+def test_foreground_kills_after_mlx_stop_grace_when_the_service_cannot_stop(env, tmp_path):
+    """Attached mode waits MLX_STOP_GRACE after one Ctrl+C, then SIGKILLs on its own."""
+    grace_env = dict(env, MLX_STOP_GRACE="2")
+    out = tmp_path / "fg3.out"
+    inv_proc = _start_foreground(grace_env, out)
+    try:
+        wait_until(lambda: "ready at" in out.read_text() or inv_proc.poll() is not None,
+                   START_TIMEOUT, "the foreground service to be ready")
+        pid = read_record(env)["pid"]
+        os.kill(pid, signal.SIGSTOP)  # it cannot act on SIGTERM: only the grace can end it
+        started = time.monotonic()
+        os.killpg(inv_proc.pid, signal.SIGINT)
+        assert inv_proc.wait(timeout=30) == 130, out.read_text()
+        took = time.monotonic() - started
+    finally:
+        if inv_proc.poll() is None:
+            os.killpg(inv_proc.pid, signal.SIGKILL)
+    text = out.read_text()
+    assert "SIGKILL after 2s" in text and "killing the mlx service (SIGKILL)" in text, text
+    assert 1.5 < took < 8, f"the attached stop took {took:.1f}s with MLX_STOP_GRACE=2"
+    assert not process_alive(pid) and live_group_members(pid) == []
+    assert not pidfile(env).exists()
