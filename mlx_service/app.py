@@ -16,6 +16,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from mlx_service.admission import Admission
+from mlx_service.blas import current_choice
 from mlx_service.config import Config
 from mlx_service.metrics import Metrics
 from mlx_service.model import ModelSpec, truncate_normalize
@@ -258,6 +259,7 @@ def create_app(state: ServiceState) -> Flask:
             "backend": "mlx",
             "device": state.worker.device or "unknown",
             "blas": state.blas,
+            "blas_choice": current_choice(),  # which library, and the measurement behind it
             # cpu-fast: mlx_service/cpu_fast.py (exp/erf in numpy, batches split over lanes)
             "forward": getattr(state.worker.embedder, "forward", None),
             "cpu_lanes": getattr(state.worker.embedder, "lanes", None),

@@ -185,9 +185,10 @@ def print_actions() -> None:
     "venv": "the service venv", "watch": "start: restart on source changes",
     "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
     "force": "install: reinstall", "json": "status: JSON only on stdout",
-    "follow": "logs: keep following", "n": "logs: how many lines"})
+    "follow": "logs: keep following", "n": "logs: how many lines",
+    "blas": "install: mkl adds oneMKL, default removes it"})
 def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=None, json=False,
-             venv=None, install=True, wait=True, watch=False, grace=None, force=False):
+             venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
     # foreground keeps -o as before.
@@ -201,7 +202,7 @@ def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=N
                    + ", ".join(ACTIONS), code=2)
     given = {"f": f, "foreground": foreground, "install": install, "wait": wait,
              "timeout": timeout, "venv": venv, "watch": watch, "grace": grace, "force": force,
-             "json": json, "follow": follow, "n": n}
+             "json": json, "follow": follow, "n": n, "blas": blas}
     chosen(c, **flags_for(action, given))
 
 

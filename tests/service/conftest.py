@@ -37,6 +37,14 @@ def service(tmp_path_factory, service_py):
     assert code == 0, f"service exited {code} on SIGTERM:\n{svc.log()[-2000:]}"
 
 
+@pytest.fixture(scope="session")
+def roomy(tmp_path_factory, service_py):
+    """A service with the default limits (the shared one caps bodies at 64 KiB)."""
+    svc = start_service(tmp_path_factory.mktemp("roomy"), python=service_py)
+    yield svc
+    svc.stop()
+
+
 @pytest.fixture
 def service_factory(tmp_path, service_py):
     started: list[ServiceProcess] = []

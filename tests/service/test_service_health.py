@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 
-from mlx_service.blas import find_openblas
+from mlx_service import blas
 from mlx_service.testing import http
 
 
@@ -30,7 +30,7 @@ def test_ping(service):
     assert service.get("/ping") == (200, {"message": "pong"})
 
 
-def test_info(service):
+def test_info(service, service_py):
     status, body = service.get("/info")
     assert status == 200
     assert body["dimensions"] == body["native_dimensions"] == 384
@@ -38,8 +38,10 @@ def test_info(service):
     assert body["pooling"] == ["mean"]
     assert body["backend"] == "mlx"
     assert body["device"] == "cpu"
-    # auto: OpenBLAS whenever Debian's library is installed, MLX's own BLAS otherwise.
-    assert body["blas"] == ("openblas" if find_openblas(os.environ) else "reference")
+    # auto: the fastest library the machine can load, by a GEMM probe (mlx_service/blas.py).
+    chosen = blas.choose(os.environ.get("MLX_BLAS", "auto"), os.environ,
+                         python=str(service_py)).library
+    assert body["blas"] == chosen and body["blas_choice"]["library"] == chosen
     assert body["limits"]["max_batch_items"] == 64
     assert body["limits"]["max_request_bytes"] == 65536
     assert {"queue_size", "max_batch_tokens"} <= set(body["limits"])

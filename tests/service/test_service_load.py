@@ -23,15 +23,6 @@ LONG = "the quick brown fox jumps over the lazy dog " * 40  # > 256 tokens: one 
 HUGE_TEXT = "a " * 1_900_000  # 3.8 MB: the issue's single-text request
 
 
-@pytest.fixture(scope="module")
-def roomy(tmp_path_factory, service_py):
-    """A service with the default limits (the shared one caps bodies at 64 KiB)."""
-    from mlx_service.testing import start_service
-    svc = start_service(tmp_path_factory.mktemp("roomy"), python=service_py)
-    yield svc
-    svc.stop()
-
-
 def rss_mb(svc) -> float:
     return psutil.Process(svc.proc.pid).memory_info().rss / 2**20
 
