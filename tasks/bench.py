@@ -440,6 +440,12 @@ def _loadavg() -> float | None:
         return None
 
 
+def configured_key() -> str | None:
+    """MLX_API_KEY from the environment or .env.dev, as every task reads it."""
+    from tasks.settings import load_settings
+    return load_settings().mlx_api_key
+
+
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """What every request of ours carries when the service wants a key (MLX_API_KEY)."""
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -512,14 +518,14 @@ class Service:
 
     def get_json(self, path: str) -> dict:
         return local_http.get(self.url + path, timeout=10,
-                              headers=auth_headers(os.environ.get(API_KEY_ENV))).json()
+                              headers=auth_headers(configured_key())).json()
 
     def metrics(self) -> dict[str, float]:
         import requests
         try:
             return parse_metrics(local_http.get(
                 self.url + "/metrics", timeout=10,
-                headers=auth_headers(os.environ.get(API_KEY_ENV))).text)
+                headers=auth_headers(configured_key())).text)
         except requests.RequestException:
             return {}
 
@@ -586,7 +592,7 @@ class Client:
         from urllib.parse import urlsplit
         parts = urlsplit(url)
         self.url, self.host, self.port, self.timeout = url, parts.hostname, parts.port, timeout
-        self.headers = auth_headers(os.environ.get(API_KEY_ENV) if api_key is None else api_key)
+        self.headers = auth_headers(configured_key() if api_key is None else api_key)
         self._conn = None
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:

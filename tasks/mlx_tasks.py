@@ -107,6 +107,9 @@ def format_status(s: dict) -> str:
         lines.append(f"  health: responding, not ready ({status})")
     else:
         lines.append("  health: not responding")
+    if s.get("auth") in ("missing", "refused"):
+        lines.append("  auth: the service wants an API key; MLX_API_KEY is "
+                     + ("not set here" if s["auth"] == "missing" else "not its key"))
     if s["stale"]:
         lines.append(f"  stale PID file: {s['stale']}")
     lines.append(f"  listen: {', '.join(s['bind'])} port {s['port']}")

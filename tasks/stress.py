@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -319,9 +318,9 @@ def fuzz_phase(port: int, api_key: str | None, cases: int, seed: int = 7) -> dic
     t0 = time.monotonic()
     for _, (path, raw, headers) in zip(range(cases), hostile_bodies(rng)):
         try:
-            status, resp_headers, data = client.request("POST", path, raw, headers)
+            status, resp_headers, _ = client.request("POST", path, raw, headers)
         except (OSError, http.client.HTTPException):
-            status, resp_headers, data = 0, {}, b""
+            status, resp_headers = 0, {}
         statuses[status] = statuses.get(status, 0) + 1
         if status and not resp_headers.get("content-type", "").startswith("application/json"):
             not_json += 1

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +32,7 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
 
     options = StressOptions(flood_seconds=10 if quick else 20, fuzz_cases=2000 if quick else 10_000,
                             soak_seconds=0 if quick else 600,
-                            api_key=os.environ.get("MLX_API_KEY") or None)
+                            api_key=load_settings().mlx_api_key)
     if soak not in (None, ""):
         options.soak_seconds = max(0.0, seconds(soak, "soak"))
     if flood not in (None, ""):

@@ -13,7 +13,6 @@ import threading
 import time
 
 import psutil
-import pytest
 
 from mlx_service.testing import cosine, http
 from tasks.stress import Client, HealthProber, RssSampler, heavy_body, run_clients

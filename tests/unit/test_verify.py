@@ -8,7 +8,7 @@ import pytest
 from tasks.engine import EngineInfo, engine_kind
 from tasks.settings import load_settings
 from tasks.verify import FAIL, PASS, WARN, check_env_file, check_mlx_backend, run_checks, verdict
-from tests.support import free_port, inv, isolated_env
+from tests.support import inv, isolated_env
 
 
 def test_backend_named_per_platform():
