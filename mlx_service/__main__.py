@@ -92,21 +92,25 @@ def main(argv: list[str] | None = None) -> int:
              urls, spec.name, dim, state.blas)
 
     drained = threading.Event()
+    loop_ended = threading.Event()
+    interrupted = threading.Event()
 
     def drain():
         # Queued requests are answered 503 now; the pass in progress finishes, no other starts.
         worker.drain()
-        shed_connections(listeners, server_map)
+        shed = shed_connections(listeners, server_map)
         # Only admitted embedding work is waited for: probes and refusals are instant, and
         # clients that keep sending on open connections would never let "no request" happen.
         budget = max(0.5, config.stop_grace - EXIT_MARGIN_S)
         deadline = time.monotonic() + budget
         while not state.admission.wait_empty(0.1):
-            shed_connections(listeners, server_map)  # keep-alive clients between requests
+            shed.wait(1)
+            shed = shed_connections(listeners, server_map)  # keep-alive clients between requests
             if time.monotonic() > deadline:
                 log.warning("shutdown: %d request(s) still running after %.1fs; exiting anyway",
                             state.admission.requests, budget)
                 _exit_now()
+        shed.wait(1)  # no shedding left in the loop: a KeyboardInterrupt there would be lost
         app.wait_idle(0.2)
         deadline = time.monotonic() + EXIT_MARGIN_S / 2
         while not channels_idle(server_map) and time.monotonic() < deadline:
@@ -115,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.raise_signal(signal.SIGINT)  # wakes the main loop: waitress exits run()
 
     def on_signal(signum, frame):
+        if loop_ended.is_set() or interrupted.is_set():
+            return  # waitress is cleaning up: let it
         if drained.is_set():
+            interrupted.set()
             raise KeyboardInterrupt  # makes waitress's run() return, after its own cleanup
         if state.draining:
             if signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+                log.info("second interrupt: exiting now")
+                _exit_now()
             return
         log.info("received %s: finishing in-flight requests, then exiting",
                  signal.Signals(signum).name)
@@ -139,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     worker.start()
     threading.Thread(target=announce, name="announce", daemon=True).start()
-    server.run()  # returns on the KeyboardInterrupt raised above, after waitress's own cleanup
+    try:
+        server.run()  # returns on the KeyboardInterrupt raised above, after its own cleanup
+    finally:
+        loop_ended.set()
 
     if worker.state == "loading":
         log.info("stopped while the model was loading")  # the loader cannot be interrupted

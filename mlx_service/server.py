@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import threading
 
 from waitress import create_server
 from waitress.channel import HTTPChannel
@@ -55,11 +56,19 @@ def _idle(channel: HTTPChannel) -> bool:
     return not (channel.requests or channel.request is not None or channel.total_outbufs_len)
 
 
-def shed_connections(listeners, server_map: dict) -> None:
+def shed_connections(listeners, server_map: dict) -> threading.Event:
     """Shutdown, from any thread: close the listening sockets (a new client is refused at
     once, instead of sending a body to be answered 503) and every connection with no
     request in progress. Runs in waitress's loop thread, the only one that may touch them."""
+    done = threading.Event()
+
     def in_loop():
+        try:
+            shed()
+        finally:
+            done.set()
+
+    def shed():
         for listener in listeners:
             if listener.accepting:
                 # Only the listening socket: the server's close() would also close the
@@ -75,7 +84,10 @@ def shed_connections(listeners, server_map: dict) -> None:
         try:
             listeners[0].trigger.pull_trigger(in_loop)
         except OSError:
-            pass  # the loop has already closed its trigger: it is ending anyway
+            done.set()  # the loop has already closed its trigger: it is ending anyway
+    else:
+        done.set()
+    return done
 
 
 def channels_idle(server_map: dict) -> bool:
