@@ -7,6 +7,7 @@ let in-flight requests finish and their answers go out, stop the worker, exit 0.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import logging.handlers
 import os
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         embedder = Embedder(spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes)
         embedder.embed(embedder.tokenize(["warm up"]))  # first pass allocates; keep it off a request
+        # What loading made lives as long as the process: out of the collector's sight, so a
+        # full collection under load does not walk it while holding the GIL.
+        gc.collect()
+        gc.freeze()
         log.info("model %s loaded in %.2fs (pooling %s, max_seq_length %d, forward %s, "
                  "%d lane(s))", spec.name, time.monotonic() - t0, "+".join(spec.pooling),
                  spec.max_seq_length, embedder.forward, embedder.lanes)

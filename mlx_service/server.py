@@ -110,7 +110,10 @@ def make_server(app, config: Config, server_map: dict):
         # up is noticed (waitress.client_disconnected), so its work can be dropped.
         channel_request_lookahead=1,
         # Large bodies arrive in fewer, larger reads: fewer turns of the GIL for the loop.
-        recv_bytes=256 * 1024)
+        recv_bytes=256 * 1024,
+        # Bodies (at most max_request_bytes) stay in memory: spooled to temporary files, a
+        # flood of them had the loop thread stalled in writes for seconds, probes included.
+        inbuf_overflow=config.max_request_bytes + 1)
     listeners = [obj for obj in server_map.values() if isinstance(obj, BaseWSGIServer)]
     for listener in listeners:
         listener.channel_class = JsonErrorChannel

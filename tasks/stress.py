@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -121,39 +122,54 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-class HealthProber(threading.Thread):
-    """GET /health every `every` s on its own connection; a probe that takes longer than
-    `timeout` or fails is lost."""
+def _probe_loop(port: int, every: float, timeout: float, stop, out) -> None:
+    """The prober's own process: GET /health every `every` s until `stop` is set; sends
+    back (latencies in s, lost probes)."""
+    client = Client(port, timeout=timeout)
+    latencies: list[float] = []
+    lost = 0
+    started = time.perf_counter()
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        try:
+            status, _, _ = client.request("GET", "/health")
+            ok = status in (200, 503)
+        except (OSError, http.client.HTTPException) as exc:
+            print(f"[stress] probe lost at {time.perf_counter() - started:.1f}s: {exc!r}", file=sys.stderr)
+            ok = False
+        took = time.perf_counter() - t0
+        if ok:
+            latencies.append(took)
+        else:
+            lost += 1
+        stop.wait(max(0.0, every - took))
+    client.close()
+    out.send((latencies, lost))
+
+
+class HealthProber:
+    """GET /health every `every` s from a process of its own (as `inv status` or a container's
+    health check would: the load generator's threads must not delay it); a probe that takes
+    longer than `timeout` or fails is lost."""
 
     def __init__(self, port: int, every: float = 0.1, timeout: float = 2.0):
-        super().__init__(daemon=True)
-        self.port, self.every, self.timeout = port, every, timeout
-        self.latencies: list[float] = []
-        self.lost = 0
-        self._halt = threading.Event()
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_probe_loop, args=(port, every, timeout, self._stop, send),
+                                 daemon=True)
+        self.timeout = timeout
 
-    def run(self):
-        client = Client(self.port, timeout=self.timeout)
-        while not self._halt.is_set():
-            t0 = time.perf_counter()
-            try:
-                status, _, _ = client.request("GET", "/health")
-                ok = status in (200, 503)
-            except (OSError, http.client.HTTPException):
-                ok = False
-            took = time.perf_counter() - t0
-            if ok:
-                self.latencies.append(took)
-            else:
-                self.lost += 1
-            self._halt.wait(max(0.0, self.every - took))
-        client.close()
+    def start(self) -> None:
+        self._proc.start()
 
     def stop(self) -> dict:
-        self._halt.set()
-        self.join(self.timeout + 1)
-        ms = [x * 1000 for x in self.latencies]
-        return {"probes": len(ms) + self.lost, "lost": self.lost,
+        self._stop.set()
+        latencies, lost = self._recv.recv() if self._recv.poll(self.timeout + 10) else ([], -1)
+        self._proc.join(5)
+        ms = [x * 1000 for x in latencies]
+        return {"probes": len(ms) + max(lost, 0), "lost": lost,
                 "p50_ms": round(percentile(ms, 50), 1), "p99_ms": round(percentile(ms, 99), 1),
                 "max_ms": round(max(ms), 1) if ms else None}
 

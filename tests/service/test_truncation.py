@@ -55,7 +55,9 @@ for _ in range(1500):
     if rng.random() < 0.3:
         parts.insert(rng.randrange(len(parts) + 1), rng.choice(rare))
     texts.append("".join(parts))
-wrong = [i for i, t in enumerate(texts) if bounded.encode(t) != full.encode(t).ids]
+batched = bounded.encode_batch(texts)  # the service's path: short texts in one batch call
+expected = [full.encode(t).ids for t in texts]
+wrong = [i for i, t in enumerate(texts) if bounded.encode(t) != expected[i] or batched[i] != expected[i]]
 print(json.dumps({"texts": len(texts), "wrong": wrong[:10]}))
 """
 
