@@ -74,7 +74,6 @@ def main() -> int:
         "512 x 384, orjson": median_ms(
             lambda: orjson.dumps({"data": list(many)}, option=orjson.OPT_SERIALIZE_NUMPY), 20),
     }
-    del embedder
 
     svc = start_service(Path(tempfile.mkdtemp(prefix="request-path-")))
     try:
