@@ -41,6 +41,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mlx_service.blas import maybe_reexec
+    # The same BLAS as the service: this script re-execs itself with it preloaded.
+    maybe_reexec("auto", [], command=[sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
 
     import numpy as np
     import orjson
