@@ -825,14 +825,7 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
         for w in workloads:
             for run in engines.values():
                 run(w)
-        seconds: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
-        names = list(engines)
-        for rep in range(repeats):
-            order = names[rep % len(names):] + names[:rep % len(names)]
-            for w in workloads:
-                for engine in order:
-                    seconds[engine].setdefault(w.name, []).append(engines[engine](w))
-            say(f"throughput repeat {rep + 1}/{repeats} done")
+        seconds = interleaved(engines, workloads, repeats, say, "throughput")
         throughput = summarize_throughput(workloads, seconds)
         throughput["seconds"] = seconds
         shapes = measure_shapes(engines, shape_workloads, repeats, say)
@@ -922,9 +915,12 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = _quie
                           one_text=one_text)
 
 
-def measure_shapes(engines: Mapping[str, Callable[[Workload], float]],
-                   workloads: Sequence[Workload], repeats: int, say: Say = _quiet) -> dict:
-    """Every shape on every engine, interleaved as the throughput figures are."""
+def interleaved(engines: Mapping[str, Callable[[Workload], float]],
+                workloads: Sequence[Workload], repeats: int, say: Say, label: str
+                ) -> dict[str, dict[str, list[float]]]:
+    """Seconds per engine and workload: every repeat runs every workload on every engine,
+    the engine order rotating so that none always runs first (warm caches, turbo,
+    neighbours)."""
     seconds: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
     names = list(engines)
     for rep in range(repeats):
@@ -932,7 +928,14 @@ def measure_shapes(engines: Mapping[str, Callable[[Workload], float]],
         for w in workloads:
             for engine in order:
                 seconds[engine].setdefault(w.name, []).append(engines[engine](w))
-        say(f"shapes repeat {rep + 1}/{repeats} done")
+        say(f"{label} repeat {rep + 1}/{repeats} done")
+    return seconds
+
+
+def measure_shapes(engines: Mapping[str, Callable[[Workload], float]],
+                   workloads: Sequence[Workload], repeats: int, say: Say = _quiet) -> dict:
+    """Every shape on every engine, interleaved as the throughput figures are."""
+    seconds = interleaved(engines, workloads, repeats, say, "shapes")
     shapes = summarize_throughput(workloads, seconds)
     shapes["seconds"] = seconds
     return shapes
