@@ -3,16 +3,10 @@ runs in the service venv while another task holds it (a start installing or spaw
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 from tasks.pidfile import locked
-from tasks.service_venv import service_venv_ready
-from tasks.settings import load_settings
-from tests.support import REPO_ROOT, inv, isolated_env
+from tests.support import inv, isolated_env
 
 
 def _pidfile(env: dict) -> Path:
@@ -44,34 +38,3 @@ def test_setup_installs_the_venv_under_the_same_lock(tmp_path):
     assert "Traceback" not in done.stderr
     assert env_file.exists()  # the step before the venv is done
     assert not venv.exists(), "pip ran while another task held the lock"
-
-
-def test_install_proceeds_once_the_holder_lets_go(tmp_path):
-    settings = load_settings()
-    assert service_venv_ready(settings), f"{settings.mlx_venv} is not current: run inv mlx install"
-    env = isolated_env(tmp_path)
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold():
-        with locked(_pidfile(env), 5, doing="inv mlx start"):
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        proc = subprocess.Popen([sys.executable, "-m", "invoke", "mlx", "install"], cwd=REPO_ROOT,
-                                env=env, stderr=subprocess.PIPE, text=True)
-        first = proc.stderr.readline()
-        assert f"waiting for pid {os.getpid()} (inv mlx start)" in first, first
-        time.sleep(0.5)
-        assert proc.poll() is None  # still waiting: nothing installed meanwhile
-    finally:
-        release.set()
-        holder.join(10)
-    rest = proc.stderr.read()
-    assert proc.wait(120) == 0, first + rest
-    assert "venv up to date" in rest
-    proc.stderr.close()
