@@ -195,17 +195,23 @@ def create_app(state: ServiceState) -> Flask:
             raise RequestError(429, f"the inference queue is full ({config.queue_size} requests, "
                                     "MLX_QUEUE_SIZE); retry shortly", code="queue_full") from None
         except ShuttingDown:
-            raise RequestError(503, "the service is shutting down", code="shutting_down") from None
+            raise shutting_down() from None
         wait_for(job, deadline)
         if isinstance(job.error, ShuttingDown):
-            raise RequestError(503, "the service is shutting down", code="shutting_down")
+            raise shutting_down()
         if isinstance(job.error, Abandoned):
-            raise RequestError(503, f"no answer from the inference worker within "
-                                    f"{config.request_timeout}s", code="timeout")
+            raise timed_out()
         if job.error is not None:
             raise RuntimeError(f"inference failed: {job.error}")
         vectors = truncate_normalize(job.result, req.dimensions or state.dim)
         return req, vectors, tokens
+
+    def shutting_down() -> RequestError:
+        return RequestError(503, "the service is shutting down", code="shutting_down")
+
+    def timed_out() -> RequestError:
+        return RequestError(503, f"no answer from the inference worker within "
+                                 f"{config.request_timeout}s", code="timeout")
 
     def raise_tokens_in_flight():
         raise RequestError(429, f"{config.max_inflight_tokens} tokens are in flight "
@@ -223,8 +229,7 @@ def create_app(state: ServiceState) -> Flask:
                 raise RequestError(499, "the client closed the connection", code="client_closed")
             if time.monotonic() > deadline:
                 job.cancelled = True
-                raise RequestError(503, f"no answer from the inference worker within "
-                                        f"{config.request_timeout}s", code="timeout")
+                raise timed_out()
 
     @app.get("/ping")
     def ping():

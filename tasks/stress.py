@@ -19,7 +19,6 @@ import json
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
+
+from tasks.bench import percentile
 
 Say = Callable[[str], None]
 WORDS = ("river stone light paper garden window music winter valley engine market "
@@ -86,11 +87,8 @@ class Client:
             self.conn = None
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def prose(rng: random.Random, words: int) -> str:
@@ -167,7 +165,7 @@ class HealthProber:
         self._proc.join(5)
         ms = [x * 1000 for x in latencies]
         return {"probes": len(ms) + max(lost, 0), "lost": lost,
-                "p50_ms": round(percentile(ms, 50), 1), "p99_ms": round(percentile(ms, 99), 1),
+                "p50_ms": _rounded(percentile(ms, 50)), "p99_ms": _rounded(percentile(ms, 99)),
                 "max_ms": round(max(ms), 1) if ms else None}
 
 
@@ -182,8 +180,8 @@ def idle_figures(port: int, pid: int, probes: int = 50) -> dict:
         ms.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.01)
     client.close()
-    return {"health_p50_ms": round(percentile(ms, 50), 1),
-            "health_p99_ms": round(percentile(ms, 99), 1),
+    return {"health_p50_ms": _rounded(percentile(ms, 50)),
+            "health_p99_ms": _rounded(percentile(ms, 99)),
             "rss_mb": round(psutil.Process(pid).memory_info().rss / 2**20)}
 
 
@@ -470,9 +468,3 @@ def report_dict(report: Report) -> dict:
             "soak": report.soak,
             "targets": [{"name": name, "value": get(report), "target": target,
                          "met": ok(get(report))} for name, get, _, target, ok in TARGETS]}
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -8,6 +8,7 @@ starve others, and an API key when one is set.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -99,7 +100,7 @@ def test_eight_huge_texts_at_once_stay_within_a_bounded_memory(roomy):
 
 def test_a_flood_gets_429s_at_once_while_health_answers_every_probe(service_factory):
     svc = service_factory()
-    bodies = [heavy_body(__import__("random").Random(i)) for i in range(3)]
+    bodies = [heavy_body(random.Random(i)) for i in range(3)]
     seen_429 = []
 
     def work(client: Client, rng) -> int:
@@ -125,7 +126,7 @@ def test_a_flood_gets_429s_at_once_while_health_answers_every_probe(service_fact
 
 def test_sigterm_under_a_flood_exits_within_the_stop_grace(service_factory):
     svc = service_factory(env={"MLX_STOP_GRACE": "10"})
-    bodies = [heavy_body(__import__("random").Random(i)) for i in range(3)]
+    bodies = [heavy_body(random.Random(i)) for i in range(3)]
     stop = threading.Event()
 
     def work(client: Client, rng) -> int:
