@@ -306,7 +306,9 @@ def describe_process(pid: int) -> str:
         return f"pid {pid}"
     cmd = " ".join(cmd.split())  # one line, whatever the arguments hold
     if len(cmd) > 160:
-        cmd = cmd[:157] + "..."
+        # The middle goes: the program and its last arguments say what the process is, and a
+        # long interpreter path (a venv deep in a checkout) must not push the latter out.
+        cmd = cmd[:80] + "..." + cmd[-77:]
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
 
 
