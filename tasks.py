@@ -6,7 +6,7 @@ import os
 # too (and plain `import tasks` elsewhere, e.g. in pytest, finds the package itself).
 __path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
 
-from tasks.namespace import (  # noqa: E402
+from tasks.cli.namespace import (  # noqa: E402
     accept_seed_spellings, build_namespace, quiet_closed_reader_outside_tasks)
 
 quiet_closed_reader_outside_tasks()  # `inv --list | head -1`: no traceback

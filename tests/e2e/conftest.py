@@ -58,12 +58,12 @@ def stack_env(engine, tmp_path_factory):
 
 
 def _teardown(env: dict[str, str]) -> None:
-    from tasks.compose import find_engine
-    from tasks.settings import load_settings
-    from tasks.stack import make_stack
+    from tasks.stack.compose import find_engine
+    from tasks.core.settings import load_settings
+    from tasks.stack.lifecycle import make_stack
     settings = load_settings(environ=env)
     try:
-        from tasks.mlx_process import stop_service
+        from tasks.host.mlx_process import stop_service
         stop_service(settings, say=lambda line: None)
     finally:
         stack = make_stack(settings, find_engine(env), offline=True)

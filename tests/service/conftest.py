@@ -11,8 +11,8 @@ import json
 import pytest
 
 from mlx_service.testing import ServiceProcess, start_service
-from tasks.service_venv import service_python
-from tasks.settings import load_settings
+from tasks.host.service_venv import service_python
+from tasks.core.settings import load_settings
 from tests.support import FIXTURES
 
 # Small limits for the shared service, so the limit tests stay fast.

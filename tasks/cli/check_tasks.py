@@ -1,0 +1,54 @@
+"""`inv verify` (pre-flight) and `inv roundtrip` (embeddings end to end)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import Exit, task
+
+from tasks.checks.roundtrip import run_roundtrip
+from tasks.core.settings import load_settings
+from tasks.checks.verify import as_document, run_checks, verdict
+
+MARKS = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+
+
+@task(help={"json": "print one JSON document on stdout"})
+def verify(c, json_=False):
+    """Pre-flight: platform, MLX backend, Python, tooling, engine, Compose, ports, venv, model, disk."""
+    checks = run_checks(load_settings())
+    if json_:
+        print(json.dumps(as_document(checks), indent=2))
+    else:
+        for check in checks:
+            print(f"[{MARKS[check.status]}] {check.name}: {check.detail}")
+            if check.fix and check.status != "pass":
+                print(f"       fix: {check.fix}")
+        failed = sum(c.status == "fail" for c in checks)
+        warned = sum(c.status == "warn" for c in checks)
+        print(f"verify: {len(checks)} checks, {failed} failed, {warned} warnings")
+    if verdict(checks) == "fail":
+        raise Exit(code=1)
+
+
+@task(help={"json": "print one JSON document on stdout", "timeout": "seconds per request"})
+def roundtrip(c, json_=False, timeout=30.0):
+    """Embeddings end to end: host /health, /embed, /v1/embeddings, meaning, and via the gateway."""
+
+    def show(step):
+        if not json_:
+            print(f"[{MARKS[step.status]}] {step.name}: {step.detail}", flush=True)
+
+    result = run_roundtrip(load_settings(), timeout=float(timeout), progress=show)
+    if json_:
+        print(json.dumps(result.as_document(), indent=2))
+    else:
+        print(result.summary())
+    if not result.ok:
+        if json_:
+            print(result.summary(), file=sys.stderr)
+        raise Exit(code=1)
+
+
+# invoke turns `json_` into --json
+TASKS = [verify, roundtrip]

