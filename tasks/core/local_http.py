@@ -1,4 +1,4 @@
-"""HTTP to the stack's own services on loopback: never through a proxy.
+"""HTTP to the stack's own services on loopback: the one way the tasks make an HTTP call.
 
 `requests` honours HTTP_PROXY/http_proxy even for 127.0.0.1 when NO_PROXY does not list it;
 behind a corporate proxy every probe would then go to the proxy host and fail. A session
@@ -9,6 +9,8 @@ from __future__ import annotations
 import requests
 
 RequestException = requests.RequestException
+ConnectionError = requests.ConnectionError  # noqa: A001 (requests' name, re-exported)
+Timeout = requests.Timeout
 
 
 def local_session() -> requests.Session:
@@ -25,3 +27,34 @@ def get(url: str, **kwargs) -> requests.Response:
 def post(url: str, **kwargs) -> requests.Response:
     with local_session() as session:
         return session.post(url, **kwargs)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """(answered with 2xx, what it said in a few words)."""
+    try:
+        resp = get(url, timeout=timeout)
+    except requests.ConnectionError:
+        return False, "connection refused"
+    except requests.Timeout:
+        return False, f"no answer within {timeout:g}s"
+    except requests.RequestException as exc:
+        return False, type(exc).__name__
+    text = resp.text.strip().replace("\n", " ")
+    return 200 <= resp.status_code < 300, f"HTTP {resp.status_code} {text[:120]}".strip()
+
+
+def get_json(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None
+             ) -> tuple[int | None, object | None, str]:
+    """GET url: (HTTP status or None, the JSON body or None, a short description)."""
+    try:
+        resp = get(url, timeout=timeout, headers=headers)
+    except requests.RequestException as exc:
+        reason = "connection refused" if isinstance(exc, requests.ConnectionError) else (
+            f"no answer within {timeout:g}s" if isinstance(exc, requests.Timeout)
+            else type(exc).__name__)
+        return None, None, f"no answer ({reason})"
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    return resp.status_code, body, f"HTTP {resp.status_code}"
