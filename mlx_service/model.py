@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlx_service.batch_plan import split_rows
+
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 # sentence-transformers' Pooling concatenates its modes in this order.
@@ -228,14 +230,13 @@ class Embedder:
         """Rows of token ids -> (rows, native_dim) L2-normalized float32, in the rows' order.
 
         On the CPU fast path a batch of 2+ rows is cut into one part per lane
-        (worker.split_rows), each padded to its own longest row and run at the same time,
+        (batch_plan.split_rows), each padded to its own longest row and run at the same time,
         OpenBLAS's threads shared out between the lanes; otherwise it is one forward pass.
         """
         if self._lanes is None or len(batch) < 2:
             return self._forward(batch)
         import numpy as np
 
-        from mlx_service.worker import split_rows
         parts = split_rows([len(r) for r in batch], self._lanes.count)
         if len(parts) < 2:
             return self._forward(batch)

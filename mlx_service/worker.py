@@ -13,7 +13,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from enum import StrEnum
+from typing import Callable
+
+# bench/inprocess.py still imports plan_batches from here. TODO(lead): remove (use batch_plan)
+from mlx_service.batch_plan import plan_batches
 
 log = logging.getLogger("mlx_service.worker")
 
@@ -28,6 +32,22 @@ class ShuttingDown(Exception):
 
 class Abandoned(Exception):
     """The request's client left, or its deadline passed, before it ran: not run."""
+
+
+class WorkerState(StrEnum):
+    """loading -> ready -> stopped, or error (the model failed to load, or the thread died)."""
+    LOADING = "loading"
+    READY = "ready"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+class JobOutcome(StrEnum):
+    """How a job ended, once `done` is set."""
+    ANSWERED = "answered"            # `result` holds one vector per row
+    SHUT_DOWN = "shut_down"          # the service stopped before its turn (503)
+    ABANDONED = "abandoned"          # client gone or deadline passed: not run
+    FAILED = "failed"                # the pass raised (e.g. out of memory)
 
 
 @dataclass
@@ -48,80 +68,25 @@ class Job:
         self.result, self.error = None, exc
         self.done.set()
 
+    @property
+    def outcome(self) -> JobOutcome:
+        if self.error is None:
+            return JobOutcome.ANSWERED
+        if isinstance(self.error, ShuttingDown):
+            return JobOutcome.SHUT_DOWN
+        if isinstance(self.error, Abandoned):
+            return JobOutcome.ABANDONED
+        return JobOutcome.FAILED
 
-# A forward pass has a fixed cost (dozens of kernel launches and syncs) worth about this many
-# padded tokens of compute on a CPU (MiniLM, 2 cores: ~4 ms for one short row, ~0.13 ms a
-# token). Splitting a batch pays only when it saves more padding than that.
-PASS_OVERHEAD_TOKENS = 32
-LOOKAHEAD_ROWS = 64
+
 # How many full passes of work one cycle may coalesce from several requests.
 COALESCE_PASSES = 4
-
-
-def plan_batches(lengths: Sequence[int], max_tokens: int,
-                 pass_overhead: int = PASS_OVERHEAD_TOKENS) -> list[list[int]]:
-    """Cut rows into forward passes: indices into `lengths`, longest rows first.
-
-    A batch costs (rows x its longest row) padded tokens. A batch closes when the next row
-    would push that past `max_tokens`, or when the next row is less than half the batch's
-    width and padding it and the rows after it (those that would still fit) to that width
-    would waste more than a pass costs (`pass_overhead` tokens): a 4-token row rides with
-    12-token ones, a 40-token row does not ride with 256-token ones. A row longer than
-    `max_tokens` goes alone: truncation already bounds it by the model's max_seq_length.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    width = 0
-    for pos, i in enumerate(order):
-        n = max(lengths[i], 1)
-        if current:
-            close = (len(current) + 1) * width > max_tokens
-            if not close and 2 * n < width:
-                room = min(max_tokens // width - len(current), LOOKAHEAD_ROWS)
-                waste = sum(width - max(lengths[j], 1) for j in order[pos:pos + room])
-                close = waste > pass_overhead
-            if close:
-                batches.append(current)
-                current = []
-        if not current:
-            width = n
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def split_rows(lengths: Sequence[int], parts: int) -> list[list[int]]:
-    """Cut one forward pass into at most `parts` parts of similar cost, run side by side
-    (one per core): indices into `lengths`, each part a run of the longest-first order, so
-    each part, padded to its own longest row, wastes little. A part costs about
-    rows x width x (1 + width / 64): the matmuls, plus attention's width^2 term (the weight
-    is an estimate; it only has to rank the possible cuts)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-
-    def cost(part: Sequence[int]) -> float:
-        if not part:
-            return 0.0
-        width = max(max(lengths[i] for i in part), 1)
-        return len(part) * width * (1 + width / 64)
-
-    out = [order] if order else []
-    while 0 < len(out) < parts:
-        biggest = max(range(len(out)), key=lambda i: cost(out[i]))
-        part = out[biggest]
-        if len(part) < 2:
-            break
-        cut = min(range(1, len(part)), key=lambda k: max(cost(part[:k]), cost(part[k:])))
-        out[biggest:biggest + 1] = [part[:cut], part[cut:]]
-    return out
-
 
 _STOP = object()
 
 
 class Worker(threading.Thread):
-    """Owns the model. `state` is loading -> ready -> stopped, or error with `error` set."""
+    """Owns the model. `state`: see WorkerState; `error` says why when it is ERROR."""
 
     def __init__(self, load: Callable[[], object], queue_size: int, max_batch_tokens: int,
                  metrics=None, coalesce_rows: int = 4096, batch_wait_ms: float = 0.0):
@@ -135,7 +100,7 @@ class Worker(threading.Thread):
         self._last_jobs = 0  # requests in play at the end of the previous cycle
         self.metrics = metrics
         self.embedder = None
-        self.state = "loading"
+        self.state = WorkerState.LOADING
         self.error: str | None = None
         self.load_seconds: float | None = None
         self.device: str | None = None
@@ -149,7 +114,7 @@ class Worker(threading.Thread):
 
     # --- called from HTTP threads ---------------------------------------------------------
     def alive(self) -> bool:
-        return self.is_alive() and self.state == "ready"
+        return self.is_alive() and self.state == WorkerState.READY
 
     def queue_depth(self) -> int:
         return self._queue.qsize()
@@ -190,24 +155,24 @@ class Worker(threading.Thread):
             self.embedder = self._load()
             self.load_seconds = time.monotonic() - started
             self.device = getattr(self.embedder, "device", None)
-            self.state = "ready"
+            self.state = WorkerState.READY
             self.ready.set()
         except BaseException as exc:  # report any load failure through /health, then end
-            self.state, self.error = "error", f"model failed to load: {exc}"
+            self.state, self.error = WorkerState.ERROR, f"model failed to load: {exc}"
             log.exception("model failed to load")
             self.ready.set()
             return
         try:
             self._serve()
         except BaseException as exc:  # a bug here must show up as /health 503, not a hang
-            self.state, self.error = "error", f"inference worker died: {exc!r}"
+            self.state, self.error = WorkerState.ERROR, f"inference worker died: {exc!r}"
             log.exception("inference worker died")
             for job in self._current:
                 job.error = RuntimeError(self.error)
                 job.done.set()
             self._fail_pending(RuntimeError(self.error))
             raise
-        self.state = "stopped"
+        self.state = WorkerState.STOPPED
 
     def _serve(self) -> None:
         while True:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from mlx_service.batch_plan import PASS_OVERHEAD_TOKENS, plan_batches, split_rows
 from mlx_service.config import ConfigError, load_config
-from mlx_service.worker import PASS_OVERHEAD_TOKENS, Worker, plan_batches, split_rows
+from mlx_service.worker import Worker
 
 
 # --- plan_batches: padding against the fixed cost of a pass -------------------------------------
