@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    from mlx_service.app import InFlight, ServiceState, create_app
+    from mlx_service.app import InFlight, create_app
+    from mlx_service.inference import Inference
     from mlx_service.metrics import Metrics
     from mlx_service.server import channels_idle, make_server, shed_connections
-    from mlx_service.worker import Worker
+    from mlx_service.worker import Worker, WorkerState
 
     metrics = Metrics()
 
@@ -83,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics,
                     coalesce_rows=config.coalesce_rows, batch_wait_ms=config.batch_wait_ms)
-    state = ServiceState(config=config, spec=spec, dim=dim, worker=worker, metrics=metrics,
-                         blas=blas_in_use())
-    app = InFlight(create_app(state))
+    inference = Inference(config=config, spec=spec, dim=dim, worker=worker, blas=blas_in_use())
+    app = InFlight(create_app(inference, metrics))
     server_map: dict = {}
     try:
         server, listeners = make_server(app, config, server_map)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     urls = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}"
                      for h, p in ((l.effective_host, l.effective_port) for l in listeners))
     log.info("listening on %s (model %s, %d dimensions, blas %s); loading the model",
-             urls, spec.name, dim, state.blas)
+             urls, spec.name, dim, inference.blas)
 
     drained = threading.Event()
     loop_ended = threading.Event()
@@ -108,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         # clients that keep sending on open connections would never let "no request" happen.
         budget = max(0.5, config.stop_grace - EXIT_MARGIN_S)
         deadline = time.monotonic() + budget
-        while not state.admission.wait_empty(0.1):
+        while not inference.admission.wait_empty(0.1):
             shed.wait(1)
             shed = shed_connections(listeners, server_map)  # keep-alive clients between requests
             if time.monotonic() > deadline:
                 log.warning("shutdown: %d request(s) still running after %.1fs; exiting anyway",
-                            state.admission.requests, budget)
+                            inference.admission.requests, budget)
                 _exit_now()
         shed.wait(1)  # no shedding left in the loop: a KeyboardInterrupt there would be lost
         app.wait_idle(0.2)
@@ -129,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         if drained.is_set():
             interrupted.set()
             raise KeyboardInterrupt  # makes waitress's run() return, after its own cleanup
-        if state.draining:
+        if inference.draining:
             if signum == signal.SIGINT:
                 log.info("second interrupt: exiting now")
                 _exit_now()
             return
         log.info("received %s: finishing in-flight requests, then exiting",
                  signal.Signals(signum).name)
-        state.draining = True
+        inference.draining = True
         threading.Thread(target=drain, name="drain", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def announce():
         worker.ready.wait()
-        if worker.state == "ready":
+        if worker.state == WorkerState.READY:
             log.info("ready: %s serving %d dimensions on %s (device %s, blas %s, load %.2fs)",
-                     spec.name, dim, urls, worker.device, state.blas, worker.load_seconds)
+                     spec.name, dim, urls, worker.device, inference.blas, worker.load_seconds)
         else:
             log.error("not ready: %s; /health answers 503", worker.error)
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         loop_ended.set()
 
-    if worker.state == "loading":
+    if worker.state == WorkerState.LOADING:
         log.info("stopped while the model was loading")  # the loader cannot be interrupted
     else:
         worker.join(EXIT_MARGIN_S / 2)  # drained: ends after its pass, or is left to exit

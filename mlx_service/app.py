@@ -1,4 +1,7 @@
-"""HTTP: the Flask routes, request limits, JSON errors and the per-request log line."""
+"""HTTP: the Flask routes, request limits, JSON errors and the per-request log line.
+
+The routes only parse and answer: everything else goes through the inference façade
+(mlx_service/inference.py: admit, tokenize, embed, status)."""
 from __future__ import annotations
 
 import base64
@@ -9,20 +12,16 @@ import platform
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from importlib import metadata
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from mlx_service.admission import Admission
 from mlx_service.blas import current_choice
-from mlx_service.config import Config
+from mlx_service.inference import Inference, ServiceStatus
 from mlx_service.metrics import Metrics
-from mlx_service.model import ModelSpec, truncate_normalize
 from mlx_service.validation import (RequestError, check_content_type, decode_json,
                                     parse_embed_request)
-from mlx_service.worker import Abandoned, QueueFull, ShuttingDown, Worker
 
 try:  # vectors to JSON ~10x faster than json + tolist(), and less time holding the GIL
     import orjson
@@ -31,35 +30,6 @@ except ImportError:  # an older service venv: the standard library still answers
 
 log = logging.getLogger("mlx_service.http")
 VERSION = "0.1.0"
-
-
-@dataclass
-class ServiceState:
-    config: Config
-    spec: ModelSpec
-    dim: int
-    worker: Worker
-    metrics: Metrics
-    blas: str
-    admission: Admission | None = None
-    started: float = field(default_factory=time.time)
-    draining: bool = False
-
-    def __post_init__(self):
-        if self.admission is None:
-            self.admission = Admission(self.config.max_concurrent_requests,
-                                       self.config.max_inflight_tokens)
-
-    def status(self) -> tuple[str, str | None]:
-        """ok | loading | error (with why) | stopping."""
-        if self.draining:
-            return "stopping", "the service is shutting down"
-        if self.worker.state == "error" or (self.worker.state == "ready"
-                                            and not self.worker.is_alive()):
-            return "error", self.worker.error or "the inference worker is not running"
-        if self.worker.state == "ready":
-            return "ok", None
-        return "loading", None
 
 
 def versions() -> dict[str, str]:
@@ -85,19 +55,16 @@ def _error(exc: RequestError) -> Response:
     return resp
 
 
-# How often a waiting request checks whether its client is still there.
-WAIT_POLL_S = 0.1
-
-
 def _bearer_ok(header: str | None, key: str) -> bool:
     scheme, _, token = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-def create_app(state: ServiceState) -> Flask:
+def create_app(inference: Inference, metrics: Metrics) -> Flask:
     app = Flask("mlx_service")
     app.json.sort_keys = False
-    config = state.config
+    config = inference.config
+    spec = inference.spec
 
     @app.before_request
     def _start():
@@ -109,7 +76,7 @@ def create_app(state: ServiceState) -> Flask:
     def _log(resp):
         seconds = time.monotonic() - getattr(g, "t0", time.monotonic())
         endpoint = request.url_rule.rule if request.url_rule else "other"
-        state.metrics.observe_request(endpoint, resp.status_code, seconds, getattr(g, "texts", 0))
+        metrics.observe_request(endpoint, resp.status_code, seconds, getattr(g, "texts", 0))
         log.info("%s %s %s %d %.1fms%s", request.remote_addr, request.method, request.path,
                  resp.status_code, seconds * 1000, getattr(g, "note", ""))
         return resp
@@ -151,85 +118,19 @@ def create_app(state: ServiceState) -> Flask:
 
     def embed(openai: bool):
         check_key()
-        status, why = state.status()
-        if status != "ok":
-            code = "model_loading" if status == "loading" else "service_unavailable"
-            raise RequestError(503, why or "the model is still loading; retry shortly", code=code)
-        # A slot first, before the body is read: a refusal costs nothing.
-        ticket = state.admission.enter()
-        if ticket is None:
-            raise RequestError(429, f"{config.max_concurrent_requests} embedding requests are in "
-                                    "flight (MLX_MAX_CONCURRENT_REQUESTS); retry shortly",
-                               code="too_many_requests")
+        ticket = inference.admit()  # a slot first, before the body is read
         try:
-            return run_admitted(ticket, openai)
+            req = parse_embed_request(read_body(), openai=openai,
+                                      max_items=config.max_batch_items, max_dim=inference.dim)
+            batch = inference.tokenize(ticket, req.texts)
+            g.texts = len(batch.rows)
+            g.note = f" items={len(batch.rows)} tokens={batch.tokens}"
+            vectors = inference.embed(ticket, batch, req.dimensions,
+                                      client_gone=request.environ.get(
+                                          "waitress.client_disconnected"))
+            return req, vectors, batch.tokens
         finally:
-            state.admission.leave(ticket)
-
-    def run_admitted(ticket, openai: bool):
-        req = parse_embed_request(read_body(), openai=openai, max_items=config.max_batch_items,
-                                  max_dim=state.dim)
-        embedder = state.worker.embedder
-        # Tokens are reserved on an upper bound first, so that a request that would be refused
-        # does not pay for tokenizing; then the reservation shrinks to the real count. A bound
-        # above the whole budget is tokenized first: the real count may still fit.
-        estimate = embedder.most_tokens(req.texts)
-        if estimate <= config.max_inflight_tokens and not state.admission.reserve(ticket, estimate):
-            raise_tokens_in_flight()
-        rows = embedder.tokenize(req.texts)  # bounded by max_seq_length per text
-        tokens = sum(len(r) for r in rows)
-        g.texts = len(rows)
-        g.note = f" items={len(rows)} tokens={tokens}"
-        if tokens > config.max_inflight_tokens:
-            raise RequestError(413, f"the request has {tokens} tokens after truncation; at most "
-                                    f"{config.max_inflight_tokens} may be in flight "
-                                    "(MLX_MAX_INFLIGHT_TOKENS): split it", code="too_many_tokens")
-        if ticket.tokens:
-            state.admission.settle(ticket, tokens)
-        elif not state.admission.reserve(ticket, tokens):
-            raise_tokens_in_flight()
-        deadline = time.monotonic() + config.request_timeout
-        try:
-            job = state.worker.submit(rows, deadline=deadline)
-        except QueueFull:
-            raise RequestError(429, f"the inference queue is full ({config.queue_size} requests, "
-                                    "MLX_QUEUE_SIZE); retry shortly", code="queue_full") from None
-        except ShuttingDown:
-            raise shutting_down() from None
-        wait_for(job, deadline)
-        if isinstance(job.error, ShuttingDown):
-            raise shutting_down()
-        if isinstance(job.error, Abandoned):
-            raise timed_out()
-        if job.error is not None:
-            raise RuntimeError(f"inference failed: {job.error}")
-        vectors = truncate_normalize(job.result, req.dimensions or state.dim)
-        return req, vectors, tokens
-
-    def shutting_down() -> RequestError:
-        return RequestError(503, "the service is shutting down", code="shutting_down")
-
-    def timed_out() -> RequestError:
-        return RequestError(503, f"no answer from the inference worker within "
-                                 f"{config.request_timeout}s", code="timeout")
-
-    def raise_tokens_in_flight():
-        raise RequestError(429, f"{config.max_inflight_tokens} tokens are in flight "
-                                "(MLX_MAX_INFLIGHT_TOKENS); retry shortly",
-                           code="too_many_tokens_in_flight")
-
-    def wait_for(job, deadline: float) -> None:
-        """Wait for the worker; a client that hangs up, or a deadline that passes, cancels
-        the job, so the worker drops it instead of computing an answer nobody reads."""
-        gone = request.environ.get("waitress.client_disconnected")
-        while not job.done.wait(WAIT_POLL_S):
-            if gone is not None and gone():
-                job.cancelled = True
-                g.note += " client_gone"
-                raise RequestError(499, "the client closed the connection", code="client_closed")
-            if time.monotonic() > deadline:
-                job.cancelled = True
-                raise timed_out()
+            inference.release(ticket)
 
     @app.get("/ping")
     def ping():
@@ -237,65 +138,62 @@ def create_app(state: ServiceState) -> Flask:
 
     @app.get("/health")
     def health():
-        status, why = state.status()
-        body = {"status": status, "model": state.spec.name, "dimensions": state.dim,
-                "max_seq_length": state.spec.max_seq_length,
-                "queue_depth": state.worker.queue_depth(),
-                "in_flight": state.admission.snapshot(),
-                "uptime_s": round(time.time() - state.started, 3)}
+        status, why = inference.status()
+        body = {"status": status, "model": spec.name, "dimensions": inference.dim,
+                "max_seq_length": spec.max_seq_length,
+                "queue_depth": inference.queue_depth(),
+                "in_flight": inference.in_flight(),
+                "uptime_s": round(time.time() - inference.started, 3)}
         if why:
             body["error"] = why
-        if state.worker.load_seconds is not None:
-            body["load_seconds"] = round(state.worker.load_seconds, 3)
-        return jsonify(body), 200 if status == "ok" else 503
+        if inference.load_seconds is not None:
+            body["load_seconds"] = round(inference.load_seconds, 3)
+        return jsonify(body), 200 if status == ServiceStatus.OK else 503
 
     @app.get("/info")
     def info():
-        status, _ = state.status()
+        status, _ = inference.status()
         return jsonify({
             "status": status,
-            "model": state.spec.name,
-            "model_path": str(state.spec.path),
-            "dimensions": state.dim,
-            "native_dimensions": state.spec.native_dim,
-            "max_seq_length": state.spec.max_seq_length,
-            "pooling": list(state.spec.pooling),
+            "model": spec.name,
+            "model_path": str(spec.path),
+            "dimensions": inference.dim,
+            "native_dimensions": spec.native_dim,
+            "max_seq_length": spec.max_seq_length,
+            "pooling": list(spec.pooling),
             "normalized": True,
             "backend": "mlx",
-            "device": state.worker.device or "unknown",
-            "blas": state.blas,
+            "device": inference.device or "unknown",
+            "blas": inference.blas,
             "blas_choice": current_choice(),  # which library, and the measurement behind it
-            # cpu-fast: mlx_service/cpu_fast.py (exp/erf in numpy, batches split over lanes)
-            "forward": getattr(state.worker.embedder, "forward", None),
-            "cpu_lanes": getattr(state.worker.embedder, "lanes", None),
-            "blas_threads": getattr(state.worker.embedder, "blas_threads", None),
+            # cpu-fast: mlx_service/cpu_fast.py (exp/erf in numpy, batches split over lanes):
+            # forward, cpu_lanes, blas_threads
+            **inference.forward(),
             "platform": f"{sys.platform}-{platform.machine()}",
             "listen": [f"{h}:{config.port}" for h in config.hosts],
             "limits": config.limits(),
             "auth": "bearer" if config.api_key else "none",
-            "in_flight": state.admission.snapshot(),
-            "dropped_requests": state.worker.dropped,
-            "worker": {"queue_depth": state.worker.queue_depth(),
-                       "in_pass": state.worker.in_pass,
-                       "pass_seconds": (round(time.monotonic() - state.worker.pass_started, 3)
-                                        if state.worker.in_pass and state.worker.pass_started
-                                        else None)},
-            "load_seconds": state.worker.load_seconds,
+            "in_flight": inference.in_flight(),
+            "dropped_requests": inference.dropped,
+            "worker": {"queue_depth": inference.queue_depth(),
+                       "in_pass": inference.in_pass,
+                       "pass_seconds": inference.pass_seconds()},
+            "load_seconds": inference.load_seconds,
             "versions": versions(),
         })
 
     @app.get("/metrics")
-    def metrics():
-        status, _ = state.status()
-        body = state.metrics.render(state.worker.queue_depth(), status == "ok",
-                                    {"model": state.spec.name, "dimensions": state.dim,
-                                     "blas": state.blas, "device": state.worker.device or ""})
+    def metrics_text():
+        status, _ = inference.status()
+        body = metrics.render(inference.queue_depth(), status == ServiceStatus.OK,
+                              {"model": spec.name, "dimensions": inference.dim,
+                               "blas": inference.blas, "device": inference.device or ""})
         return Response(body, mimetype="text/plain; version=0.0.4")
 
     @app.post("/embed")
     def embed_seed():
         req, vectors, tokens = embed(openai=False)
-        return vectors_json({"embeddings": vectors, "model": state.spec.name,
+        return vectors_json({"embeddings": vectors, "model": spec.name,
                              "dimensions": int(vectors.shape[1]),
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -309,7 +207,7 @@ def create_app(state: ServiceState) -> Flask:
         return vectors_json({"object": "list",
                         "data": [{"object": "embedding", "index": i, "embedding": e}
                                  for i, e in enumerate(items)],
-                        "model": state.spec.name,
+                        "model": spec.name,
                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     return app

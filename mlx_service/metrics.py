@@ -1,116 +1,115 @@
-"""Prometheus text exposition, written by hand: a handful of series needs no dependency."""
+"""/metrics: the service's Prometheus series, counted and written by prometheus_client.
+
+The series live in a registry of the service's own, not the library's global one: two
+services in one process (tests, benchmarks) never share counts, and nothing a dependency
+registers globally shows up here. prometheus_client adds a `<name>_created` series to every
+counter and histogram; those are left out, so /metrics keeps exactly the series it has always
+had (names, types, labels, values).
+"""
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from enum import StrEnum
+from typing import Iterable
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+PREFIX = "mlx_embed"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768)
+INFO_LABELS = ("model", "dimensions", "blas", "device")
 
 
-class Histogram:
-    def __init__(self, buckets):
-        self.buckets = tuple(buckets)
-        self.counts = [0] * (len(self.buckets) + 1)  # last: +Inf
-        self.sum = 0.0
-        self.count = 0
+class RequestOutcome(StrEnum):
+    """The `outcome` label of mlx_embed_requests_total."""
+    OK = "ok"
+    REJECTED = "rejected"          # 429: over a limit, retry later
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def lines(self, name: str, labels: str = "") -> list[str]:
-        sep = "," if labels else ""
-        out, running = [], 0
-        for bound, n in zip((*self.buckets, "+Inf"), self.counts):
-            running += n
-            out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}')
-        lab = f"{{{labels}}}" if labels else ""
-        out += [f"{name}_sum{lab} {self.sum:.6f}", f"{name}_count{lab} {self.count}"]
-        return out
+    @classmethod
+    def of(cls, status: int) -> RequestOutcome:
+        if status < 400:
+            return cls.OK
+        if status == 429:
+            return cls.REJECTED
+        return cls.CLIENT_ERROR if status < 500 else cls.SERVER_ERROR
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class WithoutCreated(Collector):
+    """Collects the given metrics, in order, minus their `_created` samples."""
+
+    def __init__(self, metrics: Iterable[MetricWrapperBase]):
+        self.metrics = tuple(metrics)
+
+    def collect(self):
+        for metric in self.metrics:
+            for family in metric.collect():
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                yield family
 
 
 class Metrics:
-    """Thread-safe counters; `render()` gives the /metrics body."""
+    """Thread-safe series; `render()` gives the /metrics body. One lock around updates and
+    rendering, so a scrape never sees a request counted but its latency not yet observed."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, Histogram] = {}
-        self.batch_rows = Histogram(BATCH_ROW_BUCKETS)
-        self.batch_padded = Histogram(BATCH_TOKEN_BUCKETS)
-        self.batch_seconds = Histogram(LATENCY_BUCKETS)
-        self.tokens_total = 0
-        self.padded_tokens_total = 0
-        self.texts_total = 0
-        self.queue_depth = 0
-
-    @staticmethod
-    def outcome(status: int) -> str:
-        if status < 400:
-            return "ok"
-        if status == 429:
-            return "rejected"
-        return "client_error" if status < 500 else "server_error"
+        p = PREFIX
+        # registry=None: each series is collected through WithoutCreated, registered below.
+        self.info = Gauge(f"{p}_info", "The served model and runtime.", INFO_LABELS,
+                          registry=None)
+        self.ready = Gauge(f"{p}_ready", "1 once the model is loaded and the worker alive.",
+                           registry=None)
+        self.requests = Counter(f"{p}_requests", "HTTP requests by endpoint and outcome.",
+                                ("endpoint", "outcome", "code"), registry=None)
+        self.latency = Histogram(f"{p}_request_duration_seconds", "Request latency.",
+                                 ("endpoint",), buckets=LATENCY_BUCKETS, registry=None)
+        self.batch_rows = Histogram(f"{p}_batch_size_rows", "Rows per forward pass.",
+                                    buckets=BATCH_ROW_BUCKETS, registry=None)
+        self.batch_padded = Histogram(f"{p}_batch_padded_tokens",
+                                      "Padded tokens per forward pass.",
+                                      buckets=BATCH_TOKEN_BUCKETS, registry=None)
+        self.batch_seconds = Histogram(f"{p}_batch_duration_seconds", "Time per forward pass.",
+                                       buckets=LATENCY_BUCKETS, registry=None)
+        self.tokens = Counter(f"{p}_tokens", "Real (unpadded) tokens embedded.", registry=None)
+        self.padded_tokens = Counter(f"{p}_padded_tokens", "Tokens computed including padding.",
+                                     registry=None)
+        self.texts = Counter(f"{p}_texts", "Texts embedded.", registry=None)
+        self.queue = Gauge(f"{p}_queue_depth", "Requests waiting for the inference worker.",
+                           registry=None)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(WithoutCreated((
+            self.info, self.ready, self.requests, self.latency, self.batch_rows,
+            self.batch_padded, self.batch_seconds, self.tokens, self.padded_tokens, self.texts,
+            self.queue)))
+        self.queue_depth = 0  # as the worker saw it after its latest cycle
 
     def observe_request(self, endpoint: str, status: int, seconds: float, texts: int = 0) -> None:
         with self._lock:
-            key = (endpoint, self.outcome(status), status)
-            self.requests[key] = self.requests.get(key, 0) + 1
-            self.latency.setdefault(endpoint, Histogram(LATENCY_BUCKETS)).observe(seconds)
-            self.texts_total += texts
+            self.requests.labels(endpoint, RequestOutcome.of(status), status).inc()
+            self.latency.labels(endpoint).observe(seconds)
+            self.texts.inc(texts)
 
     def observe_batch(self, rows: int, padded_tokens: int, tokens: int, seconds: float) -> None:
         with self._lock:
             self.batch_rows.observe(rows)
             self.batch_padded.observe(padded_tokens)
             self.batch_seconds.observe(seconds)
-            self.tokens_total += tokens
-            self.padded_tokens_total += padded_tokens
+            self.tokens.inc(tokens)
+            self.padded_tokens.inc(padded_tokens)
 
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth = depth
 
-    def render(self, queue_depth: int, ready: bool, info: dict[str, str]) -> str:
-        p = "mlx_embed"
+    def render(self, queue_depth: int, ready: bool, info: dict[str, object]) -> str:
+        """The exposition text; the gauges read at scrape time are set from the arguments."""
         with self._lock:
-            lines = [f"# HELP {p}_info The served model and runtime.", f"# TYPE {p}_info gauge",
-                     f"{p}_info{{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in info.items())
-                     + "} 1",
-                     f"# HELP {p}_ready 1 once the model is loaded and the worker alive.",
-                     f"# TYPE {p}_ready gauge", f"{p}_ready {int(ready)}",
-                     f"# HELP {p}_requests_total HTTP requests by endpoint and outcome.",
-                     f"# TYPE {p}_requests_total counter"]
-            for (endpoint, outcome, status), n in sorted(self.requests.items()):
-                lines.append(f'{p}_requests_total{{endpoint="{_escape(endpoint)}",'
-                             f'outcome="{outcome}",code="{status}"}} {n}')
-            lines += [f"# HELP {p}_request_duration_seconds Request latency.",
-                      f"# TYPE {p}_request_duration_seconds histogram"]
-            for endpoint, hist in sorted(self.latency.items()):
-                lines += hist.lines(f"{p}_request_duration_seconds",
-                                    f'endpoint="{_escape(endpoint)}"')
-            lines += [f"# HELP {p}_batch_size_rows Rows per forward pass.",
-                      f"# TYPE {p}_batch_size_rows histogram",
-                      *self.batch_rows.lines(f"{p}_batch_size_rows"),
-                      f"# HELP {p}_batch_padded_tokens Padded tokens per forward pass.",
-                      f"# TYPE {p}_batch_padded_tokens histogram",
-                      *self.batch_padded.lines(f"{p}_batch_padded_tokens"),
-                      f"# HELP {p}_batch_duration_seconds Time per forward pass.",
-                      f"# TYPE {p}_batch_duration_seconds histogram",
-                      *self.batch_seconds.lines(f"{p}_batch_duration_seconds"),
-                      f"# HELP {p}_tokens_total Real (unpadded) tokens embedded.",
-                      f"# TYPE {p}_tokens_total counter", f"{p}_tokens_total {self.tokens_total}",
-                      f"# HELP {p}_padded_tokens_total Tokens computed including padding.",
-                      f"# TYPE {p}_padded_tokens_total counter",
-                      f"{p}_padded_tokens_total {self.padded_tokens_total}",
-                      f"# HELP {p}_texts_total Texts embedded.",
-                      f"# TYPE {p}_texts_total counter", f"{p}_texts_total {self.texts_total}",
-                      f"# HELP {p}_queue_depth Requests waiting for the inference worker.",
-                      f"# TYPE {p}_queue_depth gauge", f"{p}_queue_depth {queue_depth}"]
-        return "\n".join(lines) + "\n"
+            self.info.clear()  # the device is known only once the model has loaded
+            self.info.labels(**{k: str(v) for k, v in info.items()}).set(1)
+            self.ready.set(int(ready))
+            self.queue.set(queue_depth)
+            return generate_latest(self.registry).decode()

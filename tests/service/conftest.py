@@ -1,7 +1,7 @@
 """Fixtures for the host service's tests: the service as a real subprocess on a free port.
 
-The helper itself lives in `mlx_service.testing` (stdlib only) so that other sessions' tests
-can start a service too. `service`: one per session, shared by most tests.
+The helper itself lives in `tests/service_support.py`, so that other sessions' tests can
+start a service too. `service`: one per session, shared by most tests.
 `service_factory`: a service of the test's own, stopped (SIGTERM) when the test ends.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from mlx_service.testing import ServiceProcess, start_service
-from tasks.host.service_venv import service_python
 from tasks.core.settings import load_settings
+from tasks.host.service_venv import service_python
+from tests.service_support import ServiceProcess, spawn_service
 from tests.support import FIXTURES
 
 # Small limits for the shared service, so the limit tests stay fast.
@@ -31,7 +31,7 @@ def reference():
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, service_py):
-    svc = start_service(tmp_path_factory.mktemp("service"), env=SESSION_LIMITS, python=service_py)
+    svc = spawn_service(tmp_path_factory.mktemp("service"), env=SESSION_LIMITS, python=service_py)
     yield svc
     code = svc.stop()
     assert code == 0, f"service exited {code} on SIGTERM:\n{svc.log()[-2000:]}"
@@ -40,7 +40,7 @@ def service(tmp_path_factory, service_py):
 @pytest.fixture(scope="session")
 def roomy(tmp_path_factory, service_py):
     """A service with the default limits (the shared one caps bodies at 64 KiB)."""
-    svc = start_service(tmp_path_factory.mktemp("roomy"), python=service_py)
+    svc = spawn_service(tmp_path_factory.mktemp("roomy"), python=service_py)
     yield svc
     svc.stop()
 
@@ -51,7 +51,7 @@ def service_factory(tmp_path, service_py):
 
     def factory(*args: str, **kwargs) -> ServiceProcess:
         kwargs.setdefault("python", service_py)
-        svc = start_service(tmp_path / f"svc{len(started)}", *args, **kwargs)
+        svc = spawn_service(tmp_path / f"svc{len(started)}", *args, **kwargs)
         started.append(svc)
         return svc
 

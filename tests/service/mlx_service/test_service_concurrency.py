@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import threading
 
-from mlx_service.testing import http
+from tests.service_support import http
 
 TEXTS = [f"sentence number {i}: " + " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4]) * (1 + i % 5)
          for i in range(32)]

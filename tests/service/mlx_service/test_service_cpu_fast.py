@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from mlx_service import blas
-from mlx_service.testing import assert_parity, http
+from tests.service_support import assert_parity, http
 from tests.support import FIXTURES, REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),

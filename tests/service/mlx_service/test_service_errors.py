@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlx_service.testing import http
+from tests.service_support import http
 
 JSON = {"Content-Type": "application/json"}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import re
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from mlx_service import blas
-from mlx_service.testing import http
+from tests.service_support import http
 
 
 def test_health_is_503_loading_until_the_model_is_ready(service):
@@ -59,10 +61,14 @@ def test_metrics(service):
                    "mlx_embed_batch_size_rows_bucket", "mlx_embed_queue_depth",
                    "mlx_embed_tokens_total", "mlx_embed_ready 1"):
         assert series in text, series
-    ok = re.search(r'mlx_embed_requests_total\{endpoint="/embed",outcome="ok",code="200"\} (\d+)', text)
-    bad = re.search(r'mlx_embed_requests_total\{endpoint="/embed",outcome="client_error",'
-                    r'code="422"\} (\d+)', text)
-    assert ok and int(ok.group(1)) >= 1 and bad and int(bad.group(1)) >= 1
+    # prometheus_client writes a sample's labels in name order: found by their set, not order.
+    requests = {frozenset(s.labels.items()): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == "mlx_embed_requests_total"}
+    ok = requests.get(frozenset({"endpoint": "/embed", "outcome": "ok", "code": "200"}.items()))
+    bad = requests.get(frozenset({"endpoint": "/embed", "outcome": "client_error",
+                                  "code": "422"}.items()))
+    assert ok and int(ok) >= 1 and bad and int(bad) >= 1
     assert int(re.search(r"^mlx_embed_tokens_total (\d+)", text, re.M).group(1)) > 0
 
 

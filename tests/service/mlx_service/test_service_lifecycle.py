@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from mlx_service.testing import cosine, free_port, http
+from tasks.checks.roundtrip import cosine
+from tasks.core.ports import free_port
+from tests.service_support import http, spawn_service
 
 LONG = "the quick brown fox jumps over the lazy dog " * 40  # > 256 tokens: a full row
 
@@ -79,8 +81,7 @@ def test_flags_override_env_reference_blas_and_several_hosts(service_factory, re
 @pytest.fixture(scope="module")
 def small_service(tmp_path_factory, service_py):
     """EMBEDDINGS_DIM=128 and a queue of one request: for the tests below."""
-    from mlx_service.testing import start_service
-    svc = start_service(tmp_path_factory.mktemp("small"), python=service_py,
+    svc = spawn_service(tmp_path_factory.mktemp("small"), python=service_py,
                         env={"EMBEDDINGS_DIM": "128", "MLX_QUEUE_SIZE": "1"})
     yield svc
     svc.stop()

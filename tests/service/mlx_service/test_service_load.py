@@ -15,8 +15,9 @@ import time
 
 import psutil
 
-from mlx_service.testing import cosine, http
 from tasks.bench.stress import Client, HealthProber, RssSampler, heavy_body, run_clients
+from tasks.checks.roundtrip import cosine
+from tests.service_support import http
 
 JSON = {"Content-Type": "application/json"}
 LONG = "the quick brown fox jumps over the lazy dog " * 40  # > 256 tokens: one full row

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import openai
 
-from mlx_service.testing import assert_parity, cosine
+from tasks.checks.roundtrip import cosine
+from tests.service_support import assert_parity
 
 
 def client(service) -> openai.OpenAI:

@@ -9,7 +9,8 @@ import struct
 import jsonschema
 import pytest
 
-from mlx_service.testing import assert_parity, cosine
+from tasks.checks.roundtrip import cosine
+from tests.service_support import assert_parity
 from tests.support import REPO_ROOT
 
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from mlx_service.testing import REPO_ROOT, cosine
-from tests.support import FIXTURES
+from tasks.checks.roundtrip import cosine
+from tests.support import FIXTURES, REPO_ROOT
 
 HUGE = json.loads((FIXTURES / "minilm-huge-texts.json").read_text())
 
