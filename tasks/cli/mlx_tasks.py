@@ -1,5 +1,5 @@
 """`inv mlx ...`: the host embedding service's lifecycle. Thin: flags in, plain functions
-(tasks/mlx_process.py) do the work, progress on stderr, errors as `Exit(message, 1)`."""
+(tasks/host/mlx_process.py) do the work, progress on stderr, errors as `Exit(message, 1)`."""
 from __future__ import annotations
 
 import inspect
@@ -8,11 +8,16 @@ import sys
 
 from invoke import Collection, Exit, task
 
-from tasks.host import mlx_process as mp
 from tasks.core.flags import seconds
-from tasks.host.service_venv import install_service_venv
+from tasks.core.say import say_as
 from tasks.core.settings import SettingsError, load_settings
 from tasks.core.venvs import VenvError
+from tasks.host import mlx_process as mp
+from tasks.host.logfiles import follow_log, tail_lines
+from tasks.host.service_lock import service_lock
+from tasks.host.service_venv import install_service_venv
+
+say = say_as("mlx")
 
 
 def _settings():
@@ -37,12 +42,12 @@ def install(c, venv=None, force=False, blas=None):
     path = venv or settings.mlx_venv
     try:
         # The start lock: pip never runs in the venv while a start installs or spawns from it.
-        with mp.service_lock(settings, "inv mlx install", mp.print_to_stderr):
-            ran = install_service_venv(settings, path, force=force, say=mp.print_to_stderr,
+        with service_lock(settings, "inv mlx install", say):
+            ran = install_service_venv(settings, path, force=force, say=say,
                                        blas=blas)
     except (VenvError, mp.ServiceError) as exc:
         raise _fail(exc) from None
-    mp.print_to_stderr(f"venv installed ({path})" if ran else f"venv up to date ({path})")
+    say(f"venv installed ({path})" if ran else f"venv up to date ({path})")
 
 
 @task(help={
@@ -123,7 +128,7 @@ def format_status(s: dict) -> str:
 def status(c, json=False):
     """Is the service running, responding, healthy? Stale PID files are reported and removed."""
     try:
-        result = mp.service_status(_settings(), say=mp.print_to_stderr)
+        result = mp.service_status(_settings(), say=say)
     except SettingsError as exc:
         raise _fail(exc) from None
     if json:
@@ -140,15 +145,15 @@ def logs(c, follow=False, n=50):
     path = settings.mlx_log
     n = int(n)
     if not path.exists() and not follow:
-        mp.print_to_stderr(f"no log yet at {path}")
+        say(f"no log yet at {path}")
         return
     if not follow:
-        for line in mp.tail_lines(path, n):
+        for line in tail_lines(path, n):
             print(line)
         return
-    mp.print_to_stderr(f"following {path} (Ctrl+C to stop)")
+    say(f"following {path} (Ctrl+C to stop)")
     try:
-        mp.follow_log(path, sys.stdout, n=n)
+        follow_log(path, sys.stdout, n=n)
     except KeyboardInterrupt:
         pass
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 
 from invoke import Collection, Exit, task
 
-from tasks.host.service_venv import install_service_venv
+from tasks.core.say import say_as
 from tasks.core.settings import load_settings
 from tasks.core.venvs import InstallStep, VenvError, ensure_venv, venv_python
+from tasks.host.service_venv import install_service_venv
 
 SESSIONS = {
     "unit": "parsing, settings, PID files and other logic; no model, no engine",
@@ -23,17 +23,16 @@ SESSIONS = {
 }
 
 
-def _say(line: str) -> None:
-    print(f"[test] {line}", file=sys.stderr, flush=True)
+say = say_as("test")
 
 
 def prepare_session(name: str) -> str:
     """Ensure the session's environments; return the test interpreter."""
     settings = load_settings()
     test_venv = settings.root / ".venvs" / "test"
-    ensure_venv(test_venv, [InstallStep(settings.root / "requirements-test.txt")], say=_say)
+    ensure_venv(test_venv, [InstallStep(settings.root / "requirements-test.txt")], say=say)
     if name in ("service", "e2e"):
-        install_service_venv(settings, say=_say)
+        install_service_venv(settings, say=say)
     return str(venv_python(test_venv))
 
 
@@ -42,9 +41,9 @@ def run_session(name: str, pytest_args: str = "") -> int:
         python = prepare_session(name)
     except VenvError as exc:
         raise Exit(f"test.{name}: its environment could not be made: {exc}", code=1) from None
-    _say(f"session {name}: {SESSIONS[name]}")
+    say(f"session {name}: {SESSIONS[name]}")
     cmd = [python, "-m", "pytest", f"tests/{name}", "-ra", *shlex.split(pytest_args)]
-    _say("running " + " ".join(cmd[1:]))
+    say("running " + " ".join(cmd[1:]))
     return subprocess.call(cmd, cwd=load_settings().root, env=os.environ.copy())
 
 
@@ -70,7 +69,7 @@ def all_sessions(c, pytest=""):
     failed = [name for name in SESSIONS if run_session(name, pytest) != 0]
     if failed:
         raise Exit("failed sessions: " + ", ".join(failed), code=1)
-    _say("all sessions passed: " + ", ".join(SESSIONS))
+    say("all sessions passed: " + ", ".join(SESSIONS))
 
 
 ns = Collection("test", unit, service, e2e)

@@ -17,7 +17,6 @@ no token) are still read and judged by create_time and command line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import platform
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 import psutil
+from filelock import FileLock, Timeout
+
+from tasks.core.enums import StrEnum
 
 SYSTEM = platform.system()
 TOKEN_VAR = "CORTEX_SERVICE_TOKEN"
@@ -35,6 +37,22 @@ TOKEN_VAR = "CORTEX_SERVICE_TOKEN"
 # ticks exist (macOS) or were recorded (old PID files) it is compared with this tolerance,
 # and never alone: the token or the command line must match too.
 CREATE_TIME_TOLERANCE = 2.0
+
+
+class RunMode(StrEnum):
+    """How the service was started (the PID file's `mode`)."""
+
+    DETACHED = "detached"      # output appended to the log
+    FOREGROUND = "foreground"  # attached: output to the terminal and the log
+    WATCH = "watch"            # attached, restarted on every source change
+
+
+class Ownership(StrEnum):
+    """Whether a recorded pid is still our process."""
+
+    OURS = "ours"        # the same live process
+    GONE = "gone"        # exited (or a zombie)
+    FOREIGN = "foreign"  # the pid names another program now, or one we may not inspect
 
 
 class PidFileError(ValueError):
@@ -196,7 +214,7 @@ class PidRecord:
     url: str | None = None
     log: str | None = None
     bind: list[str] = field(default_factory=list)
-    mode: str = "detached"              # detached | foreground | watch
+    mode: str = RunMode.DETACHED        # a RunMode (read back as its plain word)
     supervisor: dict | None = None      # the attached `inv` process (foreground, watch)
     restarts: int = 0                   # restarts done by the watcher
     started_at: float | None = None     # wall clock of the (last) start
@@ -286,10 +304,10 @@ def remove_pidfile(path: Path, only_if_pid: int | None = None) -> bool:
 
 
 @dataclass
-class Check:
-    """The verdict on one recorded process."""
+class ProcessVerdict:
+    """The verdict on one recorded process: is it still ours, and why (not)."""
 
-    state: Literal["ours", "gone", "foreign"]
+    state: Ownership
     reason: str
     process: psutil.Process | None = None
 
@@ -312,23 +330,23 @@ def describe_process(pid: int) -> str:
     return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
 
 
-def check_process(ref: ProcessRef, marker: str | None = None, system: str = SYSTEM) -> Check:
+def check_process(ref: ProcessRef, marker: str | None = None, system: str = SYSTEM) -> ProcessVerdict:
     """Is `ref` still the same live process? Never signals anything."""
     try:
         seen = observe(ref.pid)
     except psutil.NoSuchProcess:
-        return Check("gone", f"pid {ref.pid} is gone")
+        return ProcessVerdict(Ownership.GONE, f"pid {ref.pid} is gone")
     except psutil.AccessDenied:
-        return Check("foreign", f"pid {ref.pid} belongs to a process we may not inspect")
+        return ProcessVerdict(Ownership.FOREIGN, f"pid {ref.pid} belongs to a process we may not inspect")
     if seen.zombie:
-        return Check("gone", f"pid {ref.pid} has exited")
+        return ProcessVerdict(Ownership.GONE, f"pid {ref.pid} has exited")
     why = same_process(ref, seen, system, marker)
     if why is not None:
-        return Check("foreign", f"{describe_process(ref.pid)} {why}")
+        return ProcessVerdict(Ownership.FOREIGN, f"{describe_process(ref.pid)} {why}")
     try:
-        return Check("ours", f"pid {ref.pid} is running", psutil.Process(ref.pid))
+        return ProcessVerdict(Ownership.OURS, f"pid {ref.pid} is running", psutil.Process(ref.pid))
     except psutil.NoSuchProcess:
-        return Check("gone", f"pid {ref.pid} is gone")
+        return ProcessVerdict(Ownership.GONE, f"pid {ref.pid} is gone")
 
 
 def lock_path(path: Path) -> Path:
@@ -353,36 +371,40 @@ def locked(path: Path, timeout: float = 30.0, *, doing: str = "",
            waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock beside the PID file (two tasks at once: one waits).
 
-    The holder writes its pid and `doing` into the lock file, so a waiter can name it:
-    `waiting` hears one line when we have to wait, and LockTimeout says who held it."""
-    import fcntl
-
+    filelock's FileLock takes flock(2) on the lock file, as this module always did, so a
+    task of an older checkout and this one still exclude each other. The holder writes its
+    pid and `doing` into the lock file, so a waiter can name it: `waiting` hears one line
+    when we have to wait, and LockTimeout says who held it."""
     lp = lock_path(path)
     lp.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            holder = lock_holder(path) or "another task"
-            if time.monotonic() >= deadline:
-                raise LockTimeout(f"{holder} has held {lp} for more than {timeout:g}s; try "
-                                  f"again when it has finished") from None
-            if waiting is not None and not told:
-                waiting(f"waiting for {holder}, which holds {lp} (up to {timeout:g}s)")
-                told = True
-            time.sleep(0.05)
+
+    def name_the_holder(fd: int) -> None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} ({doing or 'inv'})\n".encode(), 0)
+
+    def timed_out() -> LockTimeout:
+        holder = lock_holder(path) or "another task"
+        return LockTimeout(f"{holder} has held {lp} for more than {timeout:g}s; try again "
+                           f"when it has finished")
+
+    # preserve_lock_file: waiters keep the same inode, and the holder's line stays readable.
+    lock = FileLock(lp, mode=0o644, preserve_lock_file=True, on_acquired=name_the_holder)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if timeout <= 0:
+            raise timed_out() from None
+        if waiting is not None:
+            holder = lock_holder(path) or "another task"
+            waiting(f"waiting for {holder}, which holds {lp} (up to {timeout:g}s)")
+        try:
+            lock.acquire(timeout=timeout, poll_interval=0.05)
+        except Timeout:
+            raise timed_out() from None
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        lock.release()
 
 
 @contextlib.contextmanager

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import psutil
 
-from tasks.host.pidfile import ProcessRef, carries_token, check_process, describe_process
+from tasks.core.polling import poll_until
+from tasks.core.say import Say
+from tasks.host.pidfile import (
+    Ownership, ProcessRef, carries_token, check_process, describe_process,
+)
 
 KILL_WAIT = 10.0          # after SIGKILL, how long until we call the group unkillable
-
-Say = Callable[[str], None]
 
 
 class ServiceError(RuntimeError):
     """A lifecycle step failed; the message is one clear sentence (plus log lines).
-    Defined here, where a group that survives SIGKILL raises it; tasks/mlx_process re-exports it."""
+    Defined here, where a group that survives SIGKILL raises it; tasks/host/mlx_process re-exports it."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Owner:
         if carries_token(proc, self.token):
             return True
         return (self.leader is not None and proc.pid == self.leader.pid
-                and check_process(self.leader, self.marker).state == "ours")
+                and check_process(self.leader, self.marker).state == Ownership.OURS)
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -83,7 +84,8 @@ def group_alive(pgid: int) -> bool:
     return bool(group_members(pgid))
 
 
-def _killpg(pgid: int, sig: int) -> None:
+def killpg(pgid: int, sig: int) -> None:
+    """os.killpg, quiet when the group is gone already. Callers prove the group ours first."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
@@ -97,7 +99,7 @@ def _signal_if_ours(pgid: int, sig: int, owner: Owner, say: Say) -> bool:
         if others:
             say(describe_strangers(pgid, others))
         return False
-    _killpg(pgid, sig)
+    killpg(pgid, sig)
     return True
 
 
@@ -109,23 +111,25 @@ def terminate_group(pgid: int, grace: float, say: Say, owner: Owner,
     Every signal is sent only while a member is proven ours (see the module's docstring)."""
     if not _signal_if_ours(pgid, signal.SIGTERM, owner, say):
         return True
-    deadline = time.monotonic() + grace
-    while split_group(pgid, owner)[0]:
-        if time.monotonic() >= deadline or interrupted():
-            break
-        time.sleep(0.1)
-    else:
+
+    def none_of_ours_left() -> bool:
+        return not split_group(pgid, owner)[0]
+
+    ended = poll_until(lambda: "gone" if none_of_ours_left() else
+                       "interrupted" if interrupted() else None, grace, interval=0.1)
+    if ended == "gone":
         return True
     say(f"{label} (process group {pgid}) is still running"
         f"{'' if interrupted() else f' after {grace:g}s'}; sending SIGKILL")
     if not _signal_if_ours(pgid, signal.SIGKILL, owner, say):
         return False
-    deadline = time.monotonic() + KILL_WAIT
-    while True:
-        ours = split_group(pgid, owner)[0]
-        if not ours:
-            return False
-        if time.monotonic() >= deadline:
-            left = ", ".join(str(p.pid) for p in ours)
-            raise ServiceError(f"process group {pgid} survived SIGKILL (pids {left})")
-        time.sleep(0.05)
+    if not poll_until(none_of_ours_left, KILL_WAIT, interval=0.05):
+        left = ", ".join(str(p.pid) for p in split_group(pgid, owner)[0])
+        raise ServiceError(f"process group {pgid} survived SIGKILL (pids {left})")
+    return False
+
+
+def end_leftovers(pgid: int, say: Say, owner: Owner) -> None:
+    """After our leader exited: stop what of its group is still ours (2 s grace)."""
+    if group_alive(pgid):
+        terminate_group(pgid, 2.0, say, owner)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tasks.host import bind_addresses as ba
-from tasks.host.mlx_process import service_url
+from tasks.host.launch import service_url
 from tasks.core.settings import load_settings
 
 

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tasks.host import mlx_process as mp
+from tasks.host import logfiles, mlx_process as mp, process_groups, service_state
 from tasks.host.pidfile import (
     TOKEN_VAR, PidFileError, PidRecord, ProcessRef, check_process, read_pidfile, remove_pidfile,
     write_pidfile,
@@ -147,7 +147,7 @@ def test_inspect_removes_a_stale_pidfile_without_signalling_the_stranger(tmp_pat
     settings = _settings(tmp_path)
     write_pidfile(settings.mlx_pidfile, _record(p.pid, ProcessRef.of(p.pid).create_time))
     said: list[str] = []
-    state = mp.inspect(settings, cleanup=True, say=said.append)
+    state = service_state.inspect(settings, cleanup=True, say=said.append)
     assert not state.running
     assert str(p.pid) in state.stale
     assert not settings.mlx_pidfile.exists()
@@ -158,7 +158,7 @@ def test_inspect_removes_a_stale_pidfile_without_signalling_the_stranger(tmp_pat
 def test_inspect_without_cleanup_keeps_the_file(tmp_path):
     settings = _settings(tmp_path)
     write_pidfile(settings.mlx_pidfile, _record(2**22 + 12345, 1.0))  # beyond pid_max
-    state = mp.inspect(settings, cleanup=False)
+    state = service_state.inspect(settings, cleanup=False)
     assert state.stale and "gone" in state.stale
     assert settings.mlx_pidfile.exists()
 
@@ -195,11 +195,11 @@ def _free_port() -> int:
 def test_rotate_log_by_size(tmp_path):
     log = tmp_path / "mlx-server.log"
     log.write_text("x" * 100)
-    assert mp.rotate_log(log, max_bytes=1000) is False
-    assert mp.rotate_log(log, max_bytes=50) is True
+    assert logfiles.rotate_log(log, max_bytes=1000) is False
+    assert logfiles.rotate_log(log, max_bytes=50) is True
     assert not log.exists() and (tmp_path / "mlx-server.log.1").read_text() == "x" * 100
     log.write_text("y" * 100)
-    assert mp.rotate_log(log, max_bytes=50, keep=3)
+    assert logfiles.rotate_log(log, max_bytes=50, keep=3)
     assert (tmp_path / "mlx-server.log.2").read_text() == "x" * 100
     assert (tmp_path / "mlx-server.log.1").read_text() == "y" * 100
 
@@ -207,13 +207,13 @@ def test_rotate_log_by_size(tmp_path):
 def test_tail_lines(tmp_path):
     log = tmp_path / "l.log"
     log.write_text("".join(f"line {i}\n" for i in range(100000)))
-    assert mp.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
-    assert mp.tail_lines(log, 0) == []
-    assert mp.tail_lines(tmp_path / "missing.log", 5) == []
+    assert logfiles.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
+    assert logfiles.tail_lines(log, 0) == []
+    assert logfiles.tail_lines(tmp_path / "missing.log", 5) == []
     offset = log.stat().st_size
     with open(log, "a") as fh:
         fh.write("after 1\nafter 2\n")
-    assert mp.tail_lines(log, 10, start_offset=offset) == ["after 1", "after 2"]
+    assert logfiles.tail_lines(log, 10, start_offset=offset) == ["after 1", "after 2"]
 
 
 def test_follow_log_survives_rotation(tmp_path):
@@ -224,7 +224,7 @@ def test_follow_log_survives_rotation(tmp_path):
     log.write_text("old 1\nold 2\n")
     out = io.StringIO()
     done = threading.Event()
-    t = threading.Thread(target=mp.follow_log, args=(log, out),
+    t = threading.Thread(target=logfiles.follow_log, args=(log, out),
                          kwargs={"n": 1, "poll": 0.02, "stop": done.is_set})
     t.start()
     try:
@@ -232,7 +232,7 @@ def test_follow_log_survives_rotation(tmp_path):
         with open(log, "a") as fh:
             fh.write("new 1\n")
         time.sleep(0.2)
-        mp.rotate_log(log, max_bytes=1)
+        logfiles.rotate_log(log, max_bytes=1)
         log.write_text("rotated 1\n")
         deadline = time.monotonic() + 5
         while "rotated 1" not in out.getvalue() and time.monotonic() < deadline:
@@ -252,9 +252,9 @@ def test_stop_kills_what_is_left_of_a_group_whose_leader_died(tmp_path):
     try:
         ref = ProcessRef.of(leader.pid)
         deadline = time.monotonic() + 5
-        while len(mp.group_members(leader.pid)) < 2 and time.monotonic() < deadline:
+        while len(process_groups.group_members(leader.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        child = [p.pid for p in mp.group_members(leader.pid) if p.pid != leader.pid]
+        child = [p.pid for p in process_groups.group_members(leader.pid) if p.pid != leader.pid]
         assert len(child) == 1
         settings = _settings(tmp_path)
         record = _record(leader.pid, ref.create_time)
@@ -262,14 +262,14 @@ def test_stop_kills_what_is_left_of_a_group_whose_leader_died(tmp_path):
         write_pidfile(settings.mlx_pidfile, record)
         leader.kill()
         leader.wait()
-        state = mp.inspect(settings, cleanup=True)
+        state = service_state.inspect(settings, cleanup=True)
         assert [p.pid for p in state.leftovers] == child and str(child[0]) in state.stale
         assert settings.mlx_pidfile.exists()  # kept: stop still has work to do
         said: list[str] = []
         assert mp.stop_service(settings, grace=2, say=said.append) is True
-        assert mp.group_members(leader.pid) == []
+        assert process_groups.group_members(leader.pid) == []
         assert not psutil.pid_exists(child[0]) or \
             psutil.Process(child[0]).status() == psutil.STATUS_ZOMBIE
         assert not settings.mlx_pidfile.exists()
     finally:
-        mp._killpg(leader.pid, 9)
+        process_groups.killpg(leader.pid, 9)

@@ -1,0 +1,48 @@
+"""The host service's status document (`inv mlx status --json`, and the stack's view)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.core.say import Say
+from tasks.core.settings import Settings
+from tasks.host.bind_addresses import bind_addresses
+from tasks.host.health import is_healthy, probe_auth, probe_health
+from tasks.host.launch import service_url
+from tasks.host.pidfile import RunMode, lock_if_free, seconds_since_start
+from tasks.host.service_state import inspect
+
+
+def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None = None) -> dict:
+    """The service's status document (the seed's keys plus health, uptime, stale, ...).
+    A stale PID file is removed only when the lock is free (another task may be mid-start)."""
+    if cleanup:
+        with lock_if_free(settings.mlx_pidfile) as held:
+            state = inspect(settings, cleanup=held, say=say)
+    else:
+        state = inspect(settings, cleanup=False, say=say)
+    record = state.record
+    live = record if (state.running or state.supervised) else None
+    bind = list(live.bind) if live and live.bind else bind_addresses(settings)
+    url = live.url if live and live.url else service_url(settings, bind)
+    status, body, _ = probe_health(url, timeout=2.0)
+    auth = probe_auth(url, settings.mlx_auth_headers()) if status is not None else None
+    uptime = None
+    if state.running and record.create_time:
+        uptime = round(seconds_since_start(record.service), 1)
+    return {
+        "running": state.running,
+        "pid": record.pid if state.running else None,
+        "url": url,
+        "responding": status is not None,
+        "healthy": is_healthy(status, body),
+        "auth": auth,
+        "log": str(Path(live.log) if live and live.log else settings.mlx_log),
+        "health": body,
+        "uptime": uptime,
+        "stale": state.stale,
+        "restarts": record.restarts if live else 0,
+        "bind": bind,
+        "port": live.port if live and live.port else settings.mlx_port,
+        "mode": live.mode if live else None,
+        "watching": bool(live and live.mode == RunMode.WATCH and state.supervised),
+    }
