@@ -3,8 +3,10 @@
 The series live in a registry of the service's own, not the library's global one: two
 services in one process (tests, benchmarks) never share counts, and nothing a dependency
 registers globally shows up here. prometheus_client adds a `<name>_created` series to every
-counter and histogram; those are left out, so /metrics keeps exactly the series it has always
-had (names, types, labels, values).
+counter and histogram, and writes bucket bounds as floats (le="1.0"); the former are left
+out and the latter written as before, so /metrics keeps the series it has always had (names,
+types, labels, values). Two differences in form only: values are written as floats ("3.0")
+and a sample's labels in name order (code, endpoint, outcome).
 """
 from __future__ import annotations
 
@@ -39,8 +41,17 @@ class RequestOutcome(StrEnum):
         return cls.CLIENT_ERROR if status < 500 else cls.SERVER_ERROR
 
 
-class WithoutCreated(Collector):
-    """Collects the given metrics, in order, minus their `_created` samples."""
+def bucket_bound(le: str) -> str:
+    """A bucket's bound as /metrics has always written it: whole numbers without ".0"
+    (le="1", not prometheus_client's le="1.0"). `le` is part of a series' identity: a
+    Prometheus that scraped le="1" would start a new series for le="1.0"."""
+    value = float(le)
+    return str(int(value)) if value.is_integer() else le
+
+
+class SeriesAsBefore(Collector):
+    """Collects the given metrics, in order, without their `_created` samples and with the
+    bucket bounds written as before."""
 
     def __init__(self, metrics: Iterable[MetricWrapperBase]):
         self.metrics = tuple(metrics)
@@ -48,7 +59,10 @@ class WithoutCreated(Collector):
     def collect(self):
         for metric in self.metrics:
             for family in metric.collect():
-                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                family.samples = [
+                    s._replace(labels={**s.labels, "le": bucket_bound(s.labels["le"])})
+                    if "le" in s.labels else s
+                    for s in family.samples if not s.name.endswith("_created")]
                 yield family
 
 
@@ -59,7 +73,7 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         p = PREFIX
-        # registry=None: each series is collected through WithoutCreated, registered below.
+        # registry=None: each series is collected through SeriesAsBefore, registered below.
         self.info = Gauge(f"{p}_info", "The served model and runtime.", INFO_LABELS,
                           registry=None)
         self.ready = Gauge(f"{p}_ready", "1 once the model is loaded and the worker alive.",
@@ -82,7 +96,7 @@ class Metrics:
         self.queue = Gauge(f"{p}_queue_depth", "Requests waiting for the inference worker.",
                            registry=None)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(WithoutCreated((
+        self.registry.register(SeriesAsBefore((
             self.info, self.ready, self.requests, self.latency, self.batch_rows,
             self.batch_padded, self.batch_seconds, self.tokens, self.padded_tokens, self.texts,
             self.queue)))
