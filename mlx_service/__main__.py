@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics,
                     coalesce_rows=config.coalesce_rows, batch_wait_ms=config.batch_wait_ms)
-    inference = Inference(config=config, spec=spec, dim=dim, worker=worker, blas=blas_in_use())
+    inference = Inference(config=config, spec=spec, dim=dim, worker=worker,
+                          blas=blas_in_use())
     app = InFlight(create_app(inference, metrics))
     server_map: dict = {}
     try:
