@@ -5,8 +5,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import requests
-
 from tasks.core import local_http
 from tasks.core.settings import Settings, SettingsError, http_url
 
@@ -87,7 +85,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     try:
         health = local_http.get(f"{host}/health", timeout=timeout)
         body = health.json()
-    except (requests.RequestException, ValueError) as exc:
+    except (local_http.RequestException, ValueError) as exc:
         record("host health", "fail", f"no answer from {host}/health ({type(exc).__name__}); "
                "start it with: inv mlx start")
         return result
@@ -114,7 +112,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     except KeyRefused as exc:
         record("host /embed", "fail", str(exc))
         return result  # every other step would say the same
-    except (requests.RequestException, RuntimeError, ValueError) as exc:
+    except (local_http.RequestException, RuntimeError, ValueError) as exc:
         record("host /embed", "fail", str(exc))
 
     # 3. OpenAI shape
@@ -126,7 +124,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
                   and "usage" in openai)
         record("host /v1/embeddings", "pass" if shaped else "fail",
                "OpenAI shape: list, 2 embeddings, usage" if shaped else f"unexpected shape: {str(openai)[:200]}")
-    except (requests.RequestException, RuntimeError, ValueError) as exc:
+    except (local_http.RequestException, RuntimeError, ValueError) as exc:
         record("host /v1/embeddings", "fail", str(exc))
 
     # 4. meaning
@@ -136,14 +134,14 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         related, unrelated = cosine(a, b), cosine(a, c)
         record("meaning", "pass" if related > unrelated else "fail",
                f"related {related:.3f} vs unrelated {unrelated:.3f}")
-    except (requests.RequestException, RuntimeError, ValueError, KeyError) as exc:
+    except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("meaning", "fail", str(exc))
 
     # 5. through the gateway container, when it runs
     gateway = http_url("127.0.0.1", settings.port("CORTEX_MODEL_GATEWAY_PORT"))
     try:
         local_http.get(f"{gateway}/health", timeout=3)
-    except requests.RequestException:
+    except local_http.RequestException:
         record("gateway", "skip", f"model-gateway not running at {gateway}: gateway part not run")
         return result
     try:
@@ -157,6 +155,6 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
             record("gateway", "pass" if same else "fail",
                    f"container -> host vectors equal the host's (min cosine {worst:.6f})" if same
                    else f"gateway vectors differ from the host's (min cosine {worst:.6f})")
-    except (requests.RequestException, RuntimeError, ValueError, KeyError) as exc:
+    except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("gateway", "fail", str(exc))
     return result

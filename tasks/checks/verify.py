@@ -11,15 +11,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Mapping
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from tasks.core import local_http
+from tasks.core.enums import StrEnum
 from tasks.core.settings import Settings, SettingsError
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
+
+class Status(StrEnum):
+    """A check's outcome (its word is what `--json` writes)."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+PASS, WARN, FAIL = Status.PASS, Status.WARN, Status.FAIL
 
 
 @dataclass
 class Check:
     name: str
-    status: str
+    status: Status
     detail: str
     fix: str | None = None
 
@@ -100,19 +114,44 @@ def check_python(settings: Settings) -> Check:
     return Check("python", PASS, f"Python {version} ({sys.executable})")
 
 
+def pinned_requirements(text: str) -> list[tuple[str, str]]:
+    """(name, pinned version) of each `name==version` line of a requirements file that
+    applies here (its environment marker, if any, holds); other lines are not pins."""
+    pins = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact:
+            pins.append((requirement.name, exact[0]))
+    return pins
+
+
+def same_version(have: str, wanted: str) -> bool:
+    """Equal as versions (1.0 == 1.0.0); as text when either is not a version."""
+    try:
+        return Version(have) == Version(wanted)
+    except InvalidVersion:
+        return have == wanted
+
+
 def check_tooling(settings: Settings) -> Check:
     missing, mismatched = [], []
-    for line in (settings.root / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or "==" not in line:
-            continue
-        name, wanted = (part.strip() for part in line.split("==", 1))
+    pins = pinned_requirements((settings.root / "requirements.txt").read_text())
+    for name, wanted in pins:
         try:
             have = metadata.version(name)
         except metadata.PackageNotFoundError:
             missing.append(name)
             continue
-        if have != wanted:
+        if not same_version(have, wanted):
             mismatched.append(f"{name} {have} (wants {wanted})")
     fix = "bash scripts/bootstrap.sh (installs requirements.txt into .venv)"
     if missing:
@@ -239,13 +278,9 @@ def check_model(settings: Settings, python: Path) -> Check:
 
 def check_running_service(settings: Settings) -> list[Check]:
     """When the service runs, what it really uses (its /info), beside what was predicted."""
-    import requests
-
-    from tasks.core import local_http
-
     try:
         info = local_http.get(f"{settings.mlx_url}/info", timeout=3).json()
-    except (requests.RequestException, ValueError):
+    except (local_http.RequestException, ValueError):
         return []  # not running: nothing to report, and not a failure before `inv start`
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
               f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")

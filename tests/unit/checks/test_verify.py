@@ -116,3 +116,12 @@ def test_all_checks_run_even_when_one_breaks(tmp_path):
     venv = next(c for c in checks if c.name == "service venv")
     assert venv.status == FAIL and venv.fix == "inv mlx install"
     assert {"os", "python", "tooling", "disk"} <= {c.name for c in checks}
+
+
+def test_tooling_pins_are_read_as_requirements():
+    from tasks.checks.verify import pinned_requirements, same_version
+
+    text = ("# comment\ninvoke==3.0.3  # trailing\nrequests>=2\nnot a requirement ==\n"
+            "psutil == 7.2.2\nonly-elsewhere==1.0; sys_platform == 'nonexistent'\n\n")
+    assert pinned_requirements(text) == [("invoke", "3.0.3"), ("psutil", "7.2.2")]
+    assert same_version("1.0", "1.0.0") and not same_version("1.0.1", "1.0")
