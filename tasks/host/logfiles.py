@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -10,18 +11,23 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
 
 def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
-    """Over `max_bytes`: path -> path.1 -> path.2 ... (keeping `keep`). True when rotated."""
+    """Over `max_bytes`: path -> path.1 -> path.2 ... (keeping `keep`). True when rotated.
+
+    The renaming is logging.handlers.RotatingFileHandler's, the scheme the running service's
+    own log handler follows (mlx_service/__main__.py). The size check stays here: a start
+    hands the file to the service as its stdout/stderr (a descriptor, not log records), so
+    only this check, made before that, can rotate what crashes and tracebacks wrote."""
     path = Path(path)
     try:
         if path.stat().st_size <= max_bytes:
             return False
     except FileNotFoundError:
         return False
-    for i in range(keep - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{i}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=max(keep, 1), delay=True)
+    try:
+        handler.doRollover()
+    finally:
+        handler.close()
     return True
 
 

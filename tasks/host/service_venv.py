@@ -6,8 +6,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
-
+from tasks.core.say import Say
 from tasks.core.settings import Settings
 from tasks.core.venvs import InstallStep, VenvError, ensure_venv, is_current, venv_python
 
@@ -53,7 +52,7 @@ def wanted_extras(saved: tuple[str, ...], blas: str | None, system: str = sys.pl
 
 
 def install_service_venv(settings: Settings, venv_path: Path | None = None, force: bool = False,
-                         say: Callable[[str], None] | None = None,
+                         say: Say | None = None,
                          blas: str | None = None) -> bool:
     """Create or reuse the service venv; True when pip ran. blas: "mkl" adds oneMKL,
     "default" removes it, None keeps what the venv has."""
