@@ -1,6 +1,6 @@
 """The stack's tasks: setup, start, stop, status, logs, health, clean (root namespace).
 
-Thin: parse flags, call tasks/stack.py and tasks/status_doc.py, print. Progress and warnings
+Thin: parse flags, call the modules of tasks/stack (one per task), print. Progress and warnings
 go to stderr; stdout carries only what was asked for (the JSON of `status --json`, logs).
 """
 from __future__ import annotations
@@ -11,9 +11,10 @@ from contextlib import contextmanager
 
 from invoke import Exit, task
 
-from tasks.stack.compose import ComposeError, EngineError
 from tasks.core.flags import mlx_flags, seconds
 from tasks.core.settings import ALL_SERVICES, SettingsError, load_settings
+from tasks.stack.engine import EngineError
+from tasks.stack.errors import ComposeError, StackError
 
 
 def _err(line: str) -> None:
@@ -23,11 +24,10 @@ def _err(line: str) -> None:
 @contextmanager
 def _failures():
     """Known failures become one message on stderr and a non-zero exit."""
-    from tasks.stack.images import ImageError
-    from tasks.host.mlx_process import ServiceError
-    from tasks.stack.lifecycle import StackError
-    from tasks.stack.status_doc import StatusDocError
     from tasks.core.venvs import VenvError
+    from tasks.host.mlx_process import ServiceError
+    from tasks.stack.images import ImageError
+    from tasks.stack.status_doc import StatusDocError
     try:
         yield
     except (StackError, EngineError, ComposeError, SettingsError, ServiceError, VenvError,
@@ -42,9 +42,9 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
     """Onboarding: check tools, write .env.dev if missing, install the service venv, then check
     the engine and build or pull the images; then say what to run next. With the engine down
     the first steps are still done, and it ends with one sentence about the engine."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.setup import setup as run_setup
     with _failures():
-        steps = stack.setup(load_settings(), install=not no_install, images=not no_images,
+        steps = run_setup(load_settings(), install=not no_install, images=not no_images,
                             rebuild=rebuild)
     _err("setup done. Next:")
     for line in steps:
@@ -67,12 +67,14 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
 def start(c, services=None, fast=False, follow=False, watch=False, no_install=False,
           mlx_venv=None, mlx_timeout=None, mlx_flag=None, no_mlx=False, timeout=None):
     """Start the host embedding service and the containers, and wait until they are ready."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.logs import logs as show_logs
+    from tasks.stack.start import start as run_start
+    from tasks.stack.watch import watch as run_watch
     settings = load_settings()
     began = time.monotonic()
     host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout"))
     with _failures():
-        result = stack.start(settings, services or None, fast=fast, install=not no_install,
+        result = run_start(settings, services or None, fast=fast, install=not no_install,
                              mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout"))
     ready = ", ".join(result.services) or "no containers"
     _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
@@ -81,11 +83,11 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
         _err(f"skipped (no image): {', '.join(result.skipped)}")
     if watch:
         with _failures():
-            stack.watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
+            run_watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
     elif follow:
         try:
             with _failures():
-                stack.logs(settings, None, follow=True)
+                show_logs(settings, None, follow=True)
         except KeyboardInterrupt:
             pass
 
@@ -93,9 +95,9 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
 @task(help={"keep-mlx": "leave the host service running"})
 def stop(c, keep_mlx=False):
     """Stop the containers (volumes and data kept) and the host service."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.stop import stop as run_stop
     with _failures():
-        stack.stop(load_settings(), with_mlx=not keep_mlx)
+        run_stop(load_settings(), with_mlx=not keep_mlx)
     _err("stopped (volumes kept; `inv clean` removes them)")
 
 
@@ -109,7 +111,7 @@ def status(c, json=False):
             print(status_json(settings))
             return
         doc = build_status(settings)
-    from tasks.stack.lifecycle import format_table
+    from tasks.stack.table import format_table
     mlx = doc["mlx"]
     print(f"project   {doc['project']}")
     engine = doc["engine"]
@@ -136,10 +138,10 @@ def logs(c, service="", follow=False, tail=100):
     """Logs of the host service (mlx) or a container; all of them when none is named.
 
     `inv logs SERVICE [-f] [--tail N]` as the seed spells it, or `inv logs -s SERVICE`."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.logs import logs as show_logs
     try:
         with _failures():
-            stack.logs(load_settings(), service, follow=follow, tail=int(tail))
+            show_logs(load_settings(), service, follow=follow, tail=int(tail))
     except KeyboardInterrupt:
         pass
 
@@ -147,10 +149,11 @@ def logs(c, service="", follow=False, tail=100):
 @task
 def health(c):
     """A table of every part's health; exit 1 unless everything started answers."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.health import health as check_health
+    from tasks.stack.table import format_table
     with _failures():
-        rows, ok = stack.health(load_settings())
-    print(stack.format_table(rows, ["name", "running", "healthy", "ready", "detail"]))
+        rows, ok = check_health(load_settings())
+    print(format_table(rows, ["name", "running", "healthy", "ready", "detail"]))
     if not ok:
         raise Exit("unhealthy: " + ", ".join(r["name"] for r in rows
                                              if r["running"] and not r["ready"]
@@ -163,7 +166,7 @@ def health(c):
 def clean(c, yes=False):
     """Remove the project's containers, volumes (NATS data, ...) and networks; stop the host
     service. Asks first unless --yes."""
-    from tasks.stack import lifecycle as stack
+    from tasks.stack.stop import clean as run_clean
     settings = load_settings()
     if not yes:
         sys.stderr.write(f"Remove every container, volume and network of project "
@@ -174,7 +177,7 @@ def clean(c, yes=False):
             raise Exit("clean cancelled: nothing removed (use --yes to skip the question)",
                        code=1)
     with _failures():
-        stack.clean(settings)
+        run_clean(settings)
     _err("removed containers, volumes and networks")
 
 

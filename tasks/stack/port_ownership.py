@@ -1,50 +1,47 @@
 """Whose is a configured port: free, held by our own stack, or held by something else."""
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
 
+from tasks.core.settings import Settings, SettingsError
+from tasks.host.mlx_process import inspect
 from tasks.host.port_holders import address_free, describe_holders, port_holders
-from tasks.core.settings import Settings
+from tasks.stack.container import Container, live_published_ports
+from tasks.stack.engine import EngineError
+from tasks.stack.errors import ComposeError, StackError
+from tasks.stack.project import open_stack
 
-LIVE_STATES = ("running", "restarting", "paused")
+
+class PortOwner(enum.StrEnum):
+    FREE = "free"
+    OURS = "ours"
+    FOREIGN = "foreign"
 
 
 @dataclass(frozen=True)
 class Ownership:
-    state: str  # free, ours, foreign
+    state: PortOwner
     holder: str = ""
 
 
-def published_ports(containers: Iterable[Mapping]) -> set[int]:
+def published_ports(containers: Iterable[Container]) -> set[int]:
     """Host ports that live containers publish, from the Publishers of `compose ps --format json`
     (what the engine itself reports: the same on Docker and Podman, no text to parse)."""
-    ports = set()
-    for container in containers:
-        if str(container.get("State", "")).lower() not in LIVE_STATES:
-            continue
-        for publisher in container.get("Publishers") or []:
-            port = publisher.get("PublishedPort") if isinstance(publisher, Mapping) else None
-            if isinstance(port, int) and port > 0:
-                ports.add(port)
-    return ports
+    return live_published_ports(containers)
 
 
-def _our_containers(settings: Settings) -> list[dict]:
+def our_containers(settings: Settings) -> list[Container]:
     """This compose project's containers, through the project's own Compose (whichever engine);
     none when the engine or Compose cannot say."""
-    from tasks.stack.compose import ComposeError, EngineError
-    from tasks.core.settings import SettingsError
-    from tasks.stack.lifecycle import StackError, open_stack
     try:
         return open_stack(settings, check_daemon=False).compose.ps()
     except (EngineError, ComposeError, StackError, SettingsError, OSError):
         return []
 
 
-def _our_service_pid(settings: Settings) -> int | None:
-    from tasks.host.mlx_process import inspect
-
+def our_service_pid(settings: Settings) -> int | None:
     state = inspect(settings, cleanup=False)
     return state.record.pid if state.running and state.record else None
 
@@ -53,11 +50,11 @@ def classify_port(settings: Settings, port: int) -> Ownership:
     holders = port_holders(port)
     if not holders:
         # No listener we can see; a bind test catches what we may not inspect.
-        return Ownership("free") if address_free("127.0.0.1", port) else Ownership(
-            "foreign", "a program we may not inspect")
-    if port in published_ports(_our_containers(settings)):
-        return Ownership("ours", f"a container of compose project {settings.compose_project}")
-    our_pid = _our_service_pid(settings)
+        return Ownership(PortOwner.FREE) if address_free("127.0.0.1", port) else Ownership(
+            PortOwner.FOREIGN, "a program we may not inspect")
+    if port in published_ports(our_containers(settings)):
+        return Ownership(PortOwner.OURS, f"a container of compose project {settings.compose_project}")
+    our_pid = our_service_pid(settings)
     if our_pid is not None and all(h.pid == our_pid for h in holders):
-        return Ownership("ours", f"the mlx service, pid {our_pid}")
-    return Ownership("foreign", describe_holders(holders))
+        return Ownership(PortOwner.OURS, f"the mlx service, pid {our_pid}")
+    return Ownership(PortOwner.FOREIGN, describe_holders(holders))

@@ -6,14 +6,19 @@ A container that runs is not yet a service that answers: `start` waits on these 
 """
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-import requests
-
 from tasks.core import local_http
+from tasks.core.polling import poll_until
+from tasks.core.say import Say, quiet
 from tasks.core.settings import http_url
+from tasks.stack.container import ENDED_STATES, ContainerState
+
+http_ok = local_http.http_ok  # TODO(lead): remove (tests/unit/core/test_local_http.py imports it here)
+PROGRESS_EVERY = 5.0  # seconds between "waiting for ..." lines
 
 # service -> (key in Settings.ports(), path). 2xx is ready.
 PROBES: dict[str, tuple[str, str]] = {
@@ -39,22 +44,7 @@ def probe_url(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -
     return http_url(host, ports[key], path)
 
 
-def http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
-    """(answered with 2xx, what it said in a few words)."""
-    try:
-        resp = local_http.get(url, timeout=timeout)
-    except requests.ConnectionError:
-        return False, "connection refused"
-    except requests.Timeout:
-        return False, f"no answer within {timeout:g}s"
-    except requests.RequestException as exc:
-        return False, type(exc).__name__
-    text = resp.text.strip().replace("\n", " ")
-    return 200 <= resp.status_code < 300, f"HTTP {resp.status_code} {text[:120]}".strip()
-
-
 def tcp_ok(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
-    import socket
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -64,7 +54,7 @@ def tcp_ok(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 
 def probe(service: str, ports: Mapping[str, int], timeout: float = 2.0) -> ProbeResult:
     url = probe_url(service, ports)
-    ok, detail = http_ok(url, timeout)
+    ok, detail = local_http.http_ok(url, timeout)
     return ProbeResult(service, url, ok, detail)
 
 
@@ -78,9 +68,8 @@ class NotReady(RuntimeError):
 
 
 def wait_ready(services: Iterable[str], ports: Mapping[str, int], timeout: float,
-               state_of: Callable[[str], str | None] | None = None,
-               say: Callable[[str], None] = lambda line: None,
-               interval: float = 0.5) -> dict[str, float]:
+               state_of: Callable[[str], ContainerState | None] | None = None,
+               say: Say = quiet, interval: float = 0.5) -> dict[str, float]:
     """Poll every service's probe until all answer; seconds each took. Raises NotReady.
 
     state_of(service) gives the container's state; a container that exited or keeps
@@ -91,7 +80,9 @@ def wait_ready(services: Iterable[str], ports: Mapping[str, int], timeout: float
     took: dict[str, float] = {}
     last: dict[str, str] = {}
     last_report = 0.0
-    while pending:
+
+    def all_ready() -> bool:
+        """One round: probe each pending service once; True when none is left."""
         for service in list(pending):
             result = probe(service, ports)
             last[service] = result.detail
@@ -102,18 +93,19 @@ def wait_ready(services: Iterable[str], ports: Mapping[str, int], timeout: float
                 continue
             if state_of is not None:
                 state = state_of(service)
-                if state in ("exited", "dead", "removing"):
+                if state in ENDED_STATES:
                     raise NotReady(service, f"its container is {state} (probe {result.url}: "
                                             f"{result.detail})")
-        if not pending:
-            break
-        elapsed = time.monotonic() - start
-        if elapsed >= timeout:
-            service = pending[0]
-            raise NotReady(service, f"{probe_url(service, ports)} gave {last[service]} for "
-                                    f"{timeout:g} seconds")
-        if elapsed - last_report >= 5:
+        return not pending
+
+    def report(elapsed: float) -> None:
+        nonlocal last_report
+        if elapsed - last_report >= PROGRESS_EVERY:
             last_report = elapsed
             say(f"waiting for {', '.join(pending)} ({elapsed:.0f}s of {timeout:g}s)")
-        time.sleep(interval)
+
+    if not poll_until(all_ready, timeout, interval=interval, on_wait=report):
+        service = pending[0]
+        raise NotReady(service, f"{probe_url(service, ports)} gave {last[service]} for "
+                                f"{timeout:g} seconds")
     return took

@@ -11,13 +11,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.stack.compose import ComposeError, EngineError
-from tasks.stack.readiness import PROBES, http_ok, probe_url, tcp_ok
+import jsonschema
+
+from tasks.core.local_http import http_ok
 from tasks.core.settings import ALL_SERVICES, Settings, http_url
+from tasks.host.mlx_process import service_status
+from tasks.stack.container import Container, ContainerHealth, ContainerState
+from tasks.stack.engine import EngineError
+from tasks.stack.errors import ComposeError, StackError
+from tasks.stack.project import open_stack
+from tasks.stack.readiness import PROBES, probe_url, tcp_ok
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "status.schema.json"
-CONTAINER_KEYS = ("Name", "State", "Service", "Health", "Status", "Image", "ExitCode", "ID",
-                  "Project", "Publishers")
 
 
 class StatusDocError(RuntimeError):
@@ -29,7 +34,6 @@ def load_schema() -> dict:
 
 
 def validate(doc: dict) -> None:
-    import jsonschema
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -44,9 +48,8 @@ def validate(doc: dict) -> None:
 def mlx_status(settings: Settings) -> dict[str, Any]:
     """The host service's status with the seed's keys guaranteed."""
     try:
-        from tasks.host.mlx_process import service_status
         raw = dict(service_status(settings, cleanup=False))
-    except Exception as exc:  # the lifecycle module missing or failing must not hide the rest
+    except Exception as exc:  # the lifecycle failing must not hide the rest
         ok, _ = http_ok(settings.mlx_url + "/health")
         raw = {"running": False, "pid": None, "url": settings.mlx_url, "responding": ok,
                "log": str(settings.mlx_log), "error": f"{type(exc).__name__}: {exc}"}
@@ -59,39 +62,51 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
     return json.loads(json.dumps(raw, default=str))
 
 
-def _container(item: dict) -> dict:
-    out = {k: item[k] for k in CONTAINER_KEYS if k in item and item[k] is not None}
-    out["Name"] = str(item.get("Name") or item.get("ID") or "?")
-    out["State"] = str(item.get("State") or "")
-    out["Service"] = str(item.get("Service") or "")
-    if "ExitCode" in out:
-        try:
-            out["ExitCode"] = int(out["ExitCode"])
-        except (TypeError, ValueError):
-            del out["ExitCode"]
+def container_doc(container: Container) -> dict:
+    """A container as the document shows it: Compose's own keys (Name, State, Service, Health,
+    then Status, Image, ExitCode, ID and Project where the engine gave them, and Publishers)."""
+    out: dict[str, Any] = {"Name": container.name or container.id or "?",
+                           "State": container.state, "Service": container.service,
+                           "Health": container.health}
+    optional = (("Status", container.status), ("Image", container.image),
+                ("ExitCode", container.exit_code), ("ID", container.id),
+                ("Project", container.project))
+    out.update((key, value) for key, value in optional if value is not None)
+    out["Publishers"] = [p.as_json() for p in container.publishers]
     return out
 
 
-def service_facts(name: str, container: dict | None, ports: dict[str, int]) -> dict:
+def service_facts(name: str, container: Container | None, ports: dict[str, int]) -> dict:
     key = PROBES.get(name, (None, None))[0]
     port = ports.get(key) if key else None
     url = probe_url(name, ports) if name in PROBES else None
     if container is None:
-        return {"running": False, "healthy": None, "ready": False, "state": "absent",
+        return {"running": False, "healthy": None, "ready": False, "state": ContainerState.ABSENT,
                 "health": None, "container": None, "port": port, "probe": url,
                 "detail": "no container"}
-    state = container.get("State") or "unknown"
-    running = state == "running"
-    health = container.get("Health") or None
+    state = container.state or ContainerState.UNKNOWN
+    running = state == ContainerState.RUNNING
+    health = container.health or None
     healthy = None  # no health check, not running, or still "starting"
-    if running and health in ("healthy", "unhealthy"):
-        healthy = health == "healthy"
-    ready, detail = False, container.get("Status") or state
+    if running and health in (ContainerHealth.HEALTHY, ContainerHealth.UNHEALTHY):
+        healthy = health == ContainerHealth.HEALTHY
+    ready, detail = False, container.status or state
     if running and url:
         ready, detail = http_ok(url, timeout=2.0)
     return {"running": running, "healthy": healthy, "ready": bool(ready), "state": state,
-            "health": health, "container": container.get("Name"), "port": port, "probe": url,
+            "health": health, "container": container.name, "port": port, "probe": url,
             "detail": detail}
+
+
+def by_service(containers: list[Container]) -> dict[str, Container]:
+    """One container per service: a running one wins over an exited one of the same service."""
+    chosen: dict[str, Container] = {}
+    for container in containers:
+        current = chosen.get(container.service)
+        if current is None or (current.state != ContainerState.RUNNING
+                                and container.state == ContainerState.RUNNING):
+            chosen[container.service] = container
+    return chosen
 
 
 def connectivity(settings: Settings, ports: dict[str, int], mlx: dict) -> dict[str, bool]:
@@ -112,31 +127,25 @@ def connectivity(settings: Settings, ports: dict[str, int], mlx: dict) -> dict[s
 
 def build_status(settings: Settings) -> dict:
     """Collect everything; never raises for a missing engine (it becomes engine.error)."""
-    from tasks.stack.lifecycle import StackError, open_stack
     ports = settings.ports()
     engine: dict[str, Any] = {"available": False, "kind": None, "version": None, "error": None}
-    containers: list[dict] = []
+    containers: list[Container] = []
     try:
         stack = open_stack(settings)
         engine.update(available=True, kind=stack.engine.kind, version=stack.engine.version)
-        containers = [_container(c) for c in stack.compose.ps()]
+        containers = stack.compose.ps()
     except (EngineError, ComposeError, StackError) as exc:
         engine["error"] = str(exc)
     mlx = mlx_status(settings)
-    by_service = {}
-    for container in containers:
-        # a running container wins over an exited one of the same service
-        current = by_service.get(container["Service"])
-        if current is None or (current["State"] != "running" and container["State"] == "running"):
-            by_service[container["Service"]] = container
-    services = {name: service_facts(name, by_service.get(name), ports) for name in ALL_SERVICES}
+    chosen = by_service(containers)
+    services = {name: service_facts(name, chosen.get(name), ports) for name in ALL_SERVICES}
     return {
         "schemaVersion": 1,
         "generatedAt": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "project": settings.compose_project,
         "ports": ports,
         "mlx": mlx,
-        "containers": containers,
+        "containers": [container_doc(c) for c in containers],
         "connectivity": connectivity(settings, ports, mlx),
         "engine": engine,
         "services": services,

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stack.compose import (Compose, ComposeError, Engine, EngineError, compose_files,
-                           find_engine, parse_ps_json)
-from tasks.stack.images import debian_mirror
 from tasks.core.settings import ALL_SERVICES, load_settings
-from tasks.stack.lifecycle import StackError, compose_env, parse_services
+from tasks.stack.compose import Compose, compose_files
+from tasks.stack.container import parse_ps_json
+from tasks.stack.engine import Engine, EngineError, find_engine
+from tasks.stack.errors import ComposeError, StackError
+from tasks.stack.images import debian_mirror
+from tasks.stack.project import compose_env
+from tasks.stack.services import parse_services
 
 # Captured from `docker compose ps --all --format json` (Compose 2.26.1): one object per line.
 # (Labels, Mounts and LocalVolumes trimmed.)
@@ -25,18 +28,18 @@ PS_ARRAY_2_20 = '''[{"ID":"0d4b6a0f5c2e","Name":"cortex-nats-1","Image":"nats:2.
 
 def test_ps_reads_one_object_per_line():
     containers = parse_ps_json(PS_LINES_2_26)
-    assert [c["Service"] for c in containers] == ["mcp-registry", "model-gateway", "nats"]
-    assert all(c["State"] == "running" and c["Health"] == "healthy" for c in containers)
+    assert [c.service for c in containers] == ["mcp-registry", "model-gateway", "nats"]
+    assert all(c.state == "running" and c.health == "healthy" for c in containers)
     nats = containers[2]
-    assert nats["Name"] == "cortex-manual-nats-1"
-    assert [p["PublishedPort"] for p in nats["Publishers"]] == [14222, 0, 18222]
+    assert nats.name == "cortex-manual-nats-1"
+    assert [p.published_port for p in nats.publishers] == [14222, 0, 18222]
 
 
 def test_ps_reads_one_json_array():
     containers = parse_ps_json(PS_ARRAY_2_20)
-    assert [(c["Name"], c["State"], c["Health"]) for c in containers] == [
+    assert [(c.name, c.state, c.health) for c in containers] == [
         ("cortex-nats-1", "exited", ""), ("cortex-model-gateway-1", "running", "starting")]
-    assert containers[0]["Publishers"] == []  # null in the array format
+    assert containers[0].publishers == ()  # null in the array format
 
 
 def test_ps_both_formats_give_the_same_containers():
@@ -47,7 +50,7 @@ def test_ps_both_formats_give_the_same_containers():
 
 def test_ps_single_object_and_empty_output():
     one = PS_LINES_2_26.splitlines()[0]
-    assert parse_ps_json(one)[0]["Service"] == "mcp-registry"
+    assert parse_ps_json(one)[0].service == "mcp-registry"
     assert parse_ps_json("") == [] and parse_ps_json("\n  \n") == [] and parse_ps_json("[]") == []
 
 
@@ -59,7 +62,7 @@ def test_ps_names_the_line_that_is_not_json():
 def test_ps_service_from_labels_when_missing():
     [c] = parse_ps_json(json.dumps({"Names": ["x-nats-1"], "State": "Running",
                                     "Labels": {"com.docker.compose.service": "nats"}}))
-    assert (c["Name"], c["Service"], c["State"]) == ("x-nats-1", "nats", "running")
+    assert (c.name, c.service, c.state) == ("x-nats-1", "nats", "running")
 
 
 ENGINE = Engine("docker", "/usr/bin/docker", ("/usr/bin/docker", "compose"), "2.26.1")
@@ -191,6 +194,6 @@ def test_debian_mirror_from_deb822_and_one_line_sources(tmp_path):
 
 
 def test_cursor_codes_are_stripped_from_compose_output():
-    from tasks.stack.compose import strip_ansi
+    from tasks.stack.output_text import strip_ansi
     raw = "\x1b[2Knats-1  | [1] Server is ready\n\x1b[2Kmodel-gateway-1  | GET /health\n"
     assert strip_ansi(raw) == "nats-1  | [1] Server is ready\nmodel-gateway-1  | GET /health\n"

@@ -13,7 +13,8 @@ from tests.support import REPO_ROOT
 DRIVER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from tasks.stack.compose import Compose, Engine
+    from tasks.stack.compose import Compose
+    from tasks.stack.engine import Engine
 
     mark = Path(sys.argv[1])
     script = 'for i in $(seq 1 2000); do echo "container $i stopped"; done; echo done > "$MARK"'

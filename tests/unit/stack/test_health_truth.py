@@ -1,7 +1,7 @@
 """inv health counts the host service ready only when /health says ok, not when it merely answers."""
-from tasks.stack import lifecycle as stack
-from tasks.stack import status_doc
 from tasks.core.settings import load_settings
+from tasks.stack import health as stack
+from tasks.stack import status_doc
 
 
 def _doc(health_status, responding=True):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tasks.stack.images as images
-from tasks.stack.compose import Engine
+from tasks.stack.engine import Engine
 from tests.support import REPO_ROOT
 
 ENGINE = Engine(kind="docker", cli="docker", compose=("docker", "compose"))

@@ -1,9 +1,9 @@
 """Our containers' published ports come from the Publishers of `compose ps --format json`
-(parsed by tasks.stack.compose.parse_ps_json), not from `docker ps` text."""
+(parsed by tasks.stack.container.parse_ps_json), not from `docker ps` text."""
 import inspect
 
 from tasks.stack import port_ownership
-from tasks.stack.compose import parse_ps_json
+from tasks.stack.container import parse_ps_json
 from tasks.stack.port_ownership import published_ports
 
 # Compose 2.26 (one object per line), trimmed to the keys that matter here.
@@ -31,8 +31,8 @@ def test_the_older_array_format_reads_the_same():
 
 def test_nothing_running_publishes_nothing():
     assert published_ports(parse_ps_json("")) == set()
-    assert published_ports([{"State": "running", "Publishers": [{"PublishedPort": "x"}, None]}]) \
-        == set()
+    assert published_ports(parse_ps_json(
+        '{"State": "running", "Publishers": [{"PublishedPort": "x"}, null]}')) == set()
 
 
 def test_no_engine_cli_is_named_in_the_code():

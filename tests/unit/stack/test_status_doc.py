@@ -5,6 +5,7 @@ import json
 import jsonschema
 import pytest
 
+from tasks.stack.container import Container
 from tasks.stack.status_doc import (SCHEMA_PATH, StatusDocError, load_schema, service_facts,
                               validate)
 
@@ -83,10 +84,12 @@ def test_service_without_container_is_absent_not_running():
 
 
 def test_exited_container_is_neither_running_nor_ready_and_health_is_separate():
-    facts = service_facts("nats", {"Name": "p-nats-1", "State": "exited", "Health": "",
-                                   "Status": "Exited (1)"}, {"natsMonitor": 1})
+    facts = service_facts("nats", Container.from_ps({"Name": "p-nats-1", "State": "exited",
+                                                     "Health": "", "Status": "Exited (1)"}),
+                          {"natsMonitor": 1})
     assert (facts["running"], facts["healthy"], facts["ready"]) == (False, None, False)
-    starting = service_facts("nats", {"Name": "p-nats-1", "State": "running",
-                                      "Health": "starting"}, {"natsMonitor": 1})
+    starting = service_facts("nats", Container.from_ps({"Name": "p-nats-1", "State": "running",
+                                                        "Health": "starting"}),
+                             {"natsMonitor": 1})
     # running, health check not decided yet, and port 1 answers nothing: three separate facts
     assert (starting["running"], starting["healthy"], starting["ready"]) == (True, None, False)

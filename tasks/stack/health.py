@@ -1,0 +1,33 @@
+"""`inv health`: one row per part of the stack, and whether all of it is ready."""
+from __future__ import annotations
+
+from tasks.core.settings import Settings
+from tasks.stack import status_doc
+from tasks.stack.container import ContainerState
+from tasks.stack.table import shorten
+
+
+def health(settings: Settings) -> tuple[list[dict], bool]:
+    """One row per part of the stack; ok when the host service answers and every service
+    that has a container runs and answers its probe (and at least one does)."""
+    doc = status_doc.build_status(settings)  # looked up at call time: tests replace it
+    mlx = doc["mlx"]
+    mlx_ready = bool(mlx.get("healthy"))  # /health said ok: loaded, worker alive
+    detail = mlx["url"]
+    if mlx["responding"] and not mlx_ready:
+        detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
+    rows = [{"name": "mlx (host)", "running": mlx["running"], "healthy": mlx.get("healthy"),
+             "ready": mlx_ready, "detail": detail}]
+    ok = mlx_ready
+    started = 0
+    for name, svc in doc.get("services", {}).items():
+        rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],
+                     "ready": svc["ready"], "detail": shorten(svc.get("detail") or svc["state"])})
+        if svc["state"] != ContainerState.ABSENT:
+            started += 1
+            ok = ok and svc["running"] and svc["ready"]
+    if not doc.get("engine", {}).get("available", True):
+        rows.append({"name": "engine", "running": False, "healthy": None, "ready": False,
+                     "detail": doc["engine"].get("error") or "no engine"})
+        ok = False
+    return rows, ok and started > 0

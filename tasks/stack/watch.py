@@ -1,0 +1,59 @@
+"""`inv start --watch`: rebuild and restart what changed, until Ctrl-C."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import watchfiles
+
+from tasks.core.flags import MlxFlags
+from tasks.core.say import Say, say_as
+from tasks.core.settings import Settings
+from tasks.host import mlx_process
+from tasks.host.watch import watched_dir
+from tasks.stack.project import open_stack
+from tasks.stack.readiness import wait_ready
+from tasks.stack.services import BUILT_SERVICES
+from tasks.stack.start import host_start_kwargs, ready_timeout, state_reader
+
+HOST_TARGET = "mlx"
+
+
+def watch(settings: Settings, services: Sequence[str], with_mlx: bool = True,
+          say: Say = say_as("stack"), stop_event: threading.Event | None = None,
+          mlx: MlxFlags = MlxFlags()) -> None:
+    """Rebuild and restart a built service when its folder under compose/ changes, and restart
+    the host service when mlx_service/ changes, with the venv, flags and timeout it was
+    started with (`mlx`); until Ctrl-C (or stop_event)."""
+    stack = open_stack(settings)
+    targets: dict[Path, str] = {}
+    for service in services:
+        if service in BUILT_SERVICES:
+            targets[(settings.compose_dir / service).resolve()] = service
+    if with_mlx:
+        targets[watched_dir(settings)] = HOST_TARGET
+    if not targets:
+        say("--watch: nothing to watch (no built service was started and no host service)")
+        return
+    say("watching " + ", ".join(f"{p} ({name})" for p, name in targets.items())
+        + "; Ctrl-C ends")
+    try:
+        for batch in watchfiles.watch(*targets, stop_event=stop_event, raise_interrupt=False):
+            changed = {name for _, path in batch for root, name in targets.items()
+                       if Path(path).resolve().is_relative_to(root)}
+            for name in sorted(changed):
+                try:
+                    if name == HOST_TARGET:
+                        say("mlx_service changed: restarting the host service")
+                        mlx_process.restart_service(settings, say=say, install=False,
+                                                    **host_start_kwargs(mlx))
+                    else:
+                        say(f"{name} changed: rebuilding and restarting it")
+                        stack.compose.up([name], build=True)
+                        wait_ready([name], settings.ports(), ready_timeout(settings),
+                                   state_of=state_reader(stack), say=say)
+                except Exception as exc:  # keep watching: the next save may fix it
+                    say(f"{name}: {exc}")
+    except KeyboardInterrupt:
+        pass
