@@ -126,6 +126,11 @@ class Container:
             exit_code=exit_code, id=item.get("ID"))
 
     @property
+    def shown_name(self) -> str:
+        """The name status shows: the container's name, else its ID."""
+        return self.name or self.id or "?"
+
+    @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
 

@@ -65,7 +65,7 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
 def container_doc(container: Container) -> dict:
     """A container as the document shows it: Compose's own keys (Name, State, Service, Health,
     then Status, Image, ExitCode, ID and Project where the engine gave them, and Publishers)."""
-    out: dict[str, Any] = {"Name": container.name or container.id or "?",
+    out: dict[str, Any] = {"Name": container.shown_name,
                            "State": container.state, "Service": container.service,
                            "Health": container.health}
     optional = (("Status", container.status), ("Image", container.image),
@@ -94,7 +94,7 @@ def service_facts(name: str, container: Container | None, ports: dict[str, int])
     if running and url:
         ready, detail = http_ok(url, timeout=2.0)
     return {"running": running, "healthy": healthy, "ready": bool(ready), "state": state,
-            "health": health, "container": container.name, "port": port, "probe": url,
+            "health": health, "container": container.shown_name, "port": port, "probe": url,
             "detail": detail}
 
 
