@@ -95,6 +95,49 @@ def exp_rows_(scores: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return sums
 
 
+def right_padded_lengths(mask: np.ndarray) -> np.ndarray | None:
+    """Each row's real length when every row's mask is ones then zeros, else None."""
+    lengths = mask.sum(axis=1)
+    if not np.array_equal(mask != 0, np.arange(mask.shape[1])[None, :] < lengths[:, None]):
+        return None
+    return lengths.astype(np.int64)
+
+
+def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """exp_rows_ for right-padded rows, in place over (B, H, T, T) scores: exp(scores - row
+    max) on each row's real keys and 0 on its padding keys (what BertModel's -10000 bias
+    gives after exp); the query rows of padding put all their weight on key 0 (their output
+    is never pooled, only kept finite). Returns the row sums (B, H, T, 1).
+
+    No bias pass, and only the real part of each row is touched: on a batch padded to twice
+    its rows' length, a quarter of exp_rows_'s work.
+    """
+    width = scores.shape[-1]
+    sums = np.ones(scores.shape[:-1] + (1,), np.float32)
+    for b, length in enumerate(lengths):
+        s = scores[b]
+        length = max(int(length), 1)
+        if length < width:
+            s[:, length:, :] = 0.0
+            s[:, length:, 0] = 1.0
+            s[:, :length, length:] = 0.0
+        real = s[:, :length, :length]
+        np.subtract(real, real.max(axis=-1, keepdims=True), out=real)
+        np.exp(real, out=real)
+        np.sum(real, axis=-1, keepdims=True, out=sums[b, :, :length])
+    return sums
+
+
+def gelu_real_rows_(inner: np.ndarray, lengths: np.ndarray | None) -> None:
+    """gelu_erf_ in place over (B, T, F) activations, on each row's real positions only
+    (padding positions are never attended to nor pooled)."""
+    if lengths is None or int(lengths.min()) >= inner.shape[1]:
+        gelu_erf_(inner)
+        return
+    for b, length in enumerate(lengths):
+        gelu_erf_(inner[b, :max(int(length), 1)])
+
+
 def _writable(array) -> np.ndarray:
     """numpy's view of an evaluated MLX array's own buffer, to be overwritten in place.
 
@@ -141,6 +184,7 @@ class CpuBertForward:
         import mlx.core as mx
         self._mx = mx
         self.model = model
+        self.real_rows_only = True  # False: exp_rows_ over everything (A/B comparisons)
         self.layers = []
         for layer in model.encoder.layer:
             att = layer.attention.self
@@ -153,6 +197,19 @@ class CpuBertForward:
             mx.eval(wqkv, b)
             self.layers.append((layer, heads, head_dim, wqkv, b))
 
+    def _attend(self, q, k, v, lengths, bias):
+        """softmax(q k^T + bias) v per head, the division done after the product (on
+        T/head_dim times fewer numbers). Right-padded rows (what Embedder sends) take
+        exp_real_rows_, other masks exp_rows_ over everything."""
+        mx = self._mx
+        scores = q @ k.transpose(0, 1, 3, 2)
+        mx.eval(scores)
+        weights = _writable(scores)
+        sums = exp_rows_(weights, bias) if lengths is None else exp_real_rows_(weights, lengths)
+        if not np.shares_memory(weights, np.asarray(scores)):
+            scores = mx.array(weights)
+        return (scores @ v) * mx.array(np.reciprocal(sums))
+
     def __call__(self, ids: np.ndarray, mask: np.ndarray):
         mx = self._mx
         batch, width = ids.shape
@@ -160,24 +217,19 @@ class CpuBertForward:
         bias = None
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
+        lengths = right_padded_lengths(mask) if self.real_rows_only else None
         for layer, heads, head_dim, wqkv, bqkv in self.layers:
             hidden = heads * head_dim
             qkv = mx.addmm(bqkv, x.reshape(batch * width, hidden), wqkv)
             qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim)
                                 .transpose(2, 0, 3, 1, 4))
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = q @ k.transpose(0, 1, 3, 2)
-            mx.eval(scores)
-            weights = _writable(scores)
-            sums = exp_rows_(weights, bias)
-            if not np.shares_memory(weights, np.asarray(scores)):
-                scores = mx.array(weights)
-            ctx = (scores @ v) * mx.array(np.reciprocal(sums))
+            ctx = self._attend(qkv[0], qkv[1], qkv[2], lengths, bias)
             ctx = ctx.transpose(0, 2, 1, 3).reshape(batch, width, hidden)
             attended = layer.attention.output(ctx, x)
             inner = layer.intermediate.dense(attended)
             mx.eval(inner)
-            activated = gelu_erf_(_writable(inner))
+            activated = _writable(inner)
+            gelu_real_rows_(activated, lengths)
             if not np.shares_memory(activated, np.asarray(inner)):
                 inner = mx.array(activated)
             x = layer.output(inner, attended)
