@@ -1,0 +1,118 @@
+"""The code's layout holds (issue 11): layered packages, no import circles, no private names
+reached across modules. Read from the source with `ast`, so imports inside functions count."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO_ROOT
+
+# Each package may import from packages of a lower rank (and from itself), never upwards.
+RANKS = {"core": 0, "host": 1, "stack": 2, "checks": 3, "bench": 3, "cli": 4}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, names taken from it) for every import in the file, nested included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    """module -> the modules of the same top-level package it imports."""
+    files = sorted((REPO_ROOT / package).rglob("*.py"))
+    modules = {module_name(f): f for f in files}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported, names in imports_of(path):
+            if imported in modules:
+                targets.add(imported)
+            for n in names:  # `from tasks.stack import lifecycle` imports a module too
+                if f"{imported}.{n}" in modules:
+                    targets.add(f"{imported}.{n}")
+        edges[name] = targets - {name}
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANKS) else None
+
+
+@pytest.mark.parametrize("package", ["tasks", "mlx_service"])
+def test_no_import_circles(package):
+    assert find_cycle(graph(package)) is None
+
+
+def test_tasks_packages_only_import_downwards():
+    wrong = []
+    for module, targets in graph("tasks").items():
+        mine = package_of(module)
+        for target in targets:
+            theirs = package_of(target)
+            if mine and theirs and mine != theirs and RANKS[theirs] >= RANKS[mine]:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong
+
+
+def test_every_task_module_lives_in_a_package():
+    loose = [p.name for p in (REPO_ROOT / "tasks").glob("*.py") if p.name != "__init__.py"]
+    assert not loose
+    assert {p.name for p in (REPO_ROOT / "tasks").iterdir() if p.is_dir()
+            and p.name != "__pycache__"} == set(RANKS)
+
+
+@pytest.mark.parametrize("package", ["tasks", "mlx_service"])
+def test_no_private_name_imported_across_modules(package):
+    reached = []
+    for path in sorted((REPO_ROOT / package).rglob("*.py")):
+        for imported, names in imports_of(path):
+            if imported.split(".")[0] == package:
+                reached += [f"{module_name(path)}: {imported}.{n}" for n in names
+                            if n.startswith("_") and not n.startswith("__")]
+    assert not reached
+
+
+def test_the_product_ships_no_test_support():
+    assert not (REPO_ROOT / "mlx_service" / "testing.py").exists()
+    for path in (REPO_ROOT / "mlx_service").rglob("*.py"):
+        assert not any(imported.split(".")[0] in ("tasks", "tests", "pytest")
+                       for imported, _ in imports_of(path)), path
+
+
+def test_the_model_runner_does_not_import_the_queue():
+    assert "mlx_service.worker" not in graph("mlx_service")["mlx_service.model"]
