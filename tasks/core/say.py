@@ -20,3 +20,8 @@ def say_as(tag: str) -> Say:
 
 def quiet(line: str) -> None:
     """A Say that says nothing."""
+
+
+def untagged(line: str) -> None:
+    """A Say for lines that speak for no task in particular (stderr, flushed)."""
+    print(line, file=sys.stderr, flush=True)

@@ -9,7 +9,9 @@ import sys
 import venv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
+
+from tasks.core.say import Say, untagged
 
 FINGERPRINT_FILE = ".cortex-fingerprint"
 
@@ -60,7 +62,7 @@ def ensure_venv(
     path: Path,
     steps: Sequence[InstallStep],
     base_python: str = sys.executable,
-    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    say: Say = untagged,
     force: bool = False,
 ) -> bool:
     """Make `path` a venv holding `steps`. Returns True when pip ran, False when reused."""

@@ -24,12 +24,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Iterator, Literal
 
 import psutil
 from filelock import FileLock, Timeout
 
 from tasks.core.enums import StrEnum
+from tasks.core.say import Say
 
 SYSTEM = platform.system()
 TOKEN_VAR = "CORTEX_SERVICE_TOKEN"
@@ -368,7 +369,7 @@ def lock_holder(path: Path) -> str | None:
 
 @contextlib.contextmanager
 def locked(path: Path, timeout: float = 30.0, *, doing: str = "",
-           waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+           waiting: Say | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock beside the PID file (two tasks at once: one waits).
 
     filelock's FileLock takes flock(2) on the lock file, as this module always did, so a

@@ -6,7 +6,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from tasks.core.say import Say
+from tasks.core.say import Say, untagged
 from tasks.core.settings import Settings
 from tasks.core.venvs import InstallStep, VenvError, ensure_venv, is_current, venv_python
 
@@ -62,7 +62,7 @@ def install_service_venv(settings: Settings, venv_path: Path | None = None, forc
     extras = wanted_extras(saved, blas)
     dropped = [name for name in saved if name not in extras]
     if dropped and venv_python(path).exists():
-        (say or print)(f"removing {', '.join(dropped)} from {path}")
+        (say or untagged)(f"removing {', '.join(dropped)} from {path}")
         subprocess.run([str(venv_python(path)), "-m", "pip", "uninstall", "-y", "-q",
                         *MKL_PACKAGES], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     ran = ensure_venv(path, service_install_steps(settings.root, extras), force=force, **kwargs)
