@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable
 
-# bench/inprocess.py still imports plan_batches from here. TODO(lead): remove (use batch_plan)
 from mlx_service.batch_plan import plan_batches
 
 log = logging.getLogger("mlx_service.worker")

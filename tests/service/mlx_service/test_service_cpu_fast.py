@@ -106,7 +106,7 @@ for name, e in (("plain", plain), ("fast1", fast1), ("fast2", fast2)):
     batched = e.embed(rows)
     single = np.stack([e.embed([r])[0] for r in rows])
     out[name] = float(min((batched * ref).sum(1).min(), (single * ref).sum(1).min()))
-corpus = json.load(open("bench/corpus.json"))
+corpus = json.load(open("tasks/bench/data/corpus.json"))
 pool = plain.tokenize(corpus["short"] + corpus["medium"] + corpus["long"])
 rng = np.random.default_rng(3)
 worst = 1.0
