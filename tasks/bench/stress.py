@@ -22,14 +22,16 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import psutil
 
-from tasks.bench.measure import percentile
+from tasks.bench.client import auth_headers
+from tasks.bench.machine import cpu_model
+from tasks.bench.stats import percentile
+from tasks.core.local_http import Answer, KeepAliveClient
+from tasks.core.say import Say
 
-Say = Callable[[str], None]
 WORDS = ("river stone light paper garden window music winter valley engine market "
          "silver orange signal harbor forest letter bridge candle planet").split()
 
@@ -55,36 +57,15 @@ class Report:
 
 # --- HTTP on loopback ------------------------------------------------------------------------
 
-class Client:
-    """One keep-alive connection (http.client: no proxies, no pool to share)."""
+class LoadClient(KeepAliveClient):
+    """One keep-alive connection that sends the load (no reconnect: a request that fails is
+    counted as no answer)."""
 
     def __init__(self, port: int, timeout: float = 60.0, api_key: str | None = None):
-        self.port, self.timeout = port, timeout
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.conn: http.client.HTTPConnection | None = None
+        super().__init__(port, timeout=timeout, headers=auth_headers(api_key))
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, dict, bytes]:
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        try:
-            self.conn.request(method, path, body=body, headers={**self.headers, **(headers or {})})
-            resp = self.conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-        if resp.getheader("Connection", "").lower() == "close":
-            self.close()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-
-    def post_json(self, path: str, body: bytes) -> tuple[int, dict, bytes]:
+    def post_json(self, path: str, body: bytes) -> Answer:
         return self.request("POST", path, body, {"Content-Type": "application/json"})
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -122,7 +103,7 @@ class RssSampler(threading.Thread):
 def _probe_loop(port: int, every: float, timeout: float, stop, out) -> None:
     """The prober's own process: GET /health every `every` s until `stop` is set; sends
     back (latencies in s, lost probes)."""
-    client = Client(port, timeout=timeout)
+    client = LoadClient(port, timeout=timeout)
     latencies: list[float] = []
     lost = 0
     while not stop.is_set():
@@ -172,7 +153,7 @@ class HealthProber:
 # --- phases ------------------------------------------------------------------------------------
 
 def idle_figures(port: int, pid: int, probes: int = 50) -> dict:
-    client = Client(port)
+    client = LoadClient(port)
     ms = []
     for _ in range(probes):
         t0 = time.perf_counter()
@@ -185,7 +166,7 @@ def idle_figures(port: int, pid: int, probes: int = 50) -> dict:
             "rss_mb": round(psutil.Process(pid).memory_info().rss / 2**20)}
 
 
-def run_clients(count: int, seconds: float, work: Callable[[Client, random.Random], int],
+def run_clients(count: int, seconds: float, work: Callable[[LoadClient, random.Random], int],
                 port: int, api_key: str | None, stop: threading.Event | None = None
                 ) -> dict[int, int]:
     """`count` threads call `work` in a loop until `seconds` pass (or `stop`); each call
@@ -197,7 +178,7 @@ def run_clients(count: int, seconds: float, work: Callable[[Client, random.Rando
 
     def loop(seed: int):
         rng = random.Random(seed)
-        client = Client(port, timeout=max(seconds, 30), api_key=api_key)
+        client = LoadClient(port, timeout=max(seconds, 30), api_key=api_key)
         while not stop.is_set() and time.monotonic() < deadline:
             try:
                 status = work(client, rng)
@@ -226,7 +207,7 @@ def memory_phase(port: int, pid: int, api_key: str | None, clients: int = 16,
     barrier = threading.Barrier(clients)
 
     def one():
-        client = Client(port, timeout=300, api_key=api_key)
+        client = LoadClient(port, timeout=300, api_key=api_key)
         barrier.wait()
         try:
             statuses.append(client.post_json("/v1/embeddings", body)[0])
@@ -261,7 +242,7 @@ def flood_phase(port: int, api_key: str | None, seconds: float, clients: int = 4
     stop = threading.Event()
     result: dict = {}
 
-    def work(client: Client, rng: random.Random) -> int:
+    def work(client: LoadClient, rng: random.Random) -> int:
         return client.post_json("/v1/embeddings", rng.choice(bodies))[0]
 
     duration = seconds
@@ -323,7 +304,7 @@ def hostile_bodies(rng: random.Random):
 
 def fuzz_phase(port: int, api_key: str | None, cases: int, seed: int = 7) -> dict:
     rng = random.Random(seed)
-    client = Client(port, timeout=30, api_key=api_key)
+    client = LoadClient(port, timeout=30, api_key=api_key)
     statuses: dict[int, int] = {}
     not_json = 0
     t0 = time.monotonic()
@@ -335,7 +316,7 @@ def fuzz_phase(port: int, api_key: str | None, cases: int, seed: int = 7) -> dic
         statuses[status] = statuses.get(status, 0) + 1
         if status and not resp_headers.get("content-type", "").startswith("application/json"):
             not_json += 1
-    health = Client(port).request("GET", "/health")[0]
+    health = LoadClient(port).request("GET", "/health")[0]
     return {"cases": cases, "seconds": round(time.monotonic() - t0, 1),
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "5xx": sum(v for k, v in statuses.items() if k >= 500), "no_answer": statuses.get(0, 0),
@@ -348,7 +329,7 @@ def soak_phase(port: int, pid: int, api_key: str | None, seconds: float,
     proc = psutil.Process(pid)
     warm = min(60.0, seconds / 10)
 
-    def work(client: Client, rng: random.Random) -> int:
+    def work(client: LoadClient, rng: random.Random) -> int:
         n = rng.choice([1, 1, 1, 4, 16])
         body = json.dumps({"input": [prose(rng, rng.randint(3, 120)) for _ in range(n)]}).encode()
         return client.post_json(rng.choice(["/embed", "/v1/embeddings"]), body)[0]
@@ -375,14 +356,7 @@ def soak_phase(port: int, pid: int, api_key: str | None, seconds: float,
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    import platform
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def run_stress(start: Callable[[], "object"], options: StressOptions, say: Say) -> Report:

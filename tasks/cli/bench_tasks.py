@@ -1,19 +1,20 @@
-"""`inv bench`: the embedding service's speed as ratios measured in one run (tasks/bench.py)."""
+"""`inv bench`: the embedding service's speed as ratios measured in one run (tasks/bench/run.py)."""
 from __future__ import annotations
 
 import json
-import sys
 
 from invoke import Exit, task
 
-from tasks.bench import measure as logic
-from tasks.bench.measure import BenchError, BenchOptions, format_report, run_bench, save_result
+from tasks.bench.document import save_result
+from tasks.bench.errors import BenchError
+from tasks.bench.peer import setup_peer as install_peer_venv
+from tasks.bench.report import format_report
+from tasks.bench.run import BenchOptions, run_bench
+from tasks.core.say import say_as
 from tasks.core.settings import SettingsError, load_settings
 from tasks.core.venvs import VenvError
 
-
-def _say(line: str) -> None:
-    print(f"[bench] {line}", file=sys.stderr, flush=True)
+say = say_as("bench")
 
 
 @task(help={
@@ -31,15 +32,15 @@ def bench(c, json_=False, quick=False, no_peer=False, setup_peer=False, repeats=
     settings = load_settings()
     try:
         if setup_peer:
-            ran = logic.setup_peer(settings.root, peer_venv, say=_say)
-            _say("peer venv installed" if ran else "peer venv up to date")
+            ran = install_peer_venv(settings.root, peer_venv, say=say)
+            say("peer venv installed" if ran else "peer venv up to date")
         options = BenchOptions(quick=quick, peer=not no_peer,
                                repeats=int(repeats) if repeats else None, peer_venv=peer_venv)
-        doc = run_bench(settings, options, say=_say)
+        doc = run_bench(settings, options, say=say)
     except (BenchError, VenvError, SettingsError) as exc:
         raise Exit(f"[bench] error: {exc}", code=1) from None
     path = save_result(settings.root, doc)
-    _say(f"saved {path.relative_to(settings.root)}")
+    say(f"saved {path.relative_to(settings.root)}")
     print(json.dumps(doc, indent=2) if json_ else format_report(doc))
 
 

@@ -1,18 +1,16 @@
-"""`inv stress`: the host service under hostile and heavy load (tasks/stress.py)."""
+"""`inv stress`: the host service under hostile and heavy load (tasks/bench/stress.py)."""
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 from invoke import Exit, task
 
 from tasks.core.flags import seconds
+from tasks.core.say import say_as
 
-
-def _say(line: str) -> None:
-    print(f"[stress] {line}", file=sys.stderr, flush=True)
+say = say_as("stress")
 
 
 @task(help={
@@ -25,7 +23,7 @@ def _say(line: str) -> None:
 def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     """The host service under hostile load: peak memory, /health under a flood, 429s,
     SIGTERM under load, fuzzing, and a soak, next to the same run's idle figures."""
-    from mlx_service.testing import start_service
+    from tests.service_support import spawn_service
     from tasks.host.service_venv import service_python
     from tasks.core.settings import load_settings
     from tasks.bench.stress import StressOptions, format_report, report_dict, run_stress
@@ -49,15 +47,15 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     env = {"MLX_API_KEY": options.api_key} if options.api_key else {}
 
     def start():
-        _say("starting the service with its default limits")
-        return start_service(logs, env=env, python=python)
+        say("starting the service with its default limits")
+        return spawn_service(logs, env=env, python=python)
 
-    report = run_stress(start, options, _say)
+    report = run_stress(start, options, say)
     if json_:
         print(json.dumps(report_dict(report), indent=2))
     else:
         print(format_report(report))
-    _say(f"service logs: {logs}")
+    say(f"service logs: {logs}")
 
 
 TASKS = [stress]

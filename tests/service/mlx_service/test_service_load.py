@@ -15,7 +15,8 @@ import time
 
 import psutil
 
-from tasks.bench.stress import Client, HealthProber, RssSampler, heavy_body, run_clients
+from tasks.bench.stress import HealthProber, RssSampler, heavy_body, run_clients
+from tasks.bench.stress import LoadClient as Client
 from tasks.checks.roundtrip import cosine
 from tests.service_support import http
 
