@@ -50,9 +50,6 @@ from tasks.host.service_status import service_status
 __all__ = ["ServiceError", "ServiceState", "restart_service", "service_status", "start_service",
            "stop_service"]
 
-# Old import paths tasks/stack still uses; their homes: service_state.inspect,
-# service_lock.service_lock, logfiles.follow_log and logfiles.tail_lines.
-from tasks.host.logfiles import follow_log  # noqa: E402,F401  TODO(lead): remove
 
 
 def start_service(settings: Settings, *, venv_path: Path | str | None = None, install: bool = True,

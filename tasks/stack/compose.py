@@ -24,11 +24,6 @@ PROFILES = ("core", "app")
 BASE_FILE = "docker-compose.yml"
 OFFLINE_FILE = "docker-compose.offline.yml"
 
-# Names that moved out of this module, importable here while tests outside tasks/stack still
-# import them from it (tests/e2e/conftest.py, tests/unit/host/test_ownership.py).
-from tasks.stack.engine import EngineError, find_engine  # noqa: E402,F401  TODO(lead): remove
-from tasks.stack.origins import ContainerOrigin, foreign_origins, parse_inspect_origins  # noqa: E402,F401  TODO(lead): remove
-
 
 @dataclass
 class Compose:

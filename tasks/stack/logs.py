@@ -6,7 +6,7 @@ import threading
 from typing import Sequence
 
 from tasks.core.settings import ALL_SERVICES, Settings
-from tasks.host.mlx_process import follow_log, tail_lines
+from tasks.host.logfiles import follow_log, tail_lines
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.output_text import strip_ansi
 from tasks.stack.project import Stack, open_stack

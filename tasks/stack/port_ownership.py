@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from tasks.core.settings import Settings, SettingsError
-from tasks.host.mlx_process import inspect
+from tasks.host.service_state import inspect
 from tasks.host.port_holders import address_free, describe_holders, port_holders
 from tasks.stack.container import Container, live_published_ports
 from tasks.stack.engine import EngineError

@@ -17,7 +17,6 @@ from tasks.core.say import Say, quiet
 from tasks.core.settings import http_url
 from tasks.stack.container import ENDED_STATES, ContainerState
 
-http_ok = local_http.http_ok  # TODO(lead): remove (tests/unit/core/test_local_http.py imports it here)
 PROGRESS_EVERY = 5.0  # seconds between "waiting for ..." lines
 
 # service -> (key in Settings.ports(), path). 2xx is ready.

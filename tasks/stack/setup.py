@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tasks.core.say import Say, say_as
 from tasks.core.settings import ALL_SERVICES, DEFAULTS, Settings
-from tasks.host.mlx_process import service_lock
+from tasks.host.service_lock import service_lock
 from tasks.host.service_venv import install_service_venv
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import StackError

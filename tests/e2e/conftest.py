@@ -58,9 +58,9 @@ def stack_env(engine, tmp_path_factory):
 
 
 def _teardown(env: dict[str, str]) -> None:
-    from tasks.stack.compose import find_engine
+    from tasks.stack.engine import find_engine
     from tasks.core.settings import load_settings
-    from tasks.stack.lifecycle import make_stack
+    from tasks.stack.project import make_stack
     settings = load_settings(environ=env)
     try:
         from tasks.host.mlx_process import stop_service

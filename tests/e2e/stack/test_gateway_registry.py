@@ -274,9 +274,9 @@ def recording_gateway(engine, tmp_path):
 def _down(env: dict) -> None:
     import subprocess
 
-    from tasks.stack.compose import find_engine
+    from tasks.stack.engine import find_engine
     from tasks.core.settings import load_settings
-    from tasks.stack.lifecycle import make_stack
+    from tasks.stack.project import make_stack
     stack = make_stack(load_settings(environ=env), find_engine(env), offline=True)
     subprocess.run(stack.compose.argv("down", "--volumes", "--remove-orphans"), env=env,
                    capture_output=True, timeout=180)

@@ -63,9 +63,9 @@ def test_engine_that_does_not_answer(stack_env, tmp_path):
 
 
 def test_compose_config_accepts_the_whole_stack(stack_env):
-    from tasks.stack.compose import find_engine
+    from tasks.stack.engine import find_engine
     from tasks.core.settings import load_settings
-    from tasks.stack.lifecycle import make_stack
+    from tasks.stack.project import make_stack
     settings = load_settings(environ=stack_env)
     for offline in (False, True):
         stack = make_stack(settings, find_engine(stack_env), offline=offline)

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from tasks.stack.readiness import http_ok
+from tasks.core.local_http import http_ok
 from tests.support import inv, isolated_env
 
 

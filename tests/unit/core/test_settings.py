@@ -66,7 +66,7 @@ def test_env_dev_alone_follows_the_same_rule(tmp_path):
 
 
 def test_the_chosen_port_is_what_compose_reads_as_mlx_port(tmp_path):
-    from tasks.stack.lifecycle import compose_env
+    from tasks.stack.project import compose_env
     settings = load_settings(_env_file(tmp_path, "MLX_PORT=8081\n"), {"CORTEX_MLX_PORT": "9191"})
     env = compose_env(settings)
     assert env["MLX_PORT"] == "9191"

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.stack.compose import ContainerOrigin, foreign_origins, parse_inspect_origins
+from tasks.stack.origins import ContainerOrigin, foreign_origins, parse_inspect_origins
 from tasks.host.pidfile import (
     CREATE_TIME_TOLERANCE, TOKEN_VAR, Observed, ProcessRef, check_process, identity_rule,
     read_pidfile, read_proc_stat, same_process, seconds_since_start,
