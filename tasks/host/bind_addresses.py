@@ -10,12 +10,12 @@ No Docker: nothing is added. MLX_BIND_DOCKER_BRIDGE=0 turns the addition off.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from typing import Mapping
 
 import psutil
 
+from tasks.core import runner
 from tasks.host.port_holders import WILDCARDS
 
 BRIDGE_INTERFACE = "docker0"
@@ -39,14 +39,10 @@ def _docker_cli_gateway(timeout: float = 3.0) -> str | None:
     docker = shutil.which("docker")
     if docker is None:
         return None
-    try:
-        result = subprocess.run(
-            [docker, "network", "inspect", "bridge",
-             "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
-            capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
+    result = runner.run([docker, "network", "inspect", "bridge",
+                         "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+                        timeout=timeout)
+    if not result.ok:
         return None
     for candidate in result.stdout.split():
         if ":" not in candidate:  # IPv4 gateway

@@ -1,4 +1,4 @@
-"""A thin Compose wrapper over the one engine runner (tasks.stack.runner, built on `sh`).
+"""A thin Compose wrapper over the one engine runner (tasks.core.runner, built on `sh`).
 
 It names the project, the env file, the compose files and the profiles once, and runs Compose
 subcommands with them through the Engine that tasks.stack.engine found. It never sets
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from tasks.stack import runner
+from tasks.core import runner
 from tasks.stack.container import Container, parse_ps_json
 from tasks.stack.engine import Engine, EngineKind
 from tasks.stack.errors import ComposeError

@@ -7,7 +7,7 @@ One detector, `installed_clis`: the engine CLIs on PATH in the order the stack p
 - `describe_engine`: what `inv verify` reports (Docker Desktop, OrbStack, Colima, Podman,
   dockerd; whether it answers; its Compose version), which never raises.
 Nothing here sets DOCKER_HOST or a context: whatever the user's environment selects is what
-it talks to. Every call goes through tasks.stack.runner.
+it talks to. Every call goes through tasks.core.runner.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from tasks.stack import runner
+from tasks.core import runner
 from tasks.stack.output_text import first_line
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from tasks.core.say import Say, say_as
-from tasks.stack import runner
+from tasks.core import runner
 from tasks.stack.engine import Engine, engine_rootless
 
 PYTHON_BASE_IMAGE = "cortex-dev/python-base:bookworm"

@@ -1,4 +1,4 @@
-"""The one way tasks/stack runs a program, the container engine's CLI above all: through `sh`.
+"""The one way the tasks run the container engine's CLI (and other short programs): through `sh`.
 
 Every call to docker/podman and its compose command (ps, inspect, build, images, pull, logs,
 ...) goes through `run`, `stream` or `Following`, as do the few other programs the local image
