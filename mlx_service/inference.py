@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 from mlx_service.admission import Admission, Ticket
 from mlx_service.config import Config
+from mlx_service.enums import StrEnum
 from mlx_service.model import ModelSpec, truncate_normalize
 from mlx_service.validation import RequestError
 from mlx_service.worker import Job, JobOutcome, QueueFull, ShuttingDown, Worker, WorkerState

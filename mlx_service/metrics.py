@@ -11,12 +11,13 @@ and a sample's labels in name order (code, endpoint, outcome).
 from __future__ import annotations
 
 import threading
-from enum import StrEnum
 from typing import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+
+from mlx_service.enums import StrEnum
 
 PREFIX = "mlx_embed"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -13,10 +13,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 from mlx_service.batch_plan import plan_batches
+from mlx_service.enums import StrEnum
 
 log = logging.getLogger("mlx_service.worker")
 

@@ -30,13 +30,23 @@ def log_tail(path: Path, n: int = 15) -> str:
         return ""
 
 
+def is_service_setting(name: str) -> bool:
+    """An environment variable the service reads as one of its settings."""
+    return (name.startswith(("MLX_", "EMBEDDINGS_"))
+            or name in ("CORTEX_MLX_PORT", "LD_PRELOAD"))
+
+
 class BenchService:
     """`python -m mlx_service` on a free loopback port, started and stopped by us."""
 
     def __init__(self, python: Path, root: Path, log: Path, env: Mapping[str, str] | None = None,
-                 label: str = "service", headers: Mapping[str, str] | None = None):
+                 label: str = "service", headers: Mapping[str, str] | None = None,
+                 defaults: bool = False):
+        """defaults: the service's own settings (MLX_*, EMBEDDINGS_*, LD_PRELOAD) are not
+        inherited from this environment, so it runs with its default limits plus `env`."""
         self.python, self.root, self.log, self.label = python, root, log, label
         self.env = dict(env or {})
+        self.defaults = defaults
         self.headers = dict(headers or {})  # what our own calls carry (the API key)
         self.port = free_port()
         # Not tasks.core.settings.http_url: settings needs dotenv, which the service venv lacks.
@@ -46,7 +56,9 @@ class BenchService:
 
     def start(self, timeout: float = 120.0) -> float:
         """Launch and wait for /health 200; returns launch-to-healthy seconds."""
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **self.env)
+        inherited = {k: v for k, v in os.environ.items()
+                     if not (self.defaults and is_service_setting(k))}
+        env = dict(inherited, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **self.env)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             t0 = time.perf_counter()

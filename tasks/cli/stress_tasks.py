@@ -23,7 +23,7 @@ say = say_as("stress")
 def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     """The host service under hostile load: peak memory, /health under a flood, 429s,
     SIGTERM under load, fuzzing, and a soak, next to the same run's idle figures."""
-    from tests.service_support import spawn_service
+    from tasks.bench.engines import BenchService
     from tasks.host.service_venv import service_python
     from tasks.core.settings import load_settings
     from tasks.bench.stress import StressOptions, format_report, report_dict, run_stress
@@ -48,7 +48,10 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
 
     def start():
         say("starting the service with its default limits")
-        return spawn_service(logs, env=env, python=python)
+        service = BenchService(Path(python), load_settings().root, logs / "mlx-service.log",
+                               env=env, label="the service", defaults=True)
+        service.start()
+        return service
 
     report = run_stress(start, options, say)
     if json_:

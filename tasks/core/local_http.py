@@ -6,6 +6,11 @@ that ignores the environment keeps these requests on this machine.
 """
 from __future__ import annotations
 
+import http.client
+import ipaddress
+from typing import Mapping, NamedTuple
+from urllib.parse import urlsplit
+
 import requests
 
 RequestException = requests.RequestException
@@ -60,11 +65,7 @@ def get_json(url: str, timeout: float = 2.0, headers: dict[str, str] | None = No
     return resp.status_code, body, f"HTTP {resp.status_code}"
 
 
-# The keep-alive client below (appended; the lead may hoist these imports to the top).
-import http.client  # noqa: E402
-import ipaddress  # noqa: E402
-from typing import Mapping, NamedTuple  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
+# --- keep-alive connections, for load and measurement -------------------------------------
 
 class Answer(NamedTuple):
     """One HTTP answer: status, headers (names in lower case), body."""
