@@ -1,1 +1,1 @@
-"""checks"""
+"""Checks a person runs: pre-flight (verify) and embeddings end to end (roundtrip)."""

@@ -1,4 +1,5 @@
-"""Watching the service's sources (watchfiles) for `inv mlx start --watch`.
+"""Watching sources (watchfiles): the service's for `inv mlx start --watch`, and those of
+`inv start --watch` (tasks/stack/watch.py).
 
 MLX_SERVICE_SRC names the directory that holds the `mlx_service` package (default: the
 repo root). The service runs from there (working directory and PYTHONPATH), and --watch
@@ -25,10 +26,16 @@ def watched_dir(settings) -> Path:
 
 
 class SourceFilter(watchfiles.DefaultFilter):
-    """Python sources only; editors' swap/backup files and __pycache__ are ignored."""
+    """Files with one of `suffixes` (any file when None); editors' swap/backup files and
+    __pycache__ are ignored."""
+
+    def __init__(self, suffixes: tuple[str, ...] | None = WATCHED_SUFFIXES):
+        super().__init__()
+        self.suffixes = suffixes
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
-        return path.endswith(WATCHED_SUFFIXES) and super().__call__(change, path)
+        wanted = self.suffixes is None or path.endswith(self.suffixes)
+        return wanted and super().__call__(change, path)
 
 
 class SourceWatcher:
@@ -39,9 +46,10 @@ class SourceWatcher:
     several files is one restart.
     """
 
-    def __init__(self, path: Path, debounce_ms: int = 1600, step_ms: int = 200,
-                 quiet_s: float = 0.3):
-        self.path = Path(path)
+    def __init__(self, *paths: Path, suffixes: tuple[str, ...] | None = WATCHED_SUFFIXES,
+                 debounce_ms: int = 1600, step_ms: int = 200, quiet_s: float = 0.3):
+        self.paths = [Path(p) for p in paths]
+        self.filter = SourceFilter(suffixes)
         self.debounce_ms, self.step_ms, self.quiet_s = debounce_ms, step_ms, quiet_s
         self.changes: "queue.Queue[set[tuple[watchfiles.Change, str]]]" = queue.Queue()
         self.error: BaseException | None = None
@@ -50,8 +58,9 @@ class SourceWatcher:
         self._thread = threading.Thread(target=self._run, name="mlx-watch", daemon=True)
 
     def start(self) -> "SourceWatcher":
-        if not self.path.is_dir():
-            raise FileNotFoundError(f"nothing to watch: {self.path} is not a directory")
+        for path in self.paths:
+            if not path.is_dir():
+                raise FileNotFoundError(f"nothing to watch: {path} is not a directory")
         self._thread.start()
         self._ready.wait(5)
         return self
@@ -59,7 +68,7 @@ class SourceWatcher:
     def _run(self) -> None:
         try:
             self._ready.set()
-            for batch in watchfiles.watch(self.path, watch_filter=SourceFilter(),
+            for batch in watchfiles.watch(*self.paths, watch_filter=self.filter,
                                           debounce=self.debounce_ms, step=self.step_ms,
                                           stop_event=self._stop, rust_timeout=500,
                                           yield_on_timeout=False, raise_interrupt=False):

@@ -5,13 +5,11 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-import watchfiles
-
 from tasks.core.flags import MlxFlags
 from tasks.core.say import Say, say_as
 from tasks.core.settings import Settings
 from tasks.host import mlx_process
-from tasks.host.watch import watched_dir
+from tasks.host.watch import SourceWatcher, watched_dir
 from tasks.stack.project import open_stack
 from tasks.stack.readiness import wait_ready
 from tasks.stack.services import BUILT_SERVICES
@@ -38,22 +36,35 @@ def watch(settings: Settings, services: Sequence[str], with_mlx: bool = True,
         return
     say("watching " + ", ".join(f"{p} ({name})" for p, name in targets.items())
         + "; Ctrl-C ends")
+    watcher = SourceWatcher(*targets, suffixes=None).start()
     try:
-        for batch in watchfiles.watch(*targets, stop_event=stop_event, raise_interrupt=False):
-            changed = {name for _, path in batch for root, name in targets.items()
-                       if Path(path).resolve().is_relative_to(root)}
-            for name in sorted(changed):
-                try:
-                    if name == HOST_TARGET:
-                        say("mlx_service changed: restarting the host service")
-                        mlx_process.restart_service(settings, say=say, install=False,
-                                                    **host_start_kwargs(mlx))
-                    else:
-                        say(f"{name} changed: rebuilding and restarting it")
-                        stack.compose.up([name], build=True)
-                        wait_ready([name], settings.ports(), ready_timeout(settings),
-                                   state_of=state_reader(stack), say=say)
-                except Exception as exc:  # keep watching: the next save may fix it
-                    say(f"{name}: {exc}")
+        while stop_event is None or not stop_event.is_set():
+            if watcher.error is not None:
+                say(f"the file watcher failed: {watcher.error}; no more restarts")
+                return
+            paths = watcher.next_batch(timeout=0.2)
+            if paths:
+                restart_changed(settings, stack, targets, paths, mlx, say)
     except KeyboardInterrupt:
         pass
+    finally:
+        watcher.stop()
+
+
+def restart_changed(settings: Settings, stack, targets: dict[Path, str], paths: set[str],
+                    mlx: MlxFlags, say: Say) -> None:
+    changed = {name for path in paths for root, name in targets.items()
+               if Path(path).resolve().is_relative_to(root)}
+    for name in sorted(changed):
+        try:
+            if name == HOST_TARGET:
+                say("mlx_service changed: restarting the host service")
+                mlx_process.restart_service(settings, say=say, install=False,
+                                            **host_start_kwargs(mlx))
+            else:
+                say(f"{name} changed: rebuilding and restarting it")
+                stack.compose.up([name], build=True)
+                wait_ready([name], settings.ports(), ready_timeout(settings),
+                           state_of=state_reader(stack), say=say)
+        except Exception as exc:  # keep watching: the next save may fix it
+            say(f"{name}: {exc}")
