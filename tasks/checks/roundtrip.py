@@ -83,7 +83,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         return result
     # 1. health (open: no key needed)
     try:
-        health = local_http.get(f"{host}/health", timeout=timeout)
+        health = local_http.get(settings.mlx_endpoint("/health"), timeout=timeout)
         body = health.json()
     except (local_http.RequestException, ValueError) as exc:
         record("host health", "fail", f"no answer from {host}/health ({type(exc).__name__}); "
@@ -98,7 +98,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     # 2. the seed's /embed payload
     host_vectors = None
     try:
-        embed = _post(f"{host}/embed", SEED_PAYLOAD, timeout, auth)
+        embed = _post(settings.mlx_endpoint("/embed"), SEED_PAYLOAD, timeout, auth)
         vectors = embed.get("embeddings") or []
         dims = {len(v) for v in vectors}
         if len(vectors) < 2:
@@ -117,7 +117,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
 
     # 3. OpenAI shape
     try:
-        openai = _post(f"{host}/v1/embeddings", {"input": SEED_PAYLOAD["input"]}, timeout, auth)
+        openai = _post(settings.mlx_endpoint("/v1/embeddings"), {"input": SEED_PAYLOAD["input"]}, timeout, auth)
         data = openai.get("data") or []
         shaped = (openai.get("object") == "list" and len(data) == 2
                   and all(d.get("object") == "embedding" and d.get("index") == i for i, d in enumerate(data))
@@ -129,7 +129,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
 
     # 4. meaning
     try:
-        a, b, c = _post(f"{host}/embed", {"input": [*RELATED, UNRELATED]}, timeout,
+        a, b, c = _post(settings.mlx_endpoint("/embed"), {"input": [*RELATED, UNRELATED]}, timeout,
                         auth)["embeddings"]
         related, unrelated = cosine(a, b), cosine(a, c)
         record("meaning", "pass" if related > unrelated else "fail",

@@ -279,7 +279,7 @@ def check_model(settings: Settings, python: Path) -> Check:
 def check_running_service(settings: Settings) -> list[Check]:
     """When the service runs, what it really uses (its /info), beside what was predicted."""
     try:
-        info = local_http.get(f"{settings.mlx_url}/info", timeout=3).json()
+        info = local_http.get(settings.mlx_endpoint("/info"), timeout=3).json()
     except (local_http.RequestException, ValueError):
         return []  # not running: nothing to report, and not a failure before `inv start`
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "

@@ -58,6 +58,11 @@ def http_url(host: str, port: int, path: str = "") -> str:
     return f"http://{host}:{port}{path}"
 
 
+def with_path(base_url: str, path: str) -> str:
+    """An endpoint of a service whose base URL we hold (`http://host:port` + `/health`)."""
+    return base_url.rstrip("/") + path
+
+
 def called_host(listen_host: str) -> str:
     """The address to call a service on that listens on `listen_host`."""
     host = listen_host.strip()
@@ -100,6 +105,10 @@ class Settings:
     def mlx_url(self) -> str:
         # MLX_HOST may list several addresses; the first is the one to call.
         return http_url(called_host(self.mlx_host.split(",")[0]), self.mlx_port)
+
+    def mlx_endpoint(self, path: str) -> str:
+        """One endpoint of the host service, e.g. mlx_endpoint("/health")."""
+        return with_path(self.mlx_url, path)
 
     @property
     def mlx_host_url(self) -> str:

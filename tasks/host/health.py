@@ -10,6 +10,7 @@ from tasks.core import local_http
 from tasks.core.enums import StrEnum
 from tasks.core.polling import poll_until
 from tasks.core.say import Say
+from tasks.core.settings import with_path
 
 PROGRESS_EVERY = 3.0      # seconds between "still waiting" lines
 HEALTH_POLL = 0.25
@@ -34,7 +35,7 @@ class HealthError(Exception):
 
 def probe_health(url: str, timeout: float = 2.0) -> tuple[int | None, dict | None, str]:
     """GET url/health: (HTTP status or None, JSON body or None, a short description)."""
-    status, body, detail = local_http.get_json(url.rstrip("/") + "/health", timeout=timeout)
+    status, body, detail = local_http.get_json(with_path(url, "/health"), timeout=timeout)
     if isinstance(body, dict) and body.get("status"):
         detail += f" {body['status']}"
     return status, body if isinstance(body, dict) else None, detail
@@ -44,7 +45,7 @@ def probe_auth(url: str, headers: dict[str, str], timeout: float = 2.0) -> AuthC
     """Whether our calls get through the service's API key check; None when it does not say.
     Costs a GET of the open /info, plus, with a key, one empty POST the key check answers
     before any work (anything but 401 means the key passed)."""
-    status, info, _ = local_http.get_json(url.rstrip("/") + "/info", timeout=timeout)
+    status, info, _ = local_http.get_json(with_path(url, "/info"), timeout=timeout)
     answered = status is not None and 200 <= status < 300 and isinstance(info, dict)
     wants = info.get("auth") if answered else None
     if wants not in ("none", "bearer"):
@@ -54,7 +55,7 @@ def probe_auth(url: str, headers: dict[str, str], timeout: float = 2.0) -> AuthC
     if not headers:
         return AuthCheck.MISSING
     try:
-        resp = local_http.post(url.rstrip("/") + "/v1/embeddings", data=b'{"input": []}',
+        resp = local_http.post(with_path(url, "/v1/embeddings"), data=b'{"input": []}',
                                headers={"Content-Type": "application/json", **headers},
                                timeout=timeout)
     except local_http.RequestException:

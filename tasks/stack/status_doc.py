@@ -50,7 +50,7 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
     try:
         raw = dict(service_status(settings, cleanup=False))
     except Exception as exc:  # the lifecycle failing must not hide the rest
-        ok, _ = http_ok(settings.mlx_url + "/health")
+        ok, _ = http_ok(settings.mlx_endpoint("/health"))
         raw = {"running": False, "pid": None, "url": settings.mlx_url, "responding": ok,
                "log": str(settings.mlx_log), "error": f"{type(exc).__name__}: {exc}"}
     raw["running"] = bool(raw.get("running"))
