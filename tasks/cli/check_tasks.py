@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from invoke import Exit, task
 
 from tasks.checks.roundtrip import run_roundtrip
-from tasks.core.settings import load_settings
 from tasks.checks.verify import as_document, run_checks, verdict
+from tasks.core.say import untagged
+from tasks.core.settings import load_settings
 
 MARKS = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -46,7 +46,7 @@ def roundtrip(c, json_=False, timeout=30.0):
         print(result.summary())
     if not result.ok:
         if json_:
-            print(result.summary(), file=sys.stderr)
+            untagged(result.summary())
         raise Exit(code=1)
 
 

@@ -12,13 +12,10 @@ from contextlib import contextmanager
 from invoke import Exit, task
 
 from tasks.core.flags import mlx_flags, seconds
+from tasks.core.say import untagged
 from tasks.core.settings import ALL_SERVICES, SettingsError, load_settings
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
-
-
-def _err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -46,9 +43,9 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
     with _failures():
         steps = run_setup(load_settings(), install=not no_install, images=not no_images,
                             rebuild=rebuild)
-    _err("setup done. Next:")
+    untagged("setup done. Next:")
     for line in steps:
-        _err(f"  {line}")
+        untagged(f"  {line}")
 
 
 @task(iterable=["services", "mlx_flag"],
@@ -77,10 +74,10 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
         result = run_start(settings, services or None, fast=fast, install=not no_install,
                              mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout"))
     ready = ", ".join(result.services) or "no containers"
-    _err(f"ready in {time.monotonic() - began:.1f}s: {ready}"
+    untagged(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
     if result.skipped:
-        _err(f"skipped (no image): {', '.join(result.skipped)}")
+        untagged(f"skipped (no image): {', '.join(result.skipped)}")
     if watch:
         with _failures():
             run_watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
@@ -98,7 +95,7 @@ def stop(c, keep_mlx=False):
     from tasks.stack.stop import stop as run_stop
     with _failures():
         run_stop(load_settings(), with_mlx=not keep_mlx)
-    _err("stopped (volumes kept; `inv clean` removes them)")
+    untagged("stopped (volumes kept; `inv clean` removes them)")
 
 
 @task(help={"json": "print only the status document (JSON, schemas/status.schema.json)"})
@@ -178,7 +175,7 @@ def clean(c, yes=False):
                        code=1)
     with _failures():
         run_clean(settings)
-    _err("removed containers, volumes and networks")
+    untagged("removed containers, volumes and networks")
 
 
 TASKS = [setup, start, stop, status, logs, health, clean]
