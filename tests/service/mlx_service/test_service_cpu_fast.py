@@ -59,6 +59,24 @@ sums = cpu_fast.exp_rows_(work, bias)
 softmax_err = float(np.abs(work / sums - ref).max())
 padding_weight = float((work / sums)[1, :, :, 5:].max())
 
+# The same softmax on the real positions only (right-padded rows, what Embedder sends).
+lengths = cpu_fast.right_padded_lengths(mask.astype(np.int32))
+real = scores.copy()
+real_sums = cpu_fast.exp_real_rows_(real, lengths)
+real_w = real / real_sums
+real_err = max(float(np.abs(real_w[b, :, :n] - ref[b, :, :n]).max())
+               for b, n in enumerate(lengths))
+real_padding_weight = float(real_w[1, :, :, 5:].max())
+real_finite = bool(np.isfinite(real_w).all())
+left_padded = cpu_fast.right_padded_lengths(np.array([[0, 1, 1]], np.int32)) is None
+inner = rng.standard_normal((2, 6, 10)).astype(np.float32)
+gelu_rows = inner.copy()
+cpu_fast.gelu_real_rows_(gelu_rows, np.array([6, 2]))
+whole = cpu_fast.gelu_erf_(inner.copy())
+gelu_rows_ok = bool(np.array_equal(gelu_rows[0], whole[0])
+                    and np.array_equal(gelu_rows[1, :2], whole[1, :2])
+                    and np.array_equal(gelu_rows[1, 2:], inner[1, 2:]))
+
 fresh = mx.arange(12).astype(mx.float32) * 2
 mx.eval(fresh)
 shared = np.shares_memory(cpu_fast._writable(fresh), np.asarray(fresh))
@@ -75,6 +93,9 @@ except ZeroDivisionError:
     raised = True
 print(json.dumps({"gelu_err": gelu_err, "strided_refused": strided_refused,
                   "softmax_err": softmax_err, "padding_weight": padding_weight,
+                  "real_err": real_err, "real_padding_weight": real_padding_weight,
+                  "real_finite": real_finite, "left_padded": left_padded,
+                  "gelu_rows_ok": gelu_rows_ok,
                   "shared": bool(shared), "copied": bool(copied),
                   "doubled": doubled, "raised": raised}))
 """
@@ -86,6 +107,10 @@ def test_kernels_are_exact_to_float32(service_py):
     assert out["strided_refused"]
     assert out["softmax_err"] < 1e-6
     assert out["padding_weight"] == 0.0   # masked positions get no attention at all
+    # padding-free softmax: the same weights on real rows, none on padding, all finite
+    assert out["real_err"] < 1e-6 and out["real_padding_weight"] == 0.0 and out["real_finite"]
+    assert out["left_padded"]  # a mask that is not ones-then-zeros takes exp_rows_
+    assert out["gelu_rows_ok"]  # GELU on real positions, padding left as it was
     assert out["shared"] and out["copied"]  # in place only in a fresh contiguous buffer
     assert out["doubled"] == [2, 4] and out["raised"]  # lanes return in order, errors surface
 
