@@ -135,7 +135,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     host_raw = args.host or _env(environ, "MLX_HOST") or "127.0.0.1"
     port_name, port_raw = "--port", args.port
     if port_raw is None:
-        # MLX_PORT wins over the seed's CORTEX_MLX_PORT (same rule as tasks/settings.py).
+        # MLX_PORT wins over the seed's CORTEX_MLX_PORT (same rule as tasks/core/settings.py).
         for name in ("MLX_PORT", "CORTEX_MLX_PORT"):
             if _env(environ, name) is not None:
                 port_name, port_raw = name, environ[name]

@@ -36,7 +36,7 @@ def inv(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
     )
 
 
-# Process checks written independently of tasks/process_groups.py, so the tests do not
+# Process checks written independently of tasks/host/process_groups.py, so the tests do not
 # trust the code they are checking.
 def process_alive(pid: int) -> bool:
     import psutil
