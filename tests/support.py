@@ -1,9 +1,12 @@
 """Helpers shared by every test session: free ports, isolated settings, the real `inv`."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from tasks.core.ports import free_port  # noqa: F401 (tests import it from here)
@@ -34,6 +37,24 @@ def inv(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
         [sys.executable, "-m", "invoke", *args],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, input=input,
     )
+
+
+# Written with urllib, independently of tasks/core/local_http.py, for the same reason as below.
+def health(port: int, timeout: float = 3) -> tuple[int | None, dict | None]:
+    """GET /health on loopback, never through a proxy: (its status, or None when nothing
+    answers; its JSON body on 200, else None)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://127.0.0.1:{port}/health", timeout=timeout) as resp:
+            status = resp.status
+            try:
+                return status, json.loads(resp.read())
+            except ValueError:
+                return status, None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return None, None
 
 
 # Process checks written independently of tasks/host/process_groups.py, so the tests do not

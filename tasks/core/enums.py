@@ -16,3 +16,15 @@ except AttributeError:  # Python 3.10: the same behaviour, written out
 
         def __format__(self, spec: str) -> str:
             return format(str(self.value), spec)
+
+
+class OpenStrEnum(StrEnum):
+    """A StrEnum that keeps a value it does not list as written, instead of failing: for
+    words another program reports (an engine state such as Podman's "stopped")."""
+
+    @classmethod
+    def _missing_(cls, value: object):
+        member = str.__new__(cls, str(value))
+        member._name_ = str(value).upper()
+        member._value_ = str(value)
+        return member

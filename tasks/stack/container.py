@@ -8,17 +8,18 @@ and keeps nothing but what the stack reads. Unknown keys are ignored.
 """
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from tasks.core.enums import OpenStrEnum
 from tasks.stack.errors import ComposeError
+from tasks.stack.output_text import as_text
 
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-class ContainerState(enum.StrEnum):
+class ContainerState(OpenStrEnum):
     """A container's State, lower-cased. A state this list lacks (an engine's own, such as
     Podman's "stopped") is kept as it was written, as a member made for it."""
 
@@ -33,13 +34,6 @@ class ContainerState(enum.StrEnum):
     UNKNOWN = "unknown"  # what status says for NONE
     ABSENT = "absent"  # a service without a container (status document only)
 
-    @classmethod
-    def _missing_(cls, value: object) -> "ContainerState":
-        member = str.__new__(cls, str(value))
-        member._name_ = str(value).upper()
-        member._value_ = str(value)
-        return member
-
 
 # Containers that hold their published ports.
 LIVE_STATES = (ContainerState.RUNNING, ContainerState.RESTARTING, ContainerState.PAUSED)
@@ -47,20 +41,13 @@ LIVE_STATES = (ContainerState.RUNNING, ContainerState.RESTARTING, ContainerState
 ENDED_STATES = (ContainerState.EXITED, ContainerState.DEAD, ContainerState.REMOVING)
 
 
-class ContainerHealth(enum.StrEnum):
+class ContainerHealth(OpenStrEnum):
     """The container's own health check; NONE when it has none (Compose writes "")."""
 
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
     STARTING = "starting"
     NONE = ""
-
-    @classmethod
-    def _missing_(cls, value: object) -> "ContainerHealth":
-        member = str.__new__(cls, str(value))
-        member._name_ = str(value).upper()
-        member._value_ = str(value)
-        return member
 
 
 @dataclass(frozen=True)
@@ -143,9 +130,7 @@ def parse_ps_json(text: str | bytes) -> list[Container]:
     """Containers from `compose ps --format json`, in either of its formats (one JSON array,
     or one object per line). Empty output means no containers. ComposeError names the line
     that is not JSON, or an item that is not a container object."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = text.strip()
+    text = as_text(text).strip()
     if not text:
         return []
     try:

@@ -11,7 +11,6 @@ it talks to. Every call goes through tasks.core.runner.
 """
 from __future__ import annotations
 
-import enum
 import json
 import os
 import shutil
@@ -19,11 +18,12 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from tasks.core import runner
+from tasks.core.enums import StrEnum
 from tasks.stack.output_text import first_line
 
 
 
-class EngineKind(enum.StrEnum):
+class EngineKind(StrEnum):
     """The engines the stack drives, in the order it prefers them (also their CLIs' names)."""
 
     DOCKER = "docker"

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from tasks.stack.engine import Engine
 from tasks.stack.errors import ComposeError
-from tasks.stack.output_text import first_line
+from tasks.stack.output_text import as_text, first_line
 
 PROJECT_LABEL = "com.docker.compose.project"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
@@ -41,9 +41,7 @@ def parse_inspect_origins(text: str | bytes) -> list[ContainerOrigin]:
     """Containers from `docker/podman inspect` JSON (an array of objects), with the labels
     Compose records: the project's working directory and its compose files (comma-joined,
     which is why `compose ps`'s one-string Labels cannot be split reliably)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = text.strip()
+    text = as_text(text).strip()
     if not text:
         return []
     try:

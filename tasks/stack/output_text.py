@@ -11,16 +11,19 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+def as_text(data: str | bytes | None) -> str:
+    """A program's output as text (undecodable bytes replaced; None is "")."""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
 def last_lines(text: str | bytes | None, lines: int = 8) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return "\n".join((text or "").strip().splitlines()[-lines:])
+    return "\n".join(as_text(text).strip().splitlines()[-lines:])
 
 
 def first_line(text: str | bytes | None) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    for line in (text or "").splitlines():
+    for line in as_text(text).splitlines():
         line = line.strip()
         if line:
             return line

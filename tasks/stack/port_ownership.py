@@ -1,10 +1,10 @@
 """Whose is a configured port: free, held by our own stack, or held by something else."""
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Iterable
 
+from tasks.core.enums import StrEnum
 from tasks.core.settings import Settings, SettingsError
 from tasks.host.service_state import inspect
 from tasks.host.port_holders import address_free, describe_holders, port_holders
@@ -14,7 +14,7 @@ from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.project import open_stack
 
 
-class PortOwner(enum.StrEnum):
+class PortOwner(StrEnum):
     FREE = "free"
     OURS = "ours"
     FOREIGN = "foreign"

@@ -12,23 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.support import REPO_ROOT, inv
+from tests.support import REPO_ROOT, health, inv
 
 REAL_VENV = REPO_ROOT / ".venv-mlx"
 START_TIMEOUT = 600
-
-
-def _health(env: dict) -> dict | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://127.0.0.1:{env['MLX_PORT']}/health", timeout=3) as resp:
-            return json.loads(resp.read()) if resp.status == 200 else None
-    except (OSError, ValueError):
-        return None
 
 
 def _wait_until(predicate, timeout: float, what: str, watcher=None, out: Path | None = None):
@@ -73,8 +62,8 @@ def _start_and_read_logs(env: dict, tmp_path: Path) -> None:
                   "--mlx-flag=--dim=128", env=env, timeout=START_TIMEOUT)
     _ok(started, "inv start with the seed's --mlx-flag lifecycle flags")
     assert "not waiting for it to be ready (--no-wait)" in started.stderr
-    health = _wait_until(lambda: _health(env), 180, "the host service's /health")
-    assert health["dimensions"] == 128  # a server flag still reaches the server
+    served = _wait_until(lambda: health(int(env["MLX_PORT"]))[1], 180, "the host service's /health")
+    assert served["dimensions"] == 128  # a server flag still reaches the server
 
     gateway = inv("logs", "model-gateway", "--tail", "20", env=env, timeout=120)
     _ok(gateway, "inv logs model-gateway")
@@ -128,7 +117,7 @@ def test_start_watch_restarts_with_the_venv_flags_and_timeout_it_started_with(st
     try:
         _wait_until(lambda: "watching" in out.read_text(), START_TIMEOUT, "the watch to begin",
                     watcher, out)
-        first = _health(env)
+        first = health(int(env["MLX_PORT"]))[1]
         assert first and first["dimensions"] == 96, out.read_text()
         first_pid = json.loads(inv("mlx", "status", "--json", env=env, timeout=60).stdout)["pid"]
 
@@ -142,7 +131,7 @@ def test_start_watch_restarts_with_the_venv_flags_and_timeout_it_started_with(st
             return doc if doc["healthy"] and doc["pid"] != first_pid else None
         _wait_until(restarted, 180, "the restarted service to be healthy", watcher, out)
         text = out.read_text()
-        assert _health(env)["dimensions"] == 96, text            # the flags
+        assert health(int(env["MLX_PORT"]))[1]["dimensions"] == 96, text            # the flags
         assert text.count("(up to 77s)") == 2, text               # the timeout, both times
         assert "does not exist" not in text, text                 # the venv
     finally:

@@ -9,25 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.support import REPO_ROOT, free_port, inv, isolated_env, process_alive
+from tests.support import REPO_ROOT, free_port, health, inv, isolated_env, process_alive
 
 START_TIMEOUT = 180
-
-
-def _health(port: int) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://127.0.0.1:{port}/health", timeout=3) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
 
 
 def _wait_until(predicate, timeout: float, what: str):
@@ -69,7 +56,7 @@ def test_mlx_start_f_runs_the_service_in_the_foreground(tmp_path):
             os.killpg(attached.pid, signal.SIGKILL)
             attached.wait()
     assert not process_alive(service_pid)
-    assert _health(int(env["MLX_PORT"])) is None
+    assert health(int(env["MLX_PORT"]))[0] is None
 
 
 # --- CORTEX_MLX_PORT -----------------------------------------------------------------------------
@@ -82,13 +69,13 @@ def test_cortex_mlx_port_moves_the_host_service(tmp_path):
         started = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
         assert started.returncode == 0, started.stderr
         assert f"127.0.0.1:{port}" in started.stderr
-        assert _health(port) == 200
+        assert health(port)[0] == 200
         status = _status(env)
         assert status["port"] == port and status["url"] == f"http://127.0.0.1:{port}"
     finally:
         stopped = inv("mlx", "stop", env=env, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
-    assert _health(port) is None
+    assert health(port)[0] is None
 
 
 # --- a reader that closes early ------------------------------------------------------------------

@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support import REPO_ROOT, inv, isolated_env, live_group_members, process_alive
+from tests.support import (REPO_ROOT, health, inv, isolated_env, live_group_members,
+                           process_alive)
 
 START_TIMEOUT = 180
 
@@ -40,18 +40,6 @@ def status_json(env: dict) -> dict:
     r = inv("mlx", "status", "--json", env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)  # JSON only on stdout
-
-
-def health(env: dict) -> tuple[int | None, dict | None]:
-    url = f"http://127.0.0.1:{env['MLX_PORT']}/health"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except OSError:
-        return None, None
 
 
 
@@ -125,7 +113,7 @@ def test_start_start_status_stop_stop(env):
     assert record["log"] == str(Path(env["CORTEX_LOG_DIR"]) / "mlx-server.log")
     assert record["bind"][0] == "127.0.0.1" and "0.0.0.0" not in record["bind"]
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # own session and group
-    code, body = health(env)
+    code, body = health(int(env["MLX_PORT"]))
     assert code == 200 and body["status"] == "ok"
 
     again = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
@@ -193,7 +181,7 @@ def test_foreign_pid_file_is_stale_never_signalled_and_start_proceeds(env):
         assert "stale" in start.stderr and "ready at" in start.stderr
         pid = read_record(env)["pid"]
         assert pid != sleeper.pid and process_alive(pid)
-        assert health(env)[0] == 200
+        assert health(int(env["MLX_PORT"]))[0] == 200
         assert sleeper.poll() is None
     finally:
         sleeper.kill()
@@ -214,7 +202,7 @@ def test_kill_9_then_status_reports_stale_and_start_works(env):
     assert start.returncode == 0, start.stderr
     new_pid = read_record(env)["pid"]
     assert new_pid != pid and process_alive(new_pid)
-    assert health(env)[0] == 200
+    assert health(int(env["MLX_PORT"]))[0] == 200
 
     stop = inv("mlx", "stop", env=env, timeout=60)
     assert stop.returncode == 0
@@ -282,7 +270,7 @@ def test_foreground_while_detached_runs_is_an_error(env):
     assert r.returncode == 1, r.stderr
     assert "stop it first" in r.stderr
     assert read_record(env)["pid"] == pid and process_alive(pid)  # left as it was
-    assert health(env)[0] == 200
+    assert health(int(env["MLX_PORT"]))[0] == 200
     assert inv("mlx", "stop", env=env, timeout=60).returncode == 0  # the next tests start attached
 
 

@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
 
-from tests.support import REPO_ROOT, inv, isolated_env, live_group_members, process_alive
+from tests.support import (REPO_ROOT, health, inv, isolated_env, live_group_members,
+                           process_alive)
 
 START_TIMEOUT = 180
 
@@ -27,17 +26,6 @@ def _status(env: dict) -> dict:
     r = inv("mlx", "status", "--json", env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
-
-
-def _health(env: dict) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://127.0.0.1:{env['MLX_PORT']}/health", timeout=3) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
 
 
 
@@ -72,7 +60,7 @@ def test_watch_restarts_on_change_reports_errors_and_recovers(tmp_path):
     try:
         def serving_with_restarts(n):
             def check():
-                if _health(env) != 200:
+                if health(int(env["MLX_PORT"]))[0] != 200:
                     return None
                 s = _status(env)
                 return s if s["running"] and s["restarts"] == n and s["healthy"] else None
@@ -102,7 +90,7 @@ def test_watch_restarts_on_change_reports_errors_and_recovers(tmp_path):
         broken = _status(env)
         assert broken["running"] is False and broken["watching"] is True
         assert broken["restarts"] == 2 and broken["stale"] is None
-        assert _health(env) is None
+        assert health(int(env["MLX_PORT"]))[0] is None
         assert watcher.poll() is None
 
         # 3. The fix recovers.
@@ -123,6 +111,6 @@ def test_watch_restarts_on_change_reports_errors_and_recovers(tmp_path):
     for pid in pids:
         assert not process_alive(pid) and live_group_members(pid) == []
     assert not (Path(env["CORTEX_RUN_DIR"]) / "mlx-server.pid").exists()
-    assert _health(env) is None
+    assert health(int(env["MLX_PORT"]))[0] is None
     assert main_py.read_text() == original
     assert (REPO_ROOT / "mlx_service" / "__main__.py").read_bytes() == repo_main  # repo untouched
