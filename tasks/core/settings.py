@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-CORE_SERVICES = ("nats", "grafana", "loki", "tempo")
+CORE_SERVICES = ("nats", "grafana", "loki", "tempo", "prometheus")
 APP_SERVICES = ("model-gateway", "mcp-registry")
 ALL_SERVICES = CORE_SERVICES + APP_SERVICES
 
@@ -32,6 +32,7 @@ DEFAULTS = {
     "CORTEX_GRAFANA_PORT": "3001",
     "CORTEX_LOKI_PORT": "3100",
     "CORTEX_TEMPO_PORT": "3200",
+    "CORTEX_PROMETHEUS_PORT": "9090",
     "CORTEX_COMPOSE_PROJECT": "cortex",
 }
 
@@ -207,6 +208,7 @@ class Settings:
             "grafana": self.port("CORTEX_GRAFANA_PORT"),
             "loki": self.port("CORTEX_LOKI_PORT"),
             "tempo": self.port("CORTEX_TEMPO_PORT"),
+            "prometheus": self.port("CORTEX_PROMETHEUS_PORT"),
         }
 
     def with_env(self, **overrides: str) -> "Settings":

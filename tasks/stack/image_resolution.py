@@ -18,6 +18,7 @@ from tasks.stack.engine import Engine
 from tasks.stack.errors import StackError
 from tasks.stack.images import ImageError, ensure_local_images, image_exists
 from tasks.stack.project import ServiceImage, Stack, image_mode, service_images
+from tasks.stack.prometheus_image import build_prometheus
 from tasks.stack.services import BUILT_SERVICES
 
 PULL_TIMEOUT = 600
@@ -54,8 +55,8 @@ class Puller:
 
 
 def needs_local_build(service: str) -> bool:
-    """NATS and the built services are what the offline override builds locally."""
-    return service == "nats" or service in BUILT_SERVICES
+    """NATS, Prometheus and the built services are what the offline override builds locally."""
+    return service in ("nats", "prometheus") or service in BUILT_SERVICES
 
 
 def absent_services(stack: Stack, images: Mapping[str, ServiceImage]) -> list[str]:
@@ -92,6 +93,9 @@ def build_local_images(stack: Stack, services: Sequence[str], say: Say) -> None:
         return
     try:
         built = ensure_local_images(stack.engine, stack.settings.compose_dir, stack.env, say=say)
+        if "prometheus" in services and build_prometheus(
+                stack.engine, stack.settings.compose_dir, stack.env, say=say):
+            built.append("prometheus")
     except ImageError as exc:
         raise StackError(f"Local images could not be built: {exc}") from None
     if built:

@@ -27,6 +27,7 @@ PROBES: dict[str, tuple[str, str]] = {
     "loki": ("loki", "/ready"),
     "tempo": ("tempo", "/ready"),
     "grafana": ("grafana", "/api/health"),
+    "prometheus": ("prometheus", "/-/ready"),
 }
 
 

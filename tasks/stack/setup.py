@@ -12,6 +12,7 @@ from tasks.stack.engine import EngineError
 from tasks.stack.errors import StackError
 from tasks.stack.image_resolution import resolve_images, warn_skipped
 from tasks.stack.images import ensure_local_images
+from tasks.stack.prometheus_image import build_prometheus
 from tasks.stack.project import open_stack
 from tasks.stack.services import BUILT_SERVICES
 
@@ -46,6 +47,7 @@ def setup(settings: Settings, say: Say = say_as("stack"), install: bool = True,
     if images:
         if rebuild:
             ensure_local_images(stack.engine, settings.compose_dir, stack.env, say=say, force=True)
+            build_prometheus(stack.engine, settings.compose_dir, stack.env, say=say, force=True)
         stack, runnable, skipped = resolve_images(stack, list(ALL_SERVICES), say)
         say(f"images: {'local builds (offline override)' if stack.offline else 'registry'}")
         if skipped:

@@ -20,6 +20,7 @@ from tasks.stack.container import Container, ContainerHealth, ContainerState
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.project import open_stack
+from tasks.stack.prometheus_targets import scrape_targets
 from tasks.stack.readiness import PROBES, probe_url, tcp_ok
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "status.schema.json"
@@ -139,6 +140,8 @@ def build_status(settings: Settings) -> dict:
     mlx = mlx_status(settings)
     chosen = by_service(containers)
     services = {name: service_facts(name, chosen.get(name), ports) for name in ALL_SERVICES}
+    if services.get("prometheus", {}).get("ready"):
+        services["prometheus"]["targets"] = scrape_targets(ports["prometheus"])
     return {
         "schemaVersion": 1,
         "generatedAt": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

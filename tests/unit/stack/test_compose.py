@@ -143,7 +143,7 @@ def test_docker_without_compose_plugin(tmp_path):
     (["nats", "model-gateway,nats"], ["nats", "model-gateway"]),
     ([" nats , mcp-registry "], ["nats", "mcp-registry"]),
     (["app"], ["model-gateway", "mcp-registry"]),
-    (["core", "nats"], ["nats", "grafana", "loki", "tempo"]),
+    (["core", "nats"], ["nats", "grafana", "loki", "tempo", "prometheus"]),
 ])
 def test_services_comma_lists_repeats_and_groups(given, expected):
     assert parse_services(given) == expected
