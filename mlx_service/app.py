@@ -20,8 +20,8 @@ from werkzeug.exceptions import HTTPException
 from mlx_service.blas import current_choice
 from mlx_service.inference import Inference, ServiceStatus
 from mlx_service.metrics import Metrics
-from mlx_service.validation import (RequestError, check_content_type, decode_json,
-                                    parse_embed_request)
+from mlx_service.validation import (RequestError, check_content_encoding, check_content_type,
+                                    decode_json, parse_embed_request)
 
 try:  # vectors to JSON ~10x faster than json + tolist(), and less time holding the GIL
     import orjson
@@ -71,6 +71,17 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
         g.t0 = time.monotonic()
         g.note = ""
         g.texts = 0
+        if request.method == "OPTIONS" and request.routing_exception is None:
+            return options_answer()
+        return None
+
+    def options_answer() -> Response:
+        """OPTIONS in JSON too (Flask's default is an empty text/html answer)."""
+        methods = sorted(app.url_map.bind_to_environ(request.environ).allowed_methods(
+            request.path))
+        resp = jsonify({"path": request.path, "methods": methods})
+        resp.headers["Allow"] = ", ".join(methods)
+        return resp
 
     @app.after_request
     def _log(resp):
@@ -98,6 +109,7 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
                                   "param": None, "code": "internal_error"}}), 500
 
     def read_body() -> object:
+        check_content_encoding(request.headers.get("Content-Encoding"))
         check_content_type(request.mimetype)
         limit = config.max_request_bytes
         too_big = RequestError(413, f"request body is larger than {limit} bytes "

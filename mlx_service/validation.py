@@ -6,12 +6,18 @@ unacceptable value (empty text or list, unknown encoding_format, dimensions out 
 """
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 ENCODINGS = ("float", "base64")
 STRING_FIELDS = ("model", "encoding_format", "user")
+# Every field a body may carry; any other is refused with 400 naming it, as OpenAI's API does
+# (a typo such as "dimension" must not be answered with the model's full dimensions).
+# prompt_name is TEI's extension: the model's named prompt (e.g. "query") put before the text.
+OPENAI_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name")
+SEED_FIELDS = ("input", "texts", *OPENAI_FIELDS[1:])
 
 
 class RequestError(Exception):
@@ -37,6 +43,25 @@ class EmbedRequest:
 def _type_name(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean",
             int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def check_content_encoding(header: str | None) -> None:
+    """Compressed bodies are refused with 415 (RFC 9110), not decoded as if they were text."""
+    codings = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+    unsupported = [c for c in codings if c != "identity"]
+    if unsupported:
+        raise RequestError(415, f"Content-Encoding {', '.join(unsupported)} is not supported: "
+                                "send the JSON body uncompressed", code="unsupported_content_encoding")
+
+
+def check_known_fields(body: dict, known: tuple[str, ...]) -> None:
+    for name in body:
+        if name not in known:
+            near = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise RequestError(400, f"Unrecognized request argument supplied: {name}{hint}; "
+                                    f"known arguments: {', '.join(known)}", param=str(name),
+                               code="unknown_parameter")
 
 
 def check_content_type(mimetype: str) -> None:
@@ -88,6 +113,7 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
     if not isinstance(body, dict):
         raise RequestError(400, f"request body must be a JSON object, got {_type_name(body)}",
                            code="invalid_type")
+    check_known_fields(body, OPENAI_FIELDS if openai else SEED_FIELDS)
     if openai:
         field = "input"
     else:
