@@ -6,6 +6,8 @@ before anything heavy is imported.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -45,6 +47,7 @@ SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
 
 
 PROBE_THREADS = 8
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -121,11 +124,48 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def parse_hosts(raw: str) -> tuple[str, ...]:
+def parse_hosts(raw: str, name: str = "MLX_HOST") -> tuple[str, ...]:
     hosts = tuple(h.strip().strip("[]") for h in raw.split(",") if h.strip())
     if not hosts:
-        raise ConfigError(f"MLX_HOST={raw!r} names no address")
+        raise ConfigError(f"{name}={raw!r} names no address")
+    for host in hosts:
+        check_listen_host(name, raw, host)
     return tuple(dict.fromkeys(hosts))  # drop duplicates, keep order
+
+
+def check_listen_host(name: str, raw: str, host: str) -> None:
+    """A name the service cannot listen on is the user's to fix, said before anything starts
+    (waitress would fail later with a resolver traceback)."""
+    try:
+        socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{name}={raw!r}: {host!r} is not an address to listen on "
+                          f"({reason})") from None
+
+
+def check_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"MLX_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def check_log_file(raw: str) -> str:
+    """MLX_LOG_FILE must be a file the service can append to (or create)."""
+    path = os.path.expanduser(raw)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "it is a folder"
+    elif not os.path.isdir(folder):
+        problem = f"its folder {folder} does not exist"
+    elif os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = "it is not writable"
+    elif not os.path.exists(path) and not os.access(folder, os.W_OK):
+        problem = f"its folder {folder} is not writable"
+    else:
+        return path
+    raise ConfigError(f"MLX_LOG_FILE={raw!r} cannot be written: {problem}")
 
 
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
@@ -171,12 +211,14 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     lanes_raw = _env(environ, "MLX_CPU_LANES")
     lanes = _int("MLX_CPU_LANES", lanes_raw, 0, 64) if lanes_raw is not None else 0
 
-    level = (_env(environ, "MLX_LOG_LEVEL") or "INFO").upper()
+    level = check_log_level(_env(environ, "MLX_LOG_LEVEL") or "INFO")
+    log_file = _env(environ, "MLX_LOG_FILE")
     log_bytes_raw = _env(environ, "MLX_LOG_MAX_BYTES")
     log_max_bytes = (_int("MLX_LOG_MAX_BYTES", log_bytes_raw, 1) if log_bytes_raw is not None
                      else Config.log_max_bytes)
-    return Config(hosts=parse_hosts(host_raw), port=port,
+    return Config(hosts=parse_hosts(host_raw, "--host" if args.host else "MLX_HOST"), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level,
-                  log_file=_env(environ, "MLX_LOG_FILE"), log_max_bytes=log_max_bytes,
+                  log_file=check_log_file(log_file) if log_file else None,
+                  log_max_bytes=log_max_bytes,
                   api_key=_env(environ, "MLX_API_KEY"), **limits)

@@ -8,7 +8,7 @@ import sys
 
 from invoke import Collection, Exit, task
 
-from tasks.core.flags import seconds
+from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
 from tasks.core.settings import SettingsError, load_settings
 from tasks.core.venvs import VenvError
@@ -28,8 +28,8 @@ def _fail(exc: Exception) -> Exit:
     return Exit(f"[mlx] error: {exc}", code=1)
 
 
-def _seconds(value, name: str) -> float | None:
-    return seconds(value, name, prefix="[mlx] error")
+def _seconds(value, name: str, positive: bool = False) -> float | None:
+    return seconds(value, name, prefix="[mlx] error", positive=positive)
 
 
 @task(help={"venv": "where the venv lives (default MLX_VENV_PATH or .venv-mlx)",
@@ -62,7 +62,7 @@ def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None,
     """Start the host embedding service (detached by default)."""
     try:
         result = mp.start_service(_settings(), venv_path=venv, install=install, wait=wait,
-                                  timeout=_seconds(timeout, "timeout"), foreground=foreground,
+                                  timeout=_seconds(timeout, "timeout", positive=True), foreground=foreground,
                                   watch=watch)
     except (mp.ServiceError, VenvError, SettingsError) as exc:
         raise _fail(exc) from None
@@ -88,7 +88,7 @@ def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
     """Stop the service if it runs, then start it (detached)."""
     try:
         mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
-                           install=install, wait=wait, timeout=_seconds(timeout, "timeout"))
+                           install=install, wait=wait, timeout=_seconds(timeout, "timeout", positive=True))
     except (mp.ServiceError, VenvError, SettingsError) as exc:
         raise _fail(exc) from None
 
@@ -141,9 +141,9 @@ def status(c, json=False):
             "n": "how many of the last lines to print (default 50)"})
 def logs(c, follow=False, n=50):
     """Print the service log's last lines; -f follows it."""
+    n = count(n, "n", prefix="[mlx] error")
     settings = _settings()
     path = settings.mlx_log
-    n = int(n)
     if not path.exists() and not follow:
         say(f"no log yet at {path}")
         return

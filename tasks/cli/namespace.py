@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Iterable
 
-from invoke import Collection, Exit, Task
+from invoke import Collection, Exit, Failure, ParseError, Task
 from invoke.parser import ParserContext
 
 from tasks.cli import bench_tasks
@@ -25,7 +25,7 @@ from tasks.cli import mlx_tasks
 from tasks.cli import stack_tasks
 from tasks.cli import stress_tasks
 from tasks.cli import test_tasks
-from tasks.core.settings import ALL_SERVICES
+from tasks.core.settings import ALL_SERVICES, SettingsError
 
 LOGS_TASK = "logs"
 LOG_NAMES = ("mlx", "mlx-server") + ALL_SERVICES
@@ -97,9 +97,21 @@ def quiet_closed_reader_outside_tasks() -> None:
     atexit.register(flush_at_exit)
 
 
+def one_line_failure(exc: Exception) -> Exit:
+    """What a user sees when a task fails outside its own handling: a setting it could not use
+    (SettingsError: it names the setting, or the env file and line) with exit 2, anything
+    else as one line with exit 1. CORTEX_DEBUG=1 shows the traceback instead."""
+    if isinstance(exc, SettingsError):
+        return Exit(f"error: {exc}", code=2)
+    text = " ".join(str(exc).split()) or "no message"
+    return Exit(f"error: {type(exc).__name__}: {text} (this is a bug in the tasks; "
+                "CORTEX_DEBUG=1 shows where)", code=1)
+
+
 def quiet_task(t: Task) -> Task:
-    """A copy of `t` whose body ends quietly on BrokenPipeError; the flush inside makes
-    buffered output meet a closed reader here rather than at interpreter exit."""
+    """A copy of `t` whose body ends quietly on BrokenPipeError (the flush inside makes
+    buffered output meet a closed reader here rather than at interpreter exit), and whose
+    other failures reach the user as one line, never a traceback (one_line_failure)."""
     body = t.body
 
     @functools.wraps(body)  # invoke reads the flags from the wrapped signature
@@ -110,6 +122,12 @@ def quiet_task(t: Task) -> Task:
             return result
         except BrokenPipeError:
             exit_quietly_on_closed_reader()
+        except (Exit, Failure, ParseError):
+            raise  # invoke's own: it prints them as they are meant
+        except Exception as exc:
+            if os.environ.get("CORTEX_DEBUG", "").strip() not in ("", "0"):
+                raise
+            raise one_line_failure(exc) from None
 
     quiet = copy.deepcopy(t)  # its own help dict too: building parser contexts consumes it
     quiet.body = run

@@ -69,10 +69,10 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
     from tasks.stack.watch import watch as run_watch
     settings = load_settings()
     began = time.monotonic()
-    host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout"))
+    host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout", positive=True))
     with _failures():
         result = run_start(settings, services or None, fast=fast, install=not no_install,
-                             mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout"))
+                             mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout", positive=True))
     ready = ", ".join(result.services) or "no containers"
     untagged(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))

@@ -1,19 +1,39 @@
 """Parsing of task flags that invoke passes as strings."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from invoke import Exit
 
 
-def seconds(value, flag: str, prefix: str = "error") -> float | None:
-    """A --timeout-like flag: empty means the default; anything else must be a number."""
+def seconds(value, flag: str, prefix: str = "error", positive: bool = False) -> float | None:
+    """A --timeout-like flag: empty means the default; anything else must be a finite number
+    of seconds, not negative (above zero with `positive`): `--timeout -1` or `nan` would
+    otherwise start the service and give up on it at once, or never."""
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise Exit(f"{prefix}: --{flag} {value!r} is not a number of seconds", code=2) from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "above 0" if positive else "0 or more"
+        raise Exit(f"{prefix}: --{flag} {value!r} must be a finite number of seconds, {bound}",
+                   code=2)
+    return number
+
+
+def count(value, flag: str, prefix: str = "error") -> int:
+    """A --tail/-n flag: a whole number of lines, 0 or more."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise Exit(f"{prefix}: --{flag} {value!r} is not a whole number of lines", code=2) \
+            from None
+    if number < 0:
+        raise Exit(f"{prefix}: --{flag} {value!r} must be 0 or more lines", code=2)
+    return number
 
 
 # start-mlx-host.sh's own flags, as `inv start --mlx-flag=...` passes them on (the seed's way);
@@ -69,7 +89,7 @@ def mlx_flags(values, venv: str | None = None, timeout: float | None = None) -> 
         if name in ("--wait", "--no-wait"):
             wait = name == "--wait"
         elif name == "--timeout":
-            flag_timeout = seconds(value, "mlx-flag=--timeout")
+            flag_timeout = seconds(value, "mlx-flag=--timeout", positive=True)
         elif name == "--venv":
             flag_venv = value
         else:

@@ -5,13 +5,14 @@ written by it, so an IPv6 host comes out in brackets.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from dotenv import dotenv_values
+from tasks.core.env_file import EnvFileError, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,18 @@ WILDCARD_CALLED_ON = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::
 
 class SettingsError(ValueError):
     """A setting has a value the stack cannot use."""
+
+
+def positive_seconds(name: str, raw) -> float:
+    """A NAME=seconds setting: a finite number above 0 (nan, inf and -1 wait never or not at
+    all), or SettingsError naming it."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be a finite number of seconds above 0")
+    return value
 
 
 def http_url(host: str, port: int, path: str = "") -> str:
@@ -160,11 +173,7 @@ class Settings:
 
     @property
     def mlx_wait_timeout(self) -> float:
-        raw = self.get("MLX_WAIT_TIMEOUT", "120")
-        try:
-            return float(raw)
-        except ValueError:
-            raise SettingsError(f"MLX_WAIT_TIMEOUT={raw!r} is not a number of seconds") from None
+        return positive_seconds("MLX_WAIT_TIMEOUT", self.get("MLX_WAIT_TIMEOUT", "120"))
 
     @property
     def log_dir(self) -> Path:
@@ -243,9 +252,10 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     root = Path(root or REPO_ROOT)
     environ = os.environ if environ is None else environ
     env_file = env_file_path(root, environ)
-    from_file: dict[str, str] = {}
-    if env_file.exists():
-        from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    try:
+        from_file = read_env_file(env_file)
+    except EnvFileError as exc:  # the file and line, before any task goes on
+        raise SettingsError(str(exc)) from None
     merged: dict[str, str] = {**DEFAULTS, **from_file, **environ}
     resolve_mlx_port(merged, [environ, from_file])
     return Settings(root, merged)

@@ -43,10 +43,8 @@ def service_command(settings: Settings, venv_path: Path | None, bind: list[str],
                     extra_args: Iterable[str] = ()) -> list[str]:
     python = service_python(settings, venv_path)
     cmd = [str(python), "-m", MARKER, "--host", ",".join(bind), "--port", str(settings.mlx_port)]
-    if settings.embeddings_model:
-        cmd += ["--model", settings.embeddings_model]
-    if settings.embeddings_dim:
-        cmd += ["--dim", str(settings.embeddings_dim)]
+    # EMBEDDINGS_MODEL and EMBEDDINGS_DIM reach the service in its environment (service_env),
+    # not as --model/--dim: a value it refuses is then named as the variable the user set.
     return cmd + list(extra_args)
 
 

@@ -44,6 +44,7 @@ from tasks.host.mlx_stop import stop_service
 from tasks.host.pidfile import Ownership, check_process, remove_pidfile
 from tasks.host.process_groups import ServiceError, terminate_group
 from tasks.host.service_lock import service_lock
+from tasks.host.service_settings import check_service_settings
 from tasks.host.service_state import ServiceState, inspect, owner_of
 from tasks.host.service_status import service_status
 
@@ -63,7 +64,9 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
     Everything up to the PID file (stale cleanup, venv install, the spawn) happens under
     the lock: a second start at the same moment waits, then finds this one running."""
     timeout = settings.mlx_wait_timeout if timeout is None else float(timeout)
-    settings.mlx_port  # a bad port is the user's to fix before anything is installed or run
+    # A bad setting, or a log that cannot be written, is the user's to fix before anything is
+    # installed or run: one sentence naming it, not a traceback or a service dying in its log.
+    check_service_settings(settings)
     venv = Path(venv_path).expanduser() if venv_path else settings.mlx_venv
     attached = foreground or watch
     proc = offset = launch = None
@@ -147,5 +150,6 @@ def _wait_for_the_running_one(settings: Settings, record, url: str, timeout: flo
 
 def restart_service(settings: Settings, *, grace: float | None = None,
                     say: Say = say_as("mlx"), **start_kwargs) -> dict:
+    check_service_settings(settings)  # refused before the running one is stopped
     stop_service(settings, grace=grace, say=say)
     return start_service(settings, say=say, **start_kwargs)

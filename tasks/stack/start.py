@@ -8,8 +8,9 @@ from typing import Callable, Sequence
 
 from tasks.core.flags import MlxFlags
 from tasks.core.say import Say, say_as
-from tasks.core.settings import Settings
+from tasks.core.settings import Settings, positive_seconds
 from tasks.host import mlx_process
+from tasks.host.service_settings import check_service_settings
 from tasks.stack.container import ContainerState
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.image_resolution import resolve_images, warn_skipped
@@ -33,12 +34,10 @@ class StartResult:
 
 
 def ready_timeout(settings: Settings, override: float | None = None) -> float:
-    raw = override if override is not None else settings.get("CORTEX_READY_TIMEOUT",
-                                                              str(DEFAULT_READY_TIMEOUT))
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise StackError(f"CORTEX_READY_TIMEOUT={raw!r} is not a number of seconds") from None
+    if override is not None:
+        return override
+    return positive_seconds("CORTEX_READY_TIMEOUT",
+                            settings.get("CORTEX_READY_TIMEOUT", str(DEFAULT_READY_TIMEOUT)))
 
 
 def state_reader(stack: Stack) -> Callable[[str], ContainerState | None]:
@@ -94,6 +93,9 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     """Host service, then containers, then wait for every started service's probe."""
     selected = parse_services(services)
     wait_for = ready_timeout(settings, timeout)
+    settings.ports()  # every port, before Compose is asked anything
+    if with_mlx:
+        check_service_settings(settings)
     stack = open_stack(settings)
     stack, runnable, skipped = resolve_images(stack, selected, say)
     warn_skipped(skipped, say, "skipping")

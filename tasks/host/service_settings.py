@@ -1,0 +1,79 @@
+"""The host service's settings and files, checked before anything is installed or started.
+
+The service reads its own settings (mlx_service/config.py) and refuses a bad one with exit 2;
+a detached start would only learn that from its log after the spawn. Reading them here with
+the service's own parser gives the same sentence, naming the variable the user set, before
+anything runs; `inv verify` reports the same problems.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlx_service.config import ConfigError, load_config
+
+from tasks.core.settings import Settings, SettingsError
+
+# Set by the tasks themselves for a detached start (the log under CORTEX_LOG_DIR): the user's
+# value, if any, is not what the service will get.
+SET_BY_THE_TASKS = ("MLX_LOG_FILE",)
+
+
+def service_setting_problem(settings: Settings) -> str | None:
+    """The first setting the service would refuse, in its own words; None when all are good."""
+    try:
+        settings.mlx_port
+        settings.mlx_wait_timeout
+        settings.mlx_stop_grace
+        settings.mlx_api_key
+    except SettingsError as exc:
+        return str(exc)
+    environ = {k: v for k, v in settings.env.items() if k not in SET_BY_THE_TASKS}
+    try:
+        load_config([], environ)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def writable_problem(path: Path, variable: str) -> str | None:
+    """Why the file `path` cannot be created, appended to and rotated beside; None when it can.
+    Creates its folder when missing, as a start would."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (f"{path} cannot be written ({reason}): make {folder} a writable folder or set "
+                f"{variable} to another folder")
+    if not os.access(folder, os.W_OK):  # appending works, rotating (renaming) would not
+        return (f"{folder} is not writable (its log cannot be rotated): make it writable or "
+                f"set {variable} to another folder")
+    return None
+
+
+def folder_problem(folder: Path, variable: str) -> str | None:
+    """Why files cannot be made in `folder` (created when missing); None when they can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (f"{folder} cannot be created ({exc.strerror or type(exc).__name__}): "
+                f"set {variable} to another folder")
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable: make it writable or set {variable} to another folder"
+    return None
+
+
+def service_files_problem(settings: Settings) -> str | None:
+    """The log and the PID file's folder must be writable before a start."""
+    return (writable_problem(settings.mlx_log, "CORTEX_LOG_DIR")
+            or folder_problem(settings.run_dir, "CORTEX_RUN_DIR"))
+
+
+def check_service_settings(settings: Settings) -> None:
+    """SettingsError with one sentence for the first problem a start would run into."""
+    problem = service_setting_problem(settings) or service_files_problem(settings)
+    if problem:
+        raise SettingsError(problem)
