@@ -6,12 +6,9 @@ let in-flight requests finish and their answers go out, stop the worker, exit 0.
 """
 from __future__ import annotations
 
-import atexit
 import gc
 import logging
-import logging.handlers
 import os
-import queue
 import signal
 import sys
 import threading
@@ -19,6 +16,7 @@ import time
 
 from mlx_service.blas import BlasError, blas_in_use, maybe_reexec
 from mlx_service.config import ConfigError, load_config
+from mlx_service.service_log import LogFileError, start_log, stop_log
 
 log = logging.getLogger("mlx_service")
 # Of MLX_STOP_GRACE (the lifecycle's wait before SIGKILL), what the drain leaves for the rest
@@ -47,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     # switch interval, each time the inference thread comes back from native code it may wait
     # 5 ms per busy thread, and so does a health probe. 1 ms keeps both moving under a flood.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    _log_through_a_queue(config.log_level, config.log_file, config.log_max_bytes)
+    try:  # one writer thread behind a bounded queue (mlx_service/service_log.py)
+        start_log(config.log_level, config.log_file, config.log_max_bytes)
+    except LogFileError as exc:
+        return _fail(str(exc))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
 
     from mlx_service.model import Embedder, ModelError, check_dim, read_spec
@@ -170,37 +171,11 @@ def _exit_now() -> None:
     """Skip interpreter teardown: MLX's native threads abort the process ("terminate called
     without an active exception") when destroyed at exit, and waitress would wait 5 s more
     for threads whose answers nobody reads any more."""
-    if _LISTENER is not None:
-        _LISTENER.stop()  # drains the queue: the last lines are written before we exit
+    stop_log()  # drains the queue: the last lines are written before we exit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-_LISTENER: logging.handlers.QueueListener | None = None
-
-
-def _log_through_a_queue(level, log_file: str | None = None,
-                         max_bytes: int = 10 * 1024 * 1024) -> None:
-    """One line per request from up to MLX_HTTP_THREADS threads: they only enqueue records, and
-    one listener thread writes them, so no request waits on the log's lock or on stderr.
-    With MLX_LOG_FILE (detached starts), the writer rotates that file by size: a long-running
-    service logs one line per request, forever."""
-    global _LISTENER
-    records: queue.SimpleQueue = queue.SimpleQueue()
-    if log_file:
-        writer: logging.Handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=max_bytes, backupCount=3, encoding="utf-8")
-    else:
-        writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    _LISTENER = logging.handlers.QueueListener(records, writer)
-    _LISTENER.start()
-    atexit.register(_LISTENER.stop)  # early exits (bad model, port taken) keep their last lines
-    enqueue = logging.handlers.QueueHandler(records)
-    enqueue.setFormatter(logging.Formatter("%(message)s"))  # the writer adds time and level
-    logging.basicConfig(level=level, handlers=[enqueue])
 
 
 if __name__ == "__main__":
