@@ -139,9 +139,9 @@ def status(c, json=False):
 
 @task(help={"follow": "keep printing what is appended (like tail -F)",
             "n": "how many of the last lines to print (default 50)"})
-def logs(c, follow=False, n=50):
+def logs(c, follow=False, n=None):
     """Print the service log's last lines; -f follows it."""
-    n = count(n, "n", prefix="[mlx] error")
+    n = count(n, "-n", prefix="[mlx] error", default=50)
     settings = _settings()
     path = settings.mlx_log
     if not path.exists() and not follow:
@@ -195,7 +195,7 @@ def print_actions() -> None:
     "force": "install: reinstall", "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines",
     "blas": "install: mkl adds oneMKL, default removes it"})
-def dispatch(c, action, f=False, foreground=False, follow=False, n=50, timeout=None, json=False,
+def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout=None, json=False,
              venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),

@@ -164,9 +164,10 @@ def seed_spellings(tokens: list[str], contexts: Iterable[ParserContext]) -> list
     """The task part of argv with `logs WORD` turned into `logs --service=WORD`.
 
     Walks the tokens as invoke's parser does (flags and their values, positional arguments,
-    task names). After `logs`, the first word that is not a flag or a flag's value is the
-    service when it names one (`mlx` included, though it is also a collection) or names no
-    task; a word naming another task keeps invoke's meaning (`inv logs health` runs both).
+    task names). After `logs`, each word that is not a flag or a flag's value and names a
+    service (`mlx` included, though it is also a collection) is a service (`inv logs mlx
+    nats`); so is a word that names no task (refused later, as an unknown service); a word
+    naming another task keeps invoke's meaning (`inv logs health` runs both).
     """
     names = _context_names(contexts)
     out: list[str] = []
@@ -186,7 +187,7 @@ def seed_spellings(tokens: list[str], contexts: Iterable[ParserContext]) -> list
                     service_given = True
         elif positionals_left:
             positionals_left -= 1
-        elif (ctx is not None and ctx.name == LOGS_TASK and not service_given
+        elif (ctx is not None and ctx.name == LOGS_TASK
               and (token in LOG_NAMES or token not in names)):
             service_given = True
             token = f"--service={token}"

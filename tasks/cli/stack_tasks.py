@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from invoke import Exit, task
 
-from tasks.core.flags import mlx_flags, seconds
+from tasks.core.flags import count, mlx_flags, seconds
 from tasks.core.say import untagged
 from tasks.core.settings import ALL_SERVICES, SettingsError, load_settings
 from tasks.stack.engine import EngineError
@@ -112,8 +112,8 @@ def status(c, json=False):
     mlx = doc["mlx"]
     print(f"project   {doc['project']}")
     engine = doc["engine"]
-    print("engine    " + (f"{engine['kind']} {engine['version']}" if engine["available"]
-                          else f"not available: {engine['error']}"))
+    print("engine    " + (f"{engine['kind']} {engine['version']} (Compose {engine['compose']})"
+                          if engine["available"] else f"not available: {engine['error']}"))
     print(f"mlx       {'running' if mlx['running'] else 'not running'}"
           f"{' (pid %s)' % mlx['pid'] if mlx['pid'] else ''}, "
           f"{'responding' if mlx['responding'] else 'not responding'} at {mlx['url']}"
@@ -128,17 +128,19 @@ def status(c, json=False):
     print("ports         " + "  ".join(f"{k}={v}" for k, v in doc["ports"].items()))
 
 
-@task(help={"service": f"mlx or one of: {', '.join(ALL_SERVICES)} (default: all); also "
-                       "given as the word after logs",
+@task(iterable=["service"],
+      help={"service": f"mlx or one of: {', '.join(ALL_SERVICES)} (default: all); repeatable; "
+                       "also given as the words after logs",
             "follow": "keep following", "tail": "lines of history (default 100)"})
-def logs(c, service="", follow=False, tail=100):
-    """Logs of the host service (mlx) or a container; all of them when none is named.
+def logs(c, service=None, follow=False, tail=None):
+    """Logs of the host service (mlx) or containers; all of them when none is named.
 
-    `inv logs SERVICE [-f] [--tail N]` as the seed spells it, or `inv logs -s SERVICE`."""
+    `inv logs SERVICE... [-f] [--tail N]` as the seed spells it, or `inv logs -s A -s B`."""
     from tasks.stack.logs import logs as show_logs
+    lines = count(tail, "--tail", default=100)
     try:
         with _failures():
-            show_logs(load_settings(), service, follow=follow, tail=int(tail))
+            show_logs(load_settings(), service or None, follow=follow, tail=lines)
     except KeyboardInterrupt:
         pass
 
@@ -146,17 +148,13 @@ def logs(c, service="", follow=False, tail=100):
 @task
 def health(c):
     """A table of every part's health; exit 1 unless everything started answers."""
-    from tasks.stack.health import health as check_health
+    from tasks.stack.health import health as check_health, unhealthy_summary
     from tasks.stack.table import format_table
     with _failures():
         rows, ok = check_health(load_settings())
     print(format_table(rows, ["name", "running", "healthy", "ready", "detail"]))
     if not ok:
-        raise Exit("unhealthy: " + ", ".join(r["name"] for r in rows
-                                             if r["running"] and not r["ready"]
-                                             or r["name"] in ("mlx (host)", "engine")
-                                             and not r["ready"]) or "nothing is running",
-                   code=1)
+        raise Exit("unhealthy: " + unhealthy_summary(rows), code=1)
 
 
 @task(help={"yes": "do not ask for confirmation"})

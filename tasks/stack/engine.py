@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from tasks.core import runner
@@ -44,7 +44,8 @@ class Engine:
     kind: EngineKind
     cli: str  # path of the engine's CLI
     compose: tuple[str, ...]  # argv prefix of its compose command
-    version: str = ""
+    version: str = ""  # of its Compose command (what `compose version` says)
+    server_version: str = ""  # of the engine itself, once find_engine has asked it
 
     def where(self, env: Mapping[str, str] | None = None) -> str:
         """Words for the engine's address, used in error sentences."""
@@ -118,7 +119,7 @@ def find_engine(env: Mapping[str, str] | None = None, check_daemon: bool = True)
                           "(or Podman with `podman compose`) and make sure it is on PATH.")
     engine = engines[0]
     if check_daemon:
-        ensure_daemon(engine, env)
+        engine = replace(engine, server_version=ensure_daemon(engine, env))
     return engine
 
 

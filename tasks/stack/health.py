@@ -16,18 +16,41 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
     detail = mlx["url"]
     if mlx["responding"] and not mlx_ready:
         detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
+    elif not mlx["responding"]:
+        detail += " does not answer"
     rows = [{"name": "mlx (host)", "running": mlx["running"], "healthy": mlx.get("healthy"),
-             "ready": mlx_ready, "detail": detail}]
+             "ready": mlx_ready, "detail": detail, "problem": not mlx_ready}]
     ok = mlx_ready
     started = 0
     for name, svc in doc.get("services", {}).items():
-        rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],
-                     "ready": svc["ready"], "detail": shorten(svc.get("detail") or svc["state"])})
+        failing = False
         if svc["state"] != ContainerState.ABSENT:
             started += 1
-            ok = ok and svc["running"] and svc["ready"]
+            # A stopped or exited container of the stack is a problem too, not only one that
+            # runs without answering.
+            failing = not (svc["running"] and svc["ready"])
+            ok = ok and not failing
+        rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],
+                     "ready": svc["ready"], "detail": shorten(svc.get("detail") or svc["state"]),
+                     "problem": failing, "state": svc["state"],
+                     "why": " ".join(str(svc.get("detail") or svc["state"]).split())})
     if not doc.get("engine", {}).get("available", True):
         rows.append({"name": "engine", "running": False, "healthy": None, "ready": False,
-                     "detail": doc["engine"].get("error") or "no engine"})
+                     "detail": doc["engine"].get("error") or "no engine", "problem": True})
         ok = False
     return rows, ok and started > 0
+
+
+def unhealthy_summary(rows: list[dict]) -> str:
+    """One line naming each part that is not ready and why (`inv health`'s exit message)."""
+    parts = []
+    for row in rows:
+        if not row.get("problem"):
+            continue
+        state = row.get("state")
+        said = row.get("why") or row["detail"]
+        why = said if row.get("running") or state is None or said == state else f"{state}: {said}"
+        parts.append(f"{row['name']} ({why})")
+    if parts:
+        return "; ".join(parts)
+    return "no container of the stack exists (inv start starts them)"

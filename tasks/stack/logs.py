@@ -15,42 +15,58 @@ HOST_SERVICE_NAMES = ("mlx", "mlx-server")
 HOST_PREFIX = "mlx-server | "  # how Compose marks its own lines, for the host service's
 
 
-def logs(settings: Settings, service: str | None = None, follow: bool = False, tail: int = 100,
-         out=None) -> None:
-    """`mlx` (the host service's log file), one container, or everything; `follow` keeps
-    copying new lines to `out` until Ctrl-C or a reader that goes away."""
+def chosen_services(service: str | Sequence[str] | None) -> list[str]:
+    """The names asked for, in order, once each ([] means everything); unknown ones refused."""
+    names = [service] if isinstance(service, str) else list(service or ())
+    names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    unknown = [n for n in names if n not in HOST_SERVICE_NAMES and n not in ALL_SERVICES]
+    if unknown:
+        raise StackError(f"Unknown service{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}: valid are mlx, "
+                         f"{', '.join(ALL_SERVICES)}.")
+    return names
+
+
+def logs(settings: Settings, service: str | Sequence[str] | None = None, follow: bool = False,
+         tail: int = 100, out=None) -> None:
+    """`mlx` (the host service's log file), containers, or everything; several may be named.
+    `follow` keeps copying new lines to `out` until Ctrl-C or a reader that goes away."""
     out = out or sys.stdout
-    if service not in (None, "", *HOST_SERVICE_NAMES) and service not in ALL_SERVICES:
-        raise StackError(f"Unknown service {service!r}: valid are mlx, {', '.join(ALL_SERVICES)}.")
-    if service in HOST_SERVICE_NAMES:
-        if not settings.mlx_log.exists() and not follow:
-            raise StackError(f"The host service has no log yet ({settings.mlx_log}).")
-        if follow:
-            follow_log(settings.mlx_log, out, n=tail)
-        else:
-            for line in tail_lines(settings.mlx_log, tail):
-                print(line, file=out)
+    names = chosen_services(service)
+    containers = [n for n in names if n not in HOST_SERVICE_NAMES]
+    with_host = not names or len(containers) < len(names)
+    if names and not containers:
+        host_log_only(settings, follow, tail, out)
         return
     stack = open_stack(settings)
-    services = [service] if service else []
     if follow:
         stop_event = threading.Event()
-        if not service:
+        if with_host:
             follow_host_log_prefixed(settings, out, tail, stop_event)
         try:
-            follow_containers(stack, services, tail, out)
+            follow_containers(stack, containers, tail, out)
         finally:
             stop_event.set()
         return
-    if not service:
+    if with_host:
         for line in tail_lines(settings.mlx_log, tail):
             print(f"{HOST_PREFIX}{line}", file=out)
     try:
-        text = stack.compose.logs(services, tail=tail)
+        text = stack.compose.logs(containers, tail=tail)
     except ComposeError as exc:
         raise StackError(str(exc)) from None
     if text:
         out.write(text if text.endswith("\n") else text + "\n")
+
+
+def host_log_only(settings: Settings, follow: bool, tail: int, out) -> None:
+    if not settings.mlx_log.exists() and not follow:
+        raise StackError(f"The host service has no log yet ({settings.mlx_log}).")
+    if follow:
+        follow_log(settings.mlx_log, out, n=tail)
+    else:
+        for line in tail_lines(settings.mlx_log, tail):
+            print(line, file=out)
 
 
 class Prefixed:

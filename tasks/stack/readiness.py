@@ -52,9 +52,53 @@ def tcp_ok(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
         return False
 
 
+# A health document whose "status" says one of these is not ready, whatever its HTTP status:
+# the gateway answered 200 "degraded" while its upstream was not the embedding service.
+NOT_READY_WORDS = ("degraded", "error", "loading", "starting", "unhealthy", "down")
+
+
+def upstream_words(upstream: object) -> str:
+    """Which upstream a service targets and why it is not usable, from its health document."""
+    if not isinstance(upstream, dict):
+        return ""
+    url = upstream.get("url") or "?"
+    why = (upstream.get("reason") or upstream.get("error")
+           or ("it answers, status " + str(upstream.get("status"))
+               if upstream.get("reachable") else "it does not answer"))
+    return f"upstream {url}: {why}"
+
+
+def ready_from_answer(status: int | None, body: object, detail: str) -> tuple[bool, str]:
+    """(ready, detail) of one probe answer: 2xx, and a health document (if any) that does not
+    say it is degraded; the detail names the upstream and the reason when there is one."""
+    word = body.get("status") if isinstance(body, dict) else None
+    if isinstance(word, str) and word.lower() in NOT_READY_WORDS:
+        upstream = upstream_words(body.get("upstream"))
+        return False, f"{word}" + (f" ({upstream})" if upstream else f" ({detail})")
+    return status is not None and 200 <= status < 300, detail
+
+
+def probe_answer(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """GET url: (ready, what it said in a few words)."""
+    try:
+        resp = local_http.get(url, timeout=timeout)
+    except local_http.ConnectionError:
+        return False, "connection refused"
+    except local_http.Timeout:
+        return False, f"no answer within {timeout:g}s"
+    except local_http.RequestException as exc:
+        return False, type(exc).__name__
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    text = resp.text.strip().replace("\n", " ")
+    return ready_from_answer(resp.status_code, body, f"HTTP {resp.status_code} {text[:120]}".strip())
+
+
 def probe(service: str, ports: Mapping[str, int], timeout: float = 2.0) -> ProbeResult:
     url = probe_url(service, ports)
-    ok, detail = local_http.http_ok(url, timeout)
+    ok, detail = probe_answer(url, timeout)
     return ProbeResult(service, url, ok, detail)
 
 

@@ -21,7 +21,7 @@ from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.project import open_stack
 from tasks.stack.prometheus_targets import scrape_targets
-from tasks.stack.readiness import PROBES, probe_url, tcp_ok
+from tasks.stack.readiness import PROBES, probe_answer, probe_url, tcp_ok
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "status.schema.json"
 
@@ -93,7 +93,7 @@ def service_facts(name: str, container: Container | None, ports: dict[str, int])
         healthy = health == ContainerHealth.HEALTHY
     ready, detail = False, container.status or state
     if running and url:
-        ready, detail = http_ok(url, timeout=2.0)
+        ready, detail = probe_answer(url, timeout=2.0)
     return {"running": running, "healthy": healthy, "ready": bool(ready), "state": state,
             "health": health, "container": container.shown_name, "port": port, "probe": url,
             "detail": detail}
@@ -129,11 +129,15 @@ def connectivity(settings: Settings, ports: dict[str, int], mlx: dict) -> dict[s
 def build_status(settings: Settings) -> dict:
     """Collect everything; never raises for a missing engine (it becomes engine.error)."""
     ports = settings.ports()
-    engine: dict[str, Any] = {"available": False, "kind": None, "version": None, "error": None}
+    engine: dict[str, Any] = {"available": False, "kind": None, "version": None,
+                              "compose": None, "error": None}
     containers: list[Container] = []
     try:
         stack = open_stack(settings)
-        engine.update(available=True, kind=stack.engine.kind, version=stack.engine.version)
+        # version: the engine's own (dockerd 26.1.5), not its Compose plugin's (2.26.1).
+        engine.update(available=True, kind=stack.engine.kind,
+                      version=stack.engine.server_version or None,
+                      compose=stack.engine.version or None)
         containers = stack.compose.ps()
     except (EngineError, ComposeError, StackError) as exc:
         engine["error"] = str(exc)

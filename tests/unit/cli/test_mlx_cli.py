@@ -84,7 +84,10 @@ def test_logs_of_an_unknown_service_names_the_valid_ones(logged):
 def test_logs_help_and_the_task_list_are_unchanged(logged):
     helped = inv("logs", "--help", env=logged)
     assert helped.returncode == 0 and "inv logs SERVICE" in helped.stdout
-    assert "-s STRING, --service=STRING" in helped.stdout and "-f, --follow" in helped.stdout
+    # -s is repeatable (issue 17 row 10: `inv logs -s mlx -s nats`); invoke lists such a flag
+    # without a value name.
+    assert "-s, --service" in helped.stdout and "repeatable" in helped.stdout
+    assert "-f, --follow" in helped.stdout
     listed = inv("--list", env=logged)
     assert listed.returncode == 0 and "  logs " in listed.stdout
 
@@ -108,6 +111,9 @@ def contexts():
     (["start", "--services", "nats", "logs", "mlx"],
      ["start", "--services", "nats", "logs", "--service=mlx"]),
     (["logs", "--", "nats"], ["logs", "--", "nats"]),
+    # several services (issue 17 row 10); a word naming nothing is refused as a service
+    (["logs", "mlx", "nats", "-t", "3"], ["logs", "--service=mlx", "--service=nats", "-t", "3"]),
+    (["logs", "mlx", "natz"], ["logs", "--service=mlx", "--service=natz"]),
 ])
 def test_the_word_after_logs_becomes_the_service(contexts, tokens, expected):
     assert seed_spellings(tokens, contexts) == expected
