@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
     import mlx.core as mx
     import numpy as np
     from mlx_service.config import load_config
-    from mlx_service.model import Embedder, read_spec
+    from mlx_service.models.embedder import Embedder
+    from mlx_service.models.folder import read_spec
 
     config = load_config([], os.environ)  # MLX_MAX_BATCH_TOKENS, MLX_CPU_FAST, MLX_CPU_LANES
     embedder = Embedder(read_spec(args.model), cpu_fast=config.cpu_fast, lanes=config.cpu_lanes)

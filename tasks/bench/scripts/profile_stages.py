@@ -37,7 +37,8 @@ def main(argv: list[str]) -> int:
     import mlx.core as mx
     import numpy as np
     from mlx_service import cpu_fast as fast
-    from mlx_service.model import Embedder, read_spec
+    from mlx_service.models.embedder import Embedder
+    from mlx_service.models.folder import read_spec
 
     forward = Embedder(read_spec(None), cpu_fast=True, lanes=1)._fast
     if forward is None:

@@ -52,7 +52,8 @@ def main() -> int:
     import numpy as np
     import orjson
 
-    from mlx_service.model import Embedder, read_spec, truncate_normalize
+    from mlx_service.models.embedder import Embedder, truncate_normalize
+    from mlx_service.models.folder import read_spec
     from mlx_service.validation import decode_json, parse_embed_request
 
     spec = read_spec(None)

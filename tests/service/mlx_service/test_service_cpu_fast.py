@@ -118,7 +118,8 @@ def test_kernels_are_exact_to_float32(service_py):
 FORWARD = r"""
 import json
 import numpy as np
-from mlx_service.model import Embedder, read_spec
+from mlx_service.models.embedder import Embedder
+from mlx_service.models.folder import read_spec
 
 items = json.load(open(FIXTURE))["items"]
 ref = np.array([i["embedding"] for i in items], np.float32)

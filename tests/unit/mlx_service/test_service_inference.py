@@ -9,7 +9,7 @@ import pytest
 
 from mlx_service.config import Config
 from mlx_service.inference import Inference, ServiceStatus
-from mlx_service.model import ModelSpec
+from mlx_service.models.folder import ModelSpec
 from mlx_service.validation import RequestError
 from mlx_service.worker import Worker
 

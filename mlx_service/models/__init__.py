@@ -1,0 +1,11 @@
+"""The model layer, laid out as text-embeddings-inference's candle backend
+(`backends/candle/src/models/`): reading a folder apart from running it, pooling and prompts
+apart, one module per architecture where ours runs instead of mlx-embeddings'.
+
+- `folder`: the model folder without MLX (ModelSpec, refusals, `folder_problems`), with
+  `architectures` (what is served, and how), `weights` (safetensors headers),
+  `tokenizer_files` (special tokens against the config), `pooling` and `prompts`;
+- `loading`: weights into MLX modules (lenient on unused heads, quantized, float32 on a CPU);
+- `modernbert`: our ModernBERT encoder;
+- `embedder`: the runner the inference thread drives (tokenize, forward, pool).
+"""

@@ -1,0 +1,178 @@
+"""The model runner: weights + tokenizer + pooling, and the forward pass over a batch.
+
+Tokenizing is thread-safe; `embed` must run on one thread (the inference thread; on the CPU
+fast path it hands parts of a batch to lane threads of its own and waits). Which forward
+pass runs (`forward`, in /info):
+
+- `cpu-fast`: mlx_service/cpu_fast.py, for BERT on a CPU (numpy exp/erf, lanes);
+- `mlx`: MLX layers (`layers` in /info): mlx-embeddings' for BERT, XLM-R and Qwen3, whose
+  token states we pool ourselves (the library's own pooling is fixed per architecture), and
+  ours where the library's is wrong (mlx_service/models/modernbert.py).
+
+Rows are padded on the right: exact for absolute positions (BERT, XLM-R), and for causal
+models (Qwen3) a token never sees what follows it, so a row's last real token is the same
+with or without padding; pooling takes each row's last real token wherever it is.
+"""
+from __future__ import annotations
+
+import threading
+
+from mlx_service.batch_plan import split_rows
+from mlx_service.models.architectures import ARCHITECTURES
+from mlx_service.models.folder import ModelSpec
+from mlx_service.models.pooling import pool
+
+
+def truncate_normalize(vectors, dim: int):
+    """Rows of vectors -> float32 array of the first `dim` components, re-normalized."""
+    import numpy as np  # lazily: importers that only read folders stay free of numpy
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    out = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
+
+
+def describe_device(mx) -> str:
+    """cpu, or gpu with its API (Metal on macOS, CUDA on Linux)."""
+    kind = "gpu" if mx.default_device() == mx.gpu else "cpu"
+    if kind == "gpu":
+        kind += " (metal)" if mx.metal.is_available() else " (cuda)"
+    return kind
+
+
+class Embedder:
+    def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0):
+        """cpu_fast: take mlx_service/cpu_fast.py's forward pass where it applies (BERT on
+        the CPU); lanes: threads a batch is split over there (0: one per core)."""
+        import mlx.core as mx
+        from transformers import AutoTokenizer
+
+        from mlx_service.models.loading import load_module
+
+        self.spec = spec
+        self._mx = mx
+        self.device = describe_device(mx)
+        self.arch = ARCHITECTURES[spec.architecture]
+        self.model, self.dtype = load_module(spec, cpu=self.device == "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(spec.path))
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else 0
+        # transformers' wrapper re-applies truncation settings on every call, which makes
+        # concurrent calls fail ("Already borrowed"): it needs a lock. A Rust tokenizer of our
+        # own only reads its settings, so HTTP threads tokenize in parallel; it tokenizes only
+        # as much of a text as truncation keeps (mlx_service/truncation.py), and its
+        # post-processor adds the special tokens after truncation (Qwen3's appended
+        # <|endoftext|>, the token it pools, is never cut).
+        self._tok_lock = threading.Lock()
+        self._bounded = None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from mlx_service.truncation import BoundedTokenizer
+            self._bounded = BoundedTokenizer(backend, spec.max_seq_length)
+        self.forward = "mlx"  # or cpu-fast below
+        self.layers = ("mlx_service.models.modernbert" if self.arch.forward == "ours"
+                       else f"mlx_embeddings.models.{self.arch.library_module}")
+        self.lanes = 1
+        self._fast = self._lanes = self._blas = None
+        if cpu_fast and self.device == "cpu":
+            from mlx_service import cpu_fast as fast
+            if fast.supports(self.model):
+                self._fast = fast.CpuBertForward(self.model)
+                self._blas = fast.BlasThreads()
+                self.lanes = lanes or fast.cores()
+                self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None
+                self.forward = "cpu-fast"
+
+    @property
+    def blas_threads(self) -> int | None:
+        """OpenBLAS's own thread count (used by a pass on one lane), when it is loaded."""
+        return self._blas.default if self._blas is not None else None
+
+    def describe(self) -> dict:
+        """How the model runs, once loaded (the folder's facts are the spec's): the dtype it
+        computes in, the forward path and whose layers."""
+        return {"dtype": self.dtype, "forward": self.forward, "layers": self.layers}
+
+    # --- tokens -----------------------------------------------------------------------------
+    def most_tokens(self, texts: list[str]) -> int:
+        """An upper bound on the tokens `tokenize(texts)` gives, at no tokenizing cost."""
+        if self._bounded is not None:
+            return sum(self._bounded.most_tokens(t) for t in texts)
+        return len(texts) * self.spec.max_seq_length
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated to max_seq_length, at a cost bounded by it (a slow
+        tokenizer without a Rust backend tokenizes whole texts: fine for short ones only)."""
+        if self._bounded is not None:
+            return self._bounded.encode_batch(texts)
+        with self._tok_lock:
+            enc = self.tokenizer(texts, truncation=True, max_length=self.spec.max_seq_length,
+                                 padding=False, return_attention_mask=False,
+                                 return_token_type_ids=False)
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Leading tokens a prompt takes, left out of the pool when the model's Pooling says
+        include_prompt false (sentence-transformers: the prompt's length less its last
+        special token)."""
+        if not prompt or self.spec.include_prompt:
+            return 0
+        return max(0, len(self.tokenize([prompt])[0]) - 1)
+
+    # --- the forward pass -------------------------------------------------------------------
+    def embed(self, batch: list[list[int]], skips: list[int] | None = None):
+        """Rows of token ids -> (rows, native_dim) L2-normalized float32, in the rows' order.
+        `skips`: per row, leading tokens left out of the pool (see prompt_tokens).
+
+        On the CPU fast path a batch of 2+ rows is cut into one part per lane
+        (batch_plan.split_rows), each padded to its own longest row and run at the same time,
+        OpenBLAS's threads shared out between the lanes; otherwise it is one forward pass.
+        """
+        if self._lanes is None or len(batch) < 2:
+            return self._forward(batch, skips)
+        import numpy as np
+
+        parts = split_rows([len(r) for r in batch], self._lanes.count)
+        if len(parts) < 2:
+            return self._forward(batch, skips)
+        # OpenBLAS's threads shared out: on 2 cores, one per lane (no oversubscription).
+        self._blas.set(max(1, (self._blas.default or 1) // len(parts)))
+        try:
+            results = self._lanes.map(
+                lambda part: self._forward([batch[i] for i in part],
+                                           None if skips is None else [skips[i] for i in part]),
+                parts)
+        finally:
+            self._blas.restore()
+        out = np.empty((len(batch), results[0].shape[1]), dtype=np.float32)
+        for part, vectors in zip(parts, results):
+            out[part] = vectors
+        return out
+
+    def hidden_states(self, ids, mask):
+        """(rows, tokens, hidden) last hidden states for right-padded numpy ids and mask."""
+        mx = self._mx
+        if self._fast is not None:
+            return self._fast(ids, mask)
+        if self.arch.forward == "ours":
+            return self.model(mx.array(ids), mx.array(mask))
+        return self.model(mx.array(ids), attention_mask=mx.array(mask)).last_hidden_state
+
+    def _forward(self, batch: list[list[int]], skips: list[int] | None = None):
+        """One forward pass over rows of token ids, on the calling thread's MLX stream."""
+        import numpy as np
+
+        mx = self._mx
+        width = max(len(ids) for ids in batch)
+        ids = np.full((len(batch), width), self.pad_id, dtype=np.int32)
+        mask = np.zeros((len(batch), width), dtype=np.int32)
+        for row, seq in enumerate(batch):  # right padding: real tokens first
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+        hidden = self.hidden_states(ids, mask).astype(mx.float32)
+        skip = mx.array(np.asarray(skips, dtype=np.int32)) if skips and any(skips) else None
+        pooled = pool(mx, self.spec.pooling, hidden, mx.array(mask), skip)
+        pooled = pooled / mx.maximum(mx.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        mx.eval(pooled)
+        return np.array(pooled, dtype=np.float32)
