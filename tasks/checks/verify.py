@@ -292,9 +292,27 @@ def check_running_service(settings: Settings) -> list[Check]:
                   "restart it without MLX_BLAS=reference (inv mlx restart)" if slow else None)]
 
 
+def check_settings(settings: Settings) -> list[Check]:
+    """Every setting and file a task would refuse, each named (issue 17: verify says what the
+    tasks would, before anything starts)."""
+    from tasks.checks.setting_problems import setting_problems
+
+    problems = setting_problems(settings)
+    if not problems:
+        return [Check("settings", PASS, "every setting can be used (ports, timeouts, the "
+                                        "service's settings, log and run folders)")]
+    return [Check("settings", FAIL, problem, "fix it in .env.dev or the environment")
+            for problem in problems]
+
+
+def settings_unreadable(error: SettingsError) -> list[Check]:
+    """What verify reports when the settings cannot even be read (a broken .env.dev line)."""
+    return [Check("settings", FAIL, str(error), "fix that line of the file (NAME=value)")]
+
+
 CHECKS: list[Callable[[Settings], Check | list[Check]]] = [
     check_platform, check_python, check_tooling, check_engine, check_ports,
-    check_service_venv, check_running_service, check_disk, check_env_file,
+    check_service_venv, check_running_service, check_disk, check_env_file, check_settings,
 ]
 
 

@@ -6,9 +6,9 @@ import json
 from invoke import Exit, task
 
 from tasks.checks.roundtrip import run_roundtrip
-from tasks.checks.verify import as_document, run_checks, verdict
+from tasks.checks.verify import as_document, run_checks, settings_unreadable, verdict
 from tasks.core.say import untagged
-from tasks.core.settings import load_settings
+from tasks.core.settings import SettingsError, load_settings
 
 MARKS = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -16,7 +16,12 @@ MARKS = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 @task(help={"json": "print one JSON document on stdout"})
 def verify(c, json_=False):
     """Pre-flight: platform, MLX backend, Python, tooling, engine, Compose, ports, venv, model, disk."""
-    checks = run_checks(load_settings())
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # e.g. a line of .env.dev: reported as a failed check
+        checks = settings_unreadable(exc)
+    else:
+        checks = run_checks(settings)
     if json_:
         print(json.dumps(as_document(checks), indent=2))
     else:

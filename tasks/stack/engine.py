@@ -69,10 +69,20 @@ class Engine:
 
 # --- the one detector ---------------------------------------------------------------------------
 
+def chosen_engine_kind(env: Mapping[str, str]) -> str:
+    """CORTEX_ENGINE: "" (either), docker or podman; anything else is EngineError naming it."""
+    wanted = (env.get("CORTEX_ENGINE") or "").strip().lower()
+    if wanted not in ("", *EngineKind):
+        raise EngineError(f"CORTEX_ENGINE={env.get('CORTEX_ENGINE')!r} is not one of "
+                          f"{', '.join(EngineKind)} (or empty for whichever is installed)")
+    return wanted
+
+
 def installed_clis(env: Mapping[str, str] | None = None) -> list[tuple[EngineKind, str]]:
-    """(kind, path) of each engine CLI on env's PATH, preferred first; CORTEX_ENGINE narrows."""
+    """(kind, path) of each engine CLI on env's PATH, preferred first; CORTEX_ENGINE narrows
+    (an unknown CORTEX_ENGINE finds none)."""
     env = os.environ if env is None else env
-    wanted = env.get("CORTEX_ENGINE", "").strip().lower()
+    wanted = (env.get("CORTEX_ENGINE") or "").strip().lower()
     found = []
     for kind in EngineKind:
         path = shutil.which(kind, path=env.get("PATH"))
@@ -109,6 +119,7 @@ def find_engine(env: Mapping[str, str] | None = None, check_daemon: bool = True)
     CORTEX_ENGINE=docker|podman forces one. With check_daemon, the engine must also answer.
     """
     env = dict(os.environ if env is None else env)
+    chosen_engine_kind(env)
     clis = installed_clis(env)
     engines = [e for e in (compose_command(kind, cli, env) for kind, cli in clis) if e]
     if not engines:
