@@ -3,11 +3,24 @@
 After TEI's router: a request takes a slot before its body is even read (so a refusal costs
 nothing), then reserves its tokens once they are known. Beyond either limit the answer is
 429 at once; nothing waits in a queue that is not counted here. Probes never come here.
+
+The token limit alone says nothing about time: on a slow CPU the default admits minutes of
+work. So the service measures its own rate (tokens answered per second of busy time, decayed
+over RATE_WINDOW_S of busy time) and, once it has, admits a request beside others only when
+the work in flight, its own included, can be done within the share TIME_SHARE of
+MLX_REQUEST_TIMEOUT at that rate; beyond, 429 at once with how long to wait. A request alone
+is always admitted (refusing it could not make it faster).
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 from dataclasses import dataclass
+
+RATE_WINDOW_S = 20.0   # busy seconds over which the measured rate forgets
+MIN_BUSY_S = 0.5       # busy seconds measured before the rate is trusted
+TIME_SHARE = 0.75      # of MLX_REQUEST_TIMEOUT, what the work in flight may take
 
 
 @dataclass
@@ -23,7 +36,52 @@ class Admission:
         self._lock = threading.Condition()
         self.requests = 0
         self.tokens = 0
-        self.refused = {"requests": 0, "tokens": 0}
+        self.refused = {"requests": 0, "tokens": 0, "time": 0}
+        # The measured rate: decayed sums of tokens answered and of busy seconds.
+        self._done_tokens = 0.0
+        self._busy_s = 0.0
+        self._busy_mark: float | None = None  # when the busy time was last accounted
+
+    # --- the measured rate -----------------------------------------------------------------
+    def _account(self, now: float) -> None:
+        """Add the busy time since the last mark (busy: a request in flight), decaying both
+        sums. Called under the lock, before `requests` changes."""
+        if self._busy_mark is not None and self.requests > 0:
+            spent = now - self._busy_mark
+            keep = math.exp(-spent / RATE_WINDOW_S)
+            self._done_tokens *= keep
+            self._busy_s = self._busy_s * keep + spent
+        self._busy_mark = now
+
+    def rate(self) -> float | None:
+        """Tokens per busy second, once enough has been measured."""
+        with self._lock:
+            return self._rate()
+
+    def _rate(self) -> float | None:
+        if self._busy_s < MIN_BUSY_S or self._done_tokens <= 0:
+            return None
+        return self._done_tokens / self._busy_s
+
+    def done(self, ticket: Ticket) -> None:
+        """The ticket's request was answered: its tokens count toward the rate."""
+        with self._lock:
+            self._account(time.monotonic())
+            self._done_tokens += ticket.tokens
+
+    def seconds_over(self, ticket: Ticket, timeout: float) -> float | None:
+        """None when the ticket may go on; else the seconds of work in flight beyond what
+        `timeout` allows at the measured rate (the ticket is then refused and counted)."""
+        with self._lock:
+            rate = self._rate()
+            others = self.tokens - ticket.tokens
+            if rate is None or self.requests <= 1 or others <= 0:
+                return None
+            over = self.tokens / rate - timeout * TIME_SHARE
+            if over <= 0:
+                return None
+            self.refused["time"] += 1
+            return over
 
     def enter(self) -> Ticket | None:
         """A request slot, or None when `max_requests` are already in flight."""
@@ -31,6 +89,7 @@ class Admission:
             if self.requests >= self.max_requests:
                 self.refused["requests"] += 1
                 return None
+            self._account(time.monotonic())
             self.requests += 1
             return Ticket()
 
@@ -58,6 +117,7 @@ class Admission:
         with self._lock:
             if ticket.open:
                 ticket.open = False
+                self._account(time.monotonic())
                 self.requests -= 1
                 self.tokens -= ticket.tokens
                 self._lock.notify_all()
@@ -67,9 +127,12 @@ class Admission:
         with self._lock:
             return self._lock.wait_for(lambda: self.requests == 0, timeout)
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, int | float | None]:
         with self._lock:
+            rate = self._rate()
             return {"requests": self.requests, "tokens": self.tokens,
                     "max_requests": self.max_requests, "max_tokens": self.max_tokens,
                     "refused_requests": self.refused["requests"],
-                    "refused_tokens": self.refused["tokens"]}
+                    "refused_tokens": self.refused["tokens"],
+                    "refused_time": self.refused["time"],
+                    "tokens_per_s": round(rate, 1) if rate is not None else None}

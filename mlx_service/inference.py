@@ -10,6 +10,7 @@ What goes wrong is raised as a RequestError: what the client is told, with its s
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -145,6 +146,7 @@ class Inference:
         deadline = time.monotonic() + self.config.request_timeout
         job = self.submit(batch.rows, deadline)
         self.wait(job, deadline, client_gone)
+        self.admission.done(ticket)  # answered: its tokens count toward the measured rate
         return truncate_normalize(job.result, dimensions or self.dim)
 
     def admit_tokens(self, ticket: Ticket, tokens: int) -> None:
@@ -157,6 +159,13 @@ class Inference:
             self.admission.settle(ticket, tokens)
         elif not self.admission.reserve(ticket, tokens):
             raise self.tokens_in_flight()
+        over = self.admission.seconds_over(ticket, self.config.request_timeout)
+        if over is not None:  # it would not be answered within MLX_REQUEST_TIMEOUT: say so now
+            raise RequestError(429, f"the work in flight would take longer than "
+                                    f"MLX_REQUEST_TIMEOUT ({self.config.request_timeout}s) allows "
+                                    f"at the measured rate of {self.admission.rate() or 0:.0f} "
+                                    "tokens/s; retry shortly", code="too_much_work_in_flight",
+                               retry_after=math.ceil(over))
 
     def submit(self, rows: list[list[int]], deadline: float) -> Job:
         try:

@@ -22,9 +22,10 @@ SEED_FIELDS = ("input", "texts", *OPENAI_FIELDS[1:])
 
 class RequestError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, retry_after: int = 1):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.retry_after = retry_after  # seconds, said on 429 and 503
 
     @property
     def type(self) -> str:
@@ -113,7 +114,6 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
     if not isinstance(body, dict):
         raise RequestError(400, f"request body must be a JSON object, got {_type_name(body)}",
                            code="invalid_type")
-    check_known_fields(body, OPENAI_FIELDS if openai else SEED_FIELDS)
     if openai:
         field = "input"
     else:
@@ -126,6 +126,7 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
         names = "'input'" if openai else "'input' (or 'texts')"
         raise RequestError(400, f"{names} is required: a string or a list of strings",
                            param=field, code="missing_input")
+    check_known_fields(body, OPENAI_FIELDS if openai else SEED_FIELDS)
     value = body[field]
     if _token_ids(value):
         raise RequestError(400, f"'{field}' holds token ids: this service takes text and "
