@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                     coalesce_rows=config.coalesce_rows, batch_wait_ms=config.batch_wait_ms)
     inference = Inference(config=config, spec=spec, dim=dim, worker=worker,
                           blas=blas_in_use())
-    app = InFlight(create_app(inference, metrics))
+    flask_app = create_app(inference, metrics)
+    # Process RSS/CPU on /metrics; spans and log export where OTEL_* asks (mlx_service/otlp.py).
+    from mlx_service.telemetry import install as install_telemetry
+    install_telemetry(flask_app, metrics)
+    app = InFlight(flask_app)
     server_map: dict = {}
     try:
         server, listeners = make_server(app, config, server_map)

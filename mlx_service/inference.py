@@ -19,6 +19,7 @@ from mlx_service.admission import Admission, Ticket
 from mlx_service.config import Config
 from mlx_service.enums import StrEnum
 from mlx_service.model import ModelSpec, truncate_normalize
+from mlx_service.telemetry import job_spans, step
 from mlx_service.validation import RequestError
 from mlx_service.worker import Job, JobOutcome, QueueFull, ShuttingDown, Worker, WorkerState
 
@@ -135,7 +136,8 @@ class Inference:
         if (estimate <= self.config.max_inflight_tokens
                 and not self.admission.reserve(ticket, estimate)):
             raise self.tokens_in_flight()
-        rows = embedder.tokenize(texts)  # bounded by max_seq_length per text
+        with step("tokenize", **{"embedding.texts": len(texts)}):
+            rows = embedder.tokenize(texts)  # bounded by max_seq_length per text
         return Tokenized(rows, sum(len(r) for r in rows))
 
     def embed(self, ticket: Ticket, batch: Tokenized, dimensions: int | None,
@@ -147,6 +149,7 @@ class Inference:
         job = self.submit(batch.rows, deadline)
         self.wait(job, deadline, client_gone)
         self.admission.done(ticket)  # answered: its tokens count toward the measured rate
+        job_spans(job)  # queue wait and forward passes, from the times the worker wrote
         return truncate_normalize(job.result, dimensions or self.dim)
 
     def admit_tokens(self, ticket: Ticket, tokens: int) -> None:

@@ -49,6 +49,29 @@ class JobOutcome(StrEnum):
     FAILED = "failed"                # the pass raised (e.g. out of memory)
 
 
+@dataclass(frozen=True)
+class PassTiming:
+    """A forward pass as a job that had rows in it saw it (wall clock, ns): its spans are
+    made from these by mlx_service/telemetry.py, on the request's own thread."""
+    start_ns: int
+    end_ns: int
+    rows: int
+    padded_tokens: int
+    tokens: int
+    own_rows: int  # of the rows, how many were this job's
+
+
+def mark_pass(row_jobs: list, lengths: list[int], seconds: float) -> None:
+    """Writes a pass's PassTiming on each job that had rows in it (row_jobs: a row's job)."""
+    end_ns = time.time_ns()
+    own: dict[int, list] = {}
+    for job in row_jobs:
+        own.setdefault(id(job), [job, 0])[1] += 1
+    for job, rows in own.values():
+        job.passes.append(PassTiming(end_ns - int(seconds * 1e9), end_ns, len(lengths),
+                                     max(lengths) * len(lengths), sum(lengths), rows))
+
+
 @dataclass
 class Job:
     """One request's rows of token ids, and where its answer lands."""
@@ -58,6 +81,8 @@ class Job:
     error: BaseException | None = None
     cancelled: bool = False           # set by the HTTP thread when its client hung up
     enqueued: float = field(default_factory=time.monotonic)
+    enqueued_ns: int = field(default_factory=time.time_ns)  # wall clock, for its spans
+    passes: list[PassTiming] = field(default_factory=list)  # the passes that held its rows
     deadline: float | None = None     # monotonic; past it the answer would go unread
 
     def abandoned(self, now: float) -> bool:
@@ -265,6 +290,7 @@ class Worker(threading.Thread):
             finally:
                 self.in_pass = False
             took = time.monotonic() - t0
+            mark_pass([owners[i][0] for i in batch], [lengths[i] for i in batch], took)
             if self.metrics:
                 self.metrics.observe_batch(len(batch), max(lengths[i] for i in batch) * len(batch),
                                            sum(lengths[i] for i in batch), took)
