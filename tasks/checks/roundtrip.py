@@ -7,6 +7,7 @@ from typing import Callable
 
 from tasks.core import local_http
 from tasks.core.settings import Settings, SettingsError, http_url
+from tasks.host.health import foreign_listener
 
 # The seed's own round-trip payload, kept as users know it.
 SEED_PAYLOAD = {"input": ["hello world", "cortex os embeddings"], "model": "qwen3-embed"}
@@ -84,10 +85,18 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     # 1. health (open: no key needed)
     try:
         health = local_http.get(settings.mlx_endpoint("/health"), timeout=timeout)
-        body = health.json()
-    except (local_http.RequestException, ValueError) as exc:
+    except local_http.RequestException as exc:
         record("host health", "fail", f"no answer from {host}/health ({type(exc).__name__}); "
                "start it with: inv mlx start")
+        return result
+    try:
+        body = health.json()
+    except ValueError:
+        body = None
+    # Something answers, but is it the embedding service? (another program on the port)
+    foreign = foreign_listener(settings.mlx_port, health.status_code, body)
+    if foreign:
+        record("host health", "fail", foreign)
         return result
     if health.status_code != 200 or body.get("status") != "ok":
         record("host health", "fail", f"{host}/health answered {health.status_code} {body.get('status')!r}")

@@ -107,6 +107,8 @@ def format_status(s: dict) -> str:
         h = s["health"] or {}
         lines.append(f"  health: ok (model {h.get('model', '?')}, "
                      f"{h.get('dimensions', '?')} dimensions)")
+    elif s.get("foreign"):
+        lines.append(f"  health: {s['foreign']}")
     elif s["responding"]:
         status = (s["health"] or {}).get("status", "unknown")
         lines.append(f"  health: responding, not ready ({status})")

@@ -118,6 +118,8 @@ def status(c, json=False):
           f"{' (pid %s)' % mlx['pid'] if mlx['pid'] else ''}, "
           f"{'responding' if mlx['responding'] else 'not responding'} at {mlx['url']}"
           f"; log {mlx['log']}")
+    if mlx.get("foreign"):
+        print(f"          {mlx['foreign']}")
     rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
     print()
     print(format_table(rows, ["service", "state", "running", "healthy", "ready", "port",

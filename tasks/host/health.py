@@ -11,6 +11,7 @@ from tasks.core.enums import StrEnum
 from tasks.core.polling import poll_until
 from tasks.core.say import Say
 from tasks.core.settings import with_path
+from tasks.host.port_holders import describe_holders, port_holders
 
 PROGRESS_EVERY = 3.0      # seconds between "still waiting" lines
 HEALTH_POLL = 0.25
@@ -64,7 +65,27 @@ def probe_auth(url: str, headers: dict[str, str], timeout: float = 2.0) -> AuthC
 
 
 def is_healthy(status: int | None, body: dict | None) -> bool:
-    return status == 200 and isinstance(body, dict) and body.get("status") == "ok"
+    return (status == 200 and isinstance(body, dict) and body.get("status") == "ok"
+            and speaks_as_the_service(body))
+
+
+def speaks_as_the_service(body: object) -> bool:
+    """Whether a /health body is the embedding service's own: it always names its status,
+    model and dimensions; a gateway's (it has an upstream) or another program's is not."""
+    return (isinstance(body, dict) and all(key in body for key in ("status", "model", "dimensions"))
+            and "upstream" not in body)
+
+
+def foreign_listener(port: int, status: int | None, body: object,
+                     bind: list[str] | None = None) -> str | None:
+    """When something answers on the service's port but is not the embedding service: one
+    sentence naming it (pid and command, where this user may see them); else None."""
+    if status is None or speaks_as_the_service(body):
+        return None
+    said = "JSON that is not its /health" if isinstance(body, dict) else "no JSON health document"
+    return (f"port {port} answers (HTTP {status}, {said}) but is not the embedding service: "
+            f"{describe_holders(port_holders(port, bind))}; stop that program or set MLX_PORT "
+            f"to another port")
 
 
 def health_error(body: dict | None) -> str | None:

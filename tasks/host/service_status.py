@@ -6,7 +6,7 @@ from pathlib import Path
 from tasks.core.say import Say
 from tasks.core.settings import Settings
 from tasks.host.bind_addresses import bind_addresses
-from tasks.host.health import is_healthy, probe_auth, probe_health
+from tasks.host.health import foreign_listener, is_healthy, probe_auth, probe_health
 from tasks.host.launch import service_url
 from tasks.host.pidfile import RunMode, lock_if_free, seconds_since_start
 from tasks.host.service_state import inspect
@@ -25,7 +25,11 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
     bind = list(live.bind) if live and live.bind else bind_addresses(settings)
     url = live.url if live and live.url else service_url(settings, bind)
     status, body, _ = probe_health(url, timeout=2.0)
-    auth = probe_auth(url, settings.mlx_auth_headers()) if status is not None else None
+    port = live.port if live and live.port else settings.mlx_port
+    # Another program on the port answers, but it is not the service: not "responding".
+    foreign = foreign_listener(port, status, body, bind)
+    auth = (probe_auth(url, settings.mlx_auth_headers())
+            if status is not None and not foreign else None)
     uptime = None
     if state.running and record.create_time:
         uptime = round(seconds_since_start(record.service), 1)
@@ -33,7 +37,8 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
         "running": state.running,
         "pid": record.pid if state.running else None,
         "url": url,
-        "responding": status is not None,
+        "responding": status is not None and foreign is None,
+        "foreign": foreign,
         "healthy": is_healthy(status, body),
         "auth": auth,
         "log": str(Path(live.log) if live and live.log else settings.mlx_log),
@@ -42,7 +47,7 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
         "stale": state.stale,
         "restarts": record.restarts if live else 0,
         "bind": bind,
-        "port": live.port if live and live.port else settings.mlx_port,
+        "port": port,
         "mode": live.mode if live else None,
         "watching": bool(live and live.mode == RunMode.WATCH and state.supervised),
     }

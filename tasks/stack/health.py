@@ -14,7 +14,9 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
     mlx = doc["mlx"]
     mlx_ready = bool(mlx.get("healthy"))  # /health said ok: loaded, worker alive
     detail = mlx["url"]
-    if mlx["responding"] and not mlx_ready:
+    if mlx.get("foreign"):
+        detail = mlx["foreign"]
+    elif mlx["responding"] and not mlx_ready:
         detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
     elif not mlx["responding"]:
         detail += " does not answer"
