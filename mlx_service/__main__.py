@@ -30,11 +30,58 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def check_model(argv: list[str]) -> int:
+    """`python -m mlx_service --check-model [FOLDER]`: every reason the folder (default:
+    EMBEDDINGS_MODEL, else the bundled model) cannot be served, one line each; exit 2 if
+    any. Reads JSON and safetensors headers only: no MLX, no network."""
+    from pathlib import Path
+
+    from mlx_service.models.folder import ModelError, folder_problems, looks_like_path, read_spec
+
+    target = argv[0] if argv else os.environ.get("EMBEDDINGS_MODEL") or None
+    if len(argv) > 1:
+        return _fail("--check-model takes one model folder")
+    if target and not Path(target).expanduser().exists() and not looks_like_path(target):
+        print(f"{target}: a hub id; it is checked when the service fetches it")
+        return 0
+    try:
+        folder = read_spec(None).path if not target else Path(target).expanduser().resolve()
+    except ModelError as exc:
+        return _fail(str(exc))
+    problems = folder_problems(folder)
+    for problem in problems:
+        print(f"{folder}: {problem}")
+    if problems:
+        return 2
+    spec = read_spec(str(folder))
+    print(f"{folder}: ok ({describe_spec(spec)})")
+    return 0
+
+
+def describe_spec(spec) -> str:
+    """One line on what the folder holds, for the log and --check-model."""
+    prompts = ", ".join(spec.prompts.names()) or "none"
+    default = f", default {spec.prompts.default_name}" if spec.prompts.default_name else ""
+    return (f"{spec.architecture}, pooling {'+'.join(spec.pooling)} from "
+            f"{spec.pooling_source}, prompts {prompts}{default}, max_seq_length "
+            f"{spec.max_seq_length}, {spec.native_dim} dimensions, {spec.describe_weights()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--check-model"]:
+        return check_model(argv[1:])
     try:
         config = load_config(argv, os.environ)
     except ConfigError as exc:
+        return _fail(str(exc))
+    from mlx_service.models.folder import ModelError, check_dim, read_spec
+    try:
+        # A folder that cannot be served is refused now, before BLAS, HTTP or MLX: exit 2
+        # and one sentence, never a service that answers 503 forever.
+        spec = read_spec(config.model)
+        dim = check_dim(spec, config.dim)  # too large a dimension: refuse before serving
+    except ModelError as exc:
         return _fail(str(exc))
     try:
         maybe_reexec(config.blas, argv)  # returns only when no re-exec is needed
@@ -51,12 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" noise
 
-    from mlx_service.model import Embedder, ModelError, check_dim, read_spec
-    try:
-        spec = read_spec(config.model)
-        dim = check_dim(spec, config.dim)  # too large a dimension: refuse before serving
-    except ModelError as exc:
-        return _fail(str(exc))
+    from mlx_service.models.embedder import Embedder
+    log.info("model %s: %s", spec.name, describe_spec(spec))
     if spec.local:
         # Everything is on disk: make sure nothing reaches for a model hub at run time.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         # full collection under load does not walk it while holding the GIL.
         gc.collect()
         gc.freeze()
-        log.info("model %s loaded in %.2fs (pooling %s, max_seq_length %d, forward %s, "
-                 "%d lane(s))", spec.name, time.monotonic() - t0, "+".join(spec.pooling),
-                 spec.max_seq_length, embedder.forward, embedder.lanes)
+        log.info("model %s loaded in %.2fs (pooling %s from %s, max_seq_length %d, weights "
+                 "%s, forward %s on %s, %d lane(s))", spec.name, time.monotonic() - t0,
+                 "+".join(spec.pooling), spec.pooling_source, spec.max_seq_length,
+                 embedder.dtype, embedder.forward, embedder.layers, embedder.lanes)
         return embedder
 
     worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics,
@@ -154,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             log.info("ready: %s serving %d dimensions on %s (device %s, blas %s, load %.2fs)",
                      spec.name, dim, urls, worker.device, inference.blas, worker.load_seconds)
         else:
-            log.error("not ready: %s; /health answers 503", worker.error)
+            # A model that cannot load never will: end now (exit 2, one sentence) rather
+            # than answer 503 forever.
+            log.error("not ready: %s; exiting", worker.error)
+            print(f"mlx_service: error: {worker.error}", file=sys.stderr, flush=True)
+            _exit_now(2)
 
     worker.start()
     threading.Thread(target=announce, name="announce", daemon=True).start()
@@ -171,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     _exit_now()
 
 
-def _exit_now() -> None:
+def _exit_now(code: int = 0) -> None:
     """Skip interpreter teardown: MLX's native threads abort the process ("terminate called
     without an active exception") when destroyed at exit, and waitress would wait 5 s more
     for threads whose answers nobody reads any more."""
@@ -179,7 +227,7 @@ def _exit_now() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

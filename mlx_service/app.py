@@ -134,7 +134,7 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
         try:
             req = parse_embed_request(read_body(), openai=openai,
                                       max_items=config.max_batch_items, max_dim=inference.dim)
-            batch = inference.tokenize(ticket, req.texts)
+            batch = inference.tokenize(ticket, req.texts, req.prompt_name)
             g.texts = len(batch.rows)
             g.note = f" items={len(batch.rows)} tokens={batch.tokens}"
             vectors = inference.embed(ticket, batch, req.dimensions,
@@ -173,6 +173,8 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
             "native_dimensions": spec.native_dim,
             "max_seq_length": spec.max_seq_length,
             "pooling": list(spec.pooling),
+            # architecture, pooling and its source, prompts, weights, forward path
+            "model_info": inference.model_description(),
             "normalized": True,
             "backend": "mlx",
             "device": inference.device or "unknown",

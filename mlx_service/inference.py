@@ -4,7 +4,7 @@ After text-embeddings-inference's router, where the HTTP layer only calls `Infer
 layer (mlx_service/app.py) parses and answers; this layer tokenizes, admits (request slots
 and tokens: mlx_service/admission.py), submits to the batching thread
 (mlx_service/worker.py), waits, normalises, and says how the service is (status). The model
-runner (mlx_service/model.py) is reached only through the worker.
+runner (mlx_service/models/embedder.py) is reached only through the worker.
 
 What goes wrong is raised as a RequestError: what the client is told, with its status.
 """
@@ -18,7 +18,9 @@ from typing import Callable
 from mlx_service.admission import Admission, Ticket
 from mlx_service.config import Config
 from mlx_service.enums import StrEnum
-from mlx_service.model import ModelSpec, truncate_normalize
+from mlx_service.models.embedder import truncate_normalize
+from mlx_service.models.folder import ModelSpec
+from mlx_service.models.prompts import PromptError
 from mlx_service.telemetry import job_spans, step
 from mlx_service.validation import RequestError
 from mlx_service.worker import Job, JobOutcome, QueueFull, ShuttingDown, Worker, WorkerState
@@ -38,7 +40,8 @@ class ServiceStatus(StrEnum):
 @dataclass(frozen=True)
 class Tokenized:
     rows: list[list[int]]  # token ids per text, truncated to max_seq_length
-    tokens: int            # real tokens in all rows
+    tokens: int            # real tokens in all rows (a prompt's included: as embedded)
+    skips: list[int] | None = None  # per row, the prompt's tokens left out of the pool
 
 
 @dataclass
@@ -97,6 +100,23 @@ class Inference:
                 "cpu_lanes": getattr(embedder, "lanes", None),
                 "blas_threads": getattr(embedder, "blas_threads", None)}
 
+    def model_description(self) -> dict[str, object]:
+        """What is served: architecture, pooling and where it came from, prompts, weights
+        (dtype or quantization) and the forward path (its layers once loaded)."""
+        spec = self.spec
+        out: dict[str, object] = {
+            "name": spec.name, "architecture": spec.architecture,
+            "pooling": list(spec.pooling), "pooling_source": spec.pooling_source,
+            "include_prompt": spec.include_prompt, "prompts": spec.prompts.describe(),
+            "max_seq_length": spec.max_seq_length, "weights": spec.describe_weights(),
+            "quantization": spec.quantization,
+            "dtype": spec.weights.dtype if spec.weights else None,
+            "forward": None, "layers": None}
+        embedder = self.worker.embedder
+        if embedder is not None and hasattr(embedder, "describe"):
+            out.update(embedder.describe())
+        return out
+
     @property
     def in_pass(self) -> bool:
         return self.worker.in_pass
@@ -125,12 +145,26 @@ class Inference:
     def release(self, ticket: Ticket) -> None:
         self.admission.leave(ticket)
 
-    def tokenize(self, ticket: Ticket, texts: list[str]) -> Tokenized:
-        """Token ids for the texts, with their tokens reserved on the ticket first.
+    def prompt(self, prompt_name: str | None) -> str:
+        """The text put before each input: the named prompt, or the model's default one
+        (sentence-transformers' rule); an unknown name is the client's mistake (400)."""
+        try:
+            return self.spec.prompts.resolve(prompt_name)[1]
+        except PromptError as exc:
+            raise RequestError(400, str(exc), param="prompt_name",
+                               code="unknown_prompt_name") from None
+
+    def tokenize(self, ticket: Ticket, texts: list[str],
+                 prompt_name: str | None = None) -> Tokenized:
+        """Token ids for the texts (each after the request's prompt, if any), with their
+        tokens reserved on the ticket first.
 
         Tokens are reserved on an upper bound first, so that a request that would be refused
         does not pay for tokenizing; `embed` then shrinks the reservation to the real count.
         A bound above the whole budget is tokenized first: the real count may still fit."""
+        prompt = self.prompt(prompt_name)
+        if prompt:
+            texts = [prompt + text for text in texts]
         embedder = self.worker.embedder
         estimate = embedder.most_tokens(texts)
         if (estimate <= self.config.max_inflight_tokens
@@ -138,7 +172,8 @@ class Inference:
             raise self.tokens_in_flight()
         with step("tokenize", **{"embedding.texts": len(texts)}):
             rows = embedder.tokenize(texts)  # bounded by max_seq_length per text
-        return Tokenized(rows, sum(len(r) for r in rows))
+        skip = embedder.prompt_tokens(prompt) if prompt else 0
+        return Tokenized(rows, sum(len(r) for r in rows), [skip] * len(rows) if skip else None)
 
     def embed(self, ticket: Ticket, batch: Tokenized, dimensions: int | None,
               client_gone: Callable[[], bool] | None = None):
@@ -146,10 +181,10 @@ class Inference:
         submit, wait (until the deadline, or until `client_gone` says the client hung up)."""
         self.admit_tokens(ticket, batch.tokens)
         deadline = time.monotonic() + self.config.request_timeout
-        job = self.submit(batch.rows, deadline)
+        job = self.submit(batch.rows, deadline, batch.skips)
         self.wait(job, deadline, client_gone)
-        self.admission.done(ticket)  # answered: its tokens count toward the measured rate
         job_spans(job)  # queue wait and forward passes, from the times the worker wrote
+        self.admission.done(ticket)  # answered: its tokens count toward the measured rate
         return truncate_normalize(job.result, dimensions or self.dim)
 
     def admit_tokens(self, ticket: Ticket, tokens: int) -> None:
@@ -170,9 +205,10 @@ class Inference:
                                     "tokens/s; retry shortly", code="too_much_work_in_flight",
                                retry_after=math.ceil(over))
 
-    def submit(self, rows: list[list[int]], deadline: float) -> Job:
+    def submit(self, rows: list[list[int]], deadline: float,
+               skips: list[int] | None = None) -> Job:
         try:
-            return self.worker.submit(rows, deadline=deadline)
+            return self.worker.submit(rows, deadline=deadline, skips=skips)
         except QueueFull:
             raise RequestError(429, f"the inference queue is full ({self.config.queue_size} "
                                     "requests, MLX_QUEUE_SIZE); retry shortly",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ENCODINGS = ("float", "base64")
-STRING_FIELDS = ("model", "encoding_format", "user")
+STRING_FIELDS = ("model", "encoding_format", "user", "prompt_name")
 # Every field a body may carry; any other is refused with 400 naming it, as OpenAI's API does
 # (a typo such as "dimension" must not be answered with the model's full dimensions).
 # prompt_name is TEI's extension: the model's named prompt (e.g. "query") put before the text.
@@ -39,6 +39,7 @@ class EmbedRequest:
     model: str | None
     encoding_format: str
     dimensions: int | None
+    prompt_name: str | None = None  # TEI's field: a prompt of the model's, put before each text
 
 
 def _type_name(value: Any) -> str:
@@ -185,4 +186,4 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
             raise RequestError(422, f"'dimensions' must be between 1 and {max_dim}, got {dims}",
                                param="dimensions", code="invalid_dimensions")
     return EmbedRequest(texts=texts, single=single, model=model, encoding_format=encoding,
-                        dimensions=dims)
+                        dimensions=dims, prompt_name=body.get("prompt_name"))

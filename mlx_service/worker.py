@@ -76,6 +76,7 @@ def mark_pass(row_jobs: list, lengths: list[int], seconds: float) -> None:
 class Job:
     """One request's rows of token ids, and where its answer lands."""
     rows: list[list[int]]
+    skips: list[int] | None = None    # per row, leading tokens left out of the pool (a prompt)
     done: threading.Event = field(default_factory=threading.Event)
     result: list | None = None        # one vector per row, in the request's order
     error: BaseException | None = None
@@ -143,8 +144,9 @@ class Worker(threading.Thread):
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, rows: list[list[int]], deadline: float | None = None) -> Job:
-        job = Job(rows, deadline=deadline)
+    def submit(self, rows: list[list[int]], deadline: float | None = None,
+               skips: list[int] | None = None) -> Job:
+        job = Job(rows, skips=skips, deadline=deadline)
         with self._submit_lock:  # never a job queued behind drain(): nobody would answer it
             if self._draining.is_set():
                 raise ShuttingDown("the service is shutting down")
@@ -182,8 +184,11 @@ class Worker(threading.Thread):
             self.state = WorkerState.READY
             self.ready.set()
         except BaseException as exc:  # report any load failure through /health, then end
-            self.state, self.error = WorkerState.ERROR, f"model failed to load: {exc}"
-            log.exception("model failed to load")
+            # One line for the user (the main thread exits with it); the trace for debugging.
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.state, self.error = WorkerState.ERROR, f"model failed to load: {first}"
+            log.error("%s", self.error)
+            log.debug("model load failure", exc_info=True)
             self.ready.set()
             return
         try:
@@ -280,8 +285,12 @@ class Worker(threading.Thread):
             t0 = time.monotonic()
             self.pass_started = t0
             self.in_pass = True
+            skips = [owners[i][0].skips[owners[i][1]] if owners[i][0].skips else 0
+                     for i in batch]
             try:
-                vectors = self.embedder.embed([owners[i][0].rows[owners[i][1]] for i in batch])
+                rows = [owners[i][0].rows[owners[i][1]] for i in batch]
+                vectors = (self.embedder.embed(rows, skips) if any(skips)
+                           else self.embedder.embed(rows))
             except Exception as exc:  # e.g. out of memory: fail these requests, keep serving
                 log.exception("batch of %d rows failed", len(batch))
                 for i in batch:

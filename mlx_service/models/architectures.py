@@ -32,8 +32,8 @@ ARCHITECTURES = {
                                absolute_positions=False),
     # Decoder-only: the last token has seen the whole text (Qwen3-Embedding's authors and
     # mlx-embeddings pool it), a mean over causal states would not.
-    "qwen3": Architecture("qwen3", "qwen3", "lasttoken", "Qwen3 embeds with its last token "
-                          "(its authors' and mlx-embeddings' choice)", "library",
+    "qwen3": Architecture("qwen3", "qwen3", "lasttoken", "Qwen3 embeds with its last token, as "
+                          "its authors and mlx-embeddings do", "library",
                           absolute_positions=False),
 }
 

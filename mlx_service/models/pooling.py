@@ -57,7 +57,7 @@ def read_pooling(folder: Path, own_mode: str = "mean", own_why: str = "") -> Poo
     cfg = _json(sub / "config.json") if sub is not None else None
     if cfg is None:
         why = f": {own_why}" if own_why else ""
-        return Pooling((own_mode,), f"architecture default (no Pooling config{why})")
+        return Pooling((own_mode,), f"no Pooling config; the architecture's own{why}")
     if not isinstance(cfg, dict):
         raise PoolingError(f"{_rel(sub, folder)}/config.json is not a JSON object")
     if cfg.get("pooling_mode"):

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from mlx_service.model import (ModelError, ModelSpec, check_dim, looks_like_path, read_max_seq_length,
-                               read_native_dim, read_pooling)
+from mlx_service.models.folder import (ModelError, ModelSpec, check_dim, looks_like_path,
+                                      read_max_seq_length, read_native_dim)
+from mlx_service.models.pooling import PoolingError, read_pooling
 
 
 def write(folder, rel, data):
@@ -25,23 +26,25 @@ def write(folder, rel, data):
 ])
 def test_pooling_from_config(tmp_path, cfg, modes):
     write(tmp_path, "1_Pooling/config.json", {"word_embedding_dimension": 8, **cfg})
-    assert read_pooling(tmp_path) == modes
+    assert read_pooling(tmp_path).modes == modes
 
 
 def test_pooling_folder_named_by_modules_json(tmp_path):
     write(tmp_path, "modules.json", [{"path": "", "type": "sentence_transformers.models.Transformer"},
                                      {"path": "pool", "type": "sentence_transformers.models.Pooling"}])
     write(tmp_path, "pool/config.json", {"pooling_mode_cls_token": True})
-    assert read_pooling(tmp_path) == ("cls",)
+    assert read_pooling(tmp_path).modes == ("cls",)
 
 
 def test_pooling_default_and_refusals(tmp_path):
-    assert read_pooling(tmp_path) == ("mean",)
+    assert read_pooling(tmp_path).modes == ("mean",)
     write(tmp_path, "1_Pooling/config.json", {"pooling_mode_weightedmean_tokens": True})
-    with pytest.raises(ModelError, match="weightedmean"):
-        read_pooling(tmp_path)
+    assert read_pooling(tmp_path).modes == ("weightedmean",)  # sentence-transformers has it
     write(tmp_path, "1_Pooling/config.json", {})
-    with pytest.raises(ModelError, match="no pooling"):
+    with pytest.raises(PoolingError, match="no pooling"):
+        read_pooling(tmp_path)
+    write(tmp_path, "1_Pooling/config.json", {"pooling_mode": "attention"})
+    with pytest.raises(PoolingError, match="'attention' is not supported"):
         read_pooling(tmp_path)
 
 

@@ -1,0 +1,82 @@
+"""Copies of a fixture model in the other forms models are published in, and the library's
+own vectors for a folder. Run in the service's venv (it needs MLX), by the tests:
+
+    python model_variants.py copy SRC DEST float16|bfloat16|sharded
+    python model_variants.py quantize SRC DEST BITS          (mlx-embeddings' own convert)
+    python model_variants.py library FOLDER TEXTS.json       (JSON: vectors as loaded, and
+                                                              with the weights in float32)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def copy(src: Path, dest: Path, kind: str) -> None:
+    import mlx.core as mx
+
+    shutil.copytree(src, dest)
+    (dest / "model.safetensors").unlink()
+    weights = mx.load(str(src / "model.safetensors"))
+    if kind in ("float16", "bfloat16"):
+        dtype = getattr(mx, kind)
+        mx.save_safetensors(str(dest / "model.safetensors"),
+                            {k: v.astype(dtype) for k, v in weights.items()},
+                            metadata={"format": "pt"})
+        return
+    names = sorted(weights)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    weight_map = {}
+    for file, keys in shards.items():
+        mx.save_safetensors(str(dest / file), {k: weights[k] for k in keys},
+                            metadata={"format": "pt"})
+        weight_map.update({k: file for k in keys})
+    (dest / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": weight_map}))
+
+
+def quantize(src: Path, dest: Path, bits: str) -> None:
+    subprocess.run([sys.executable, "-m", "mlx_embeddings.convert", "--hf-path", str(src),
+                    "--mlx-path", str(dest), "-q", "--q-bits", bits], check=True,
+                   capture_output=True)
+
+
+def library(folder: Path, texts_file: Path) -> None:
+    """mlx-embeddings' load_model and forward pass, one text at a time (its own pooling)."""
+    import mlx.core as mx
+    from mlx.utils import tree_map
+    from mlx_embeddings.utils import load_model
+    from transformers import AutoTokenizer
+
+    texts = json.loads(texts_file.read_text())
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = load_model(folder)
+    out = {}
+    for label in ("as_loaded", "float32"):
+        if label == "float32":
+            model.update(tree_map(lambda p: p.astype(mx.float32)
+                                  if p.dtype in (mx.float16, mx.bfloat16) else p,
+                                  model.parameters()))
+        rows = []
+        for text in texts:
+            ids = tok([text], truncation=True, max_length=256)["input_ids"]
+            result = model(mx.array(ids), attention_mask=mx.ones((1, len(ids[0])), mx.int32))
+            rows.append(result.text_embeds[0].astype(mx.float32).tolist())
+        out[label] = rows
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "copy":
+        copy(Path(args[0]), Path(args[1]), args[2])
+    elif command == "quantize":
+        quantize(Path(args[0]), Path(args[1]), args[2])
+    elif command == "library":
+        library(Path(args[0]), Path(args[1]))
+    else:
+        sys.exit(f"unknown command {command!r}")

@@ -1,0 +1,104 @@
+"""The forms models are published in: float16 and bfloat16 weights (computed in float32 on
+the CPU), sharded safetensors, and MLX-quantized folders made here by mlx-embeddings' own
+convert (which leaves 1_Pooling/ out: the architecture's own pooling, said in /info).
+
+Measured on the fixtures (2-core x86, MLX CPU): float16 BERT >= 0.99999, bfloat16 ModernBERT
+>= 0.9995 to the float32 reference; Qwen3 8-bit >= 0.9992 to the float reference; Qwen3
+4-bit equal to mlx-embeddings' own forward pass on the same folder (cosine >= 0.99999 with
+its weights in float32 as ours are; >= 0.9999 against its float16 pass).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks.checks.roundtrip import cosine
+from tests.support import FIXTURES
+
+TINY = FIXTURES / "tiny-models"
+REFERENCE = json.loads((TINY / "reference.json").read_text())
+VARIANTS = Path(__file__).with_name("model_variants.py")
+
+
+def make(service_py, *args) -> str:
+    done = subprocess.run([str(service_py), str(VARIANTS), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def worst(got, want) -> float:
+    return min(cosine(g, w) for g, w in zip(got, want))
+
+
+def embed_all(svc, texts, **extra) -> list[list[float]]:
+    status, body = svc.post("/v1/embeddings", {"input": texts, **extra})
+    assert status == 200, body
+    return [d["embedding"] for d in body["data"]]
+
+
+@pytest.mark.parametrize("model,kind,minimum", [
+    ("bert-cls", "float16", 0.99999),
+    ("modernbert-mean", "bfloat16", 0.9995),
+    ("xlmr-mean", "sharded", 0.9999),
+])
+def test_half_precision_and_sharded_copies(tmp_path, service_factory, service_py, model, kind,
+                                           minimum):
+    folder = tmp_path / f"{model}-{kind}"
+    make(service_py, "copy", TINY / model, folder, kind)
+    svc = service_factory("--model", str(folder))
+    ref = REFERENCE["models"][model]
+    got = embed_all(svc, REFERENCE["texts"])
+    assert worst(got, ref["embeddings"]) >= minimum
+    one = [embed_all(svc, text)[0] for text in REFERENCE["texts"][:8]]
+    assert worst(one, ref["embeddings"][:8]) >= minimum
+    info = svc.get("/info")[1]["model_info"]
+    if kind == "sharded":
+        assert info["weights"] == "float32 safetensors, 2 shards" and info["dtype"] == "float32"
+    else:
+        assert info["weights"] == f"{kind} safetensors"
+        assert info["dtype"] == f"float32 (from {kind})"  # computed in float32 on the CPU
+    if model == "bert-cls":
+        assert info["forward"] == "cpu-fast"  # the BERT fast path, half weights or not
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, service_py):
+    out = tmp_path_factory.mktemp("quantized")
+    for bits in (8, 4):
+        make(service_py, "quantize", TINY / "qwen3-last", out / f"q{bits}", bits)
+    return out
+
+
+def test_8bit_qwen3_pools_its_last_token_and_matches_the_float_reference(quantized,
+                                                                        service_factory):
+    folder = quantized / "q8"
+    assert not (folder / "1_Pooling").exists()  # convert leaves it out
+    svc = service_factory("--model", str(folder))
+    ref = REFERENCE["models"]["qwen3-last"]
+    assert worst(embed_all(svc, REFERENCE["texts"]), ref["embeddings"]) >= 0.999
+    assert worst(embed_all(svc, REFERENCE["queries"], prompt_name="query"),
+                 ref["query_embeddings"]) >= 0.999
+    info = svc.get("/info")[1]["model_info"]
+    assert info["pooling"] == ["lasttoken"] and "architecture's own" in info["pooling_source"]
+    assert info["quantization"]["bits"] == 8 and info["weights"].startswith("MLX 8-bit")
+    assert "pooling lasttoken from no Pooling config; the architecture's own" in svc.log()
+
+
+def test_4bit_qwen3_equals_the_librarys_own_forward_pass(quantized, service_factory,
+                                                         service_py, tmp_path):
+    folder = quantized / "q4"
+    texts = REFERENCE["texts"]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    library = json.loads(make(service_py, "library", folder, tmp_path / "texts.json"))
+    svc = service_factory("--model", str(folder))
+    got = embed_all(svc, texts)
+    assert worst(got, library["float32"]) >= 0.99999
+    assert worst(got, library["as_loaded"]) >= 0.9999
+    # 4 bits of random weights are far from the float model, but still closer to it than
+    # any mean pooling of it would be: the pooling is right.
+    ref = REFERENCE["models"]["qwen3-last"]["embeddings"]
+    assert sum(cosine(g, r) for g, r in zip(got, ref)) / len(ref) > 0.85
