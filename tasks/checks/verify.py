@@ -253,15 +253,14 @@ def check_service_venv(settings: Settings) -> list[Check]:
                        f"{settings.mlx_venv} imports mlx, mlx_embeddings, flask, waitress"
                        + ("" if ready else "; requirements changed since it was installed"),
                        None if ready else "inv mlx install")
-    return [venv_check, check_model(settings, python)]
+    model = check_model(settings, python)
+    return [venv_check, *(model if isinstance(model, list) else [model])]
 
 
-def check_model(settings: Settings, python: Path) -> Check:
+def check_model(settings: Settings, python: Path) -> Check | list[Check]:
     model = settings.embeddings_model
     if model and Path(model).expanduser().is_dir():
-        found = (Path(model).expanduser() / "config.json").exists()
-        return Check("model", PASS if found else FAIL, f"local folder {model}",
-                     None if found else "EMBEDDINGS_MODEL must hold config.json and weights")
+        return check_model_folder(settings, python, Path(model).expanduser())
     if model:  # a hub id: only what is already in the local cache counts
         code = ("import sys; from huggingface_hub import snapshot_download; "
                 "print(snapshot_download(sys.argv[1], local_files_only=True))")
@@ -274,6 +273,25 @@ def check_model(settings: Settings, python: Path) -> Check:
     reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1] if probe else "timed out"
     return Check("model", FAIL, f"{model or 'the bundled model'} cannot be loaded without network: {reason}",
                  "unset EMBEDDINGS_MODEL for the bundled model, or point it at a local folder")
+
+
+def check_model_folder(settings: Settings, python: Path, folder: Path) -> list[Check]:
+    """The service's own folder check (`python -m mlx_service --check-model`, JSON and
+    safetensors headers only), run in its venv: one failed check per problem it finds."""
+    from tasks.core.runner import run
+
+    env = {**os.environ, "PYTHONPATH": str(settings.root)}
+    done = run([str(python), "-m", "mlx_service", "--check-model", str(folder)], env=env,
+               timeout=60)
+    lines = [line.removeprefix(f"{folder.resolve()}: ") for line in done.stdout.splitlines()
+             if line.strip()]
+    if done.ok and lines:
+        return [Check("model", PASS, f"local folder {folder}: {lines[-1]}")]
+    fix = "fix the folder, or unset EMBEDDINGS_MODEL for the bundled model"
+    if done.exit_code == 2 and lines:
+        return [Check("model", FAIL, f"{folder}: {line}", fix) for line in lines]
+    last = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+    return [Check("model", FAIL, f"{folder} could not be checked: {last}", "inv mlx install")]
 
 
 def check_running_service(settings: Settings) -> list[Check]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-from tasks.core.local_http import http_ok
+from tasks.core.local_http import get_json, http_ok
 from tasks.core.settings import ALL_SERVICES, Settings, http_url
 from tasks.host.mlx_process import service_status
 from tasks.stack.container import Container, ContainerHealth, ContainerState
@@ -60,7 +60,24 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
     raw["pid"] = int(pid) if isinstance(pid, int) and pid > 0 else None
     raw["url"] = str(raw.get("url") or settings.mlx_url)
     raw["log"] = None if raw.get("log") is None else str(raw["log"])
+    raw["model"] = served_model(settings) if raw["responding"] and not raw.get("foreign") \
+        else None
     return json.loads(json.dumps(raw, default=str))
+
+
+# What the status names of the served model: the service's /info "model_info" (issue 16).
+MODEL_KEYS = ("name", "architecture", "pooling", "pooling_source", "prompts", "max_seq_length",
+              "weights", "dtype", "quantization", "forward", "layers")
+
+
+def served_model(settings: Settings) -> dict[str, Any] | None:
+    """The model the service serves, as its /info describes it (None: an older service, or
+    no answer)."""
+    status, body, _ = get_json(settings.mlx_endpoint("/info"), timeout=2.0)
+    info = body.get("model_info") if status == 200 and isinstance(body, dict) else None
+    if not isinstance(info, dict):
+        return None
+    return {key: info.get(key) for key in MODEL_KEYS}
 
 
 def container_doc(container: Container) -> dict:

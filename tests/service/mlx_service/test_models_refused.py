@@ -111,3 +111,22 @@ def test_check_model_passes_every_fixture(service_py):
                                str(TINY / name)], cwd=REPO_ROOT, env=spawn_env(),
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and ": ok (" in done.stdout, done.stdout + done.stderr
+
+
+def test_verify_checks_the_configured_folder_one_line_per_problem(tmp_path, service_py):
+    from tasks.checks.verify import FAIL, PASS, check_model
+    from tasks.core.settings import load_settings
+
+    folder = tmp_path / "model"
+    shutil.copytree(TINY / "qwen3-last", folder)
+    settings = load_settings(environ={**spawn_env(), "EMBEDDINGS_MODEL": str(folder)})
+    [good] = check_model(settings, service_py)
+    assert good.status == PASS and "qwen3, pooling lasttoken" in good.detail
+    unsupported_type(folder)
+    no_tokenizer(folder)
+    garbage_safetensors(folder)
+    checks = check_model(settings, service_py)
+    assert [c.status for c in checks] == [FAIL] * 3, checks
+    details = " | ".join(c.detail for c in checks)
+    for case in (unsupported_type, no_tokenizer, garbage_safetensors):
+        assert CASES[case] in details
