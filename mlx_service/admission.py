@@ -8,8 +8,10 @@ The token limit alone says nothing about time: on a slow CPU the default admits 
 work. So the service measures its own rate (tokens answered per second of busy time, decayed
 over RATE_WINDOW_S of busy time) and, once it has, admits a request beside others only when
 the work in flight, its own included, can be done within the share TIME_SHARE of
-MLX_REQUEST_TIMEOUT at that rate; beyond, 429 at once with how long to wait. A request alone
-is always admitted (refusing it could not make it faster).
+MLX_REQUEST_TIMEOUT at that rate; beyond, 429 at once with how long to wait. Until it has
+measured, it assumes PRIOR_TOKENS_PER_S (a slow CPU's rate for MiniLM), so a burst at start
+cannot overcommit either. A request alone is always admitted (refusing it could not make it
+faster).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 RATE_WINDOW_S = 20.0   # busy seconds over which the measured rate forgets
-MIN_BUSY_S = 0.5       # busy seconds measured before the rate is trusted
+MIN_BUSY_S = 1.0       # busy seconds measured before the rate is trusted
+PRIOR_TOKENS_PER_S = 1000.0  # assumed until then (2 shared cores without OpenBLAS: ~650)
 TIME_SHARE = 0.75      # of MLX_REQUEST_TIMEOUT, what the work in flight may take
 
 
@@ -53,10 +56,10 @@ class Admission:
             self._busy_s = self._busy_s * keep + spent
         self._busy_mark = now
 
-    def rate(self) -> float | None:
-        """Tokens per busy second, once enough has been measured."""
+    def rate(self) -> float:
+        """Tokens per busy second: as measured, or PRIOR_TOKENS_PER_S until it is."""
         with self._lock:
-            return self._rate()
+            return self._rate() or PRIOR_TOKENS_PER_S
 
     def _rate(self) -> float | None:
         if self._busy_s < MIN_BUSY_S or self._done_tokens <= 0:
@@ -73,9 +76,9 @@ class Admission:
         """None when the ticket may go on; else the seconds of work in flight beyond what
         `timeout` allows at the measured rate (the ticket is then refused and counted)."""
         with self._lock:
-            rate = self._rate()
+            rate = self._rate() or PRIOR_TOKENS_PER_S
             others = self.tokens - ticket.tokens
-            if rate is None or self.requests <= 1 or others <= 0:
+            if self.requests <= 1 or others <= 0:
                 return None
             over = self.tokens / rate - timeout * TIME_SHARE
             if over <= 0:

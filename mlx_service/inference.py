@@ -201,7 +201,7 @@ class Inference:
         if over is not None:  # it would not be answered within MLX_REQUEST_TIMEOUT: say so now
             raise RequestError(429, f"the work in flight would take longer than "
                                     f"MLX_REQUEST_TIMEOUT ({self.config.request_timeout}s) allows "
-                                    f"at the measured rate of {self.admission.rate() or 0:.0f} "
+                                    f"at about {self.admission.rate():.0f} "
                                     "tokens/s; retry shortly", code="too_much_work_in_flight",
                                retry_after=math.ceil(over))
 

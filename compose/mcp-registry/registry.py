@@ -5,8 +5,11 @@ Flask on waitress (httpserve.py: bounded bodies, timeouts, JSON errors). Routes:
   GET /servers          {"servers": [...], "count": N}  (also /v1/servers; a trailing / is fine)
   GET /servers/<name>   one server; 404 in OpenAI's error shape for a name not in the registry,
                         with "known": the names it has
+While the file cannot be read or parsed, every route answers 503 with the reason (never an
+empty list that looks like a registry with no servers).
 Errors are {"error": {"message", "type", "param", "code"}}, as the model gateway's.
-The file is re-read when it changes, so edits show without a restart.
+The file is re-read when it changes (also when an editor replaces it: compose mounts its
+folder, not the file), so edits show without a restart.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ class Registry:
         with self._lock:
             try:
                 stat = os.stat(self.path)
-                stamp = (stat.st_mtime_ns, stat.st_size)
+                stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             except OSError as exc:
                 self._stamp, self._servers = None, []
                 self._error = f"cannot read {self.path}: {exc.strerror}"
@@ -84,8 +87,14 @@ def health():
     return _json(200, {"status": "ok", "servers": len(servers)})
 
 
+def unavailable(error: str) -> Response:
+    return _json(503, error_document(503, error, "registry_unavailable"))
+
+
 def lookup(name: str) -> Response:
-    servers, _ = REGISTRY.load()
+    servers, error = REGISTRY.load()
+    if error:
+        return unavailable(error)
     match = next((s for s in servers if s.get("name") == name), None)
     if match is None:
         missing = error_document(404, f"no MCP server named {name!r}", "not_found", "name")
@@ -94,7 +103,9 @@ def lookup(name: str) -> Response:
 
 
 def listing() -> Response:
-    servers, _ = REGISTRY.load()
+    servers, error = REGISTRY.load()
+    if error:
+        return unavailable(error)
     return _json(200, {"servers": servers, "count": len(servers)})
 
 

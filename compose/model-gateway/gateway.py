@@ -1,24 +1,31 @@
 """The model gateway: forwards embedding requests from containers to the host service.
 
 Flask on waitress (httpserve.py: bounded bodies, timeouts, JSON errors). Routes:
-  GET  /health          200 {"status": "ok"|"degraded", "service": "model-gateway",
-                             "upstream": {"url", "reachable", "status", "model", "dimensions"}}
-                        "degraded" means the gateway runs but the host service does not answer.
-  GET  /ping            {"message": "pong"}
+  GET  /health          200 {"status": "ok", "service": "model-gateway", "upstream": {...}}
+                        when the host service it targets answers as the embedding service;
+                        else 503 {"status": "degraded", ...}. "upstream": {"url", "reachable",
+                        "status", "model", "dimensions", "reason"}: reason says why it is not
+                        ready (unreachable, loading, not the embedding service), null when ok.
+  GET  /ping            {"message": "pong"}: the gateway itself runs (liveness)
   POST /embed           forwarded to MLX_HOST_URL/embed (the seed's shape)
   POST /v1/embeddings   forwarded to MLX_HOST_URL/v1/embeddings (OpenAI's shape)
-Upstream answers (errors included) pass through unchanged; an upstream that cannot be reached
-is a 502, and every error of the gateway's own is OpenAI's shape
+The host's answers (errors included: 400, 413, 415, 429 ...) pass through unchanged, status,
+body and Retry-After; the request goes on as the client sent it (Content-Type and
+Content-Encoding included, none added), so the host applies its own rules. An upstream that
+cannot be reached is a 502; every error of the gateway's own is OpenAI's shape
 {"error": {"message", "type", "param", "code"}}.
+Probes never wait behind forwarding: at most GATEWAY_MAX_FORWARDS requests are forwarded at
+once (beyond: 429 at once, as the host does), and waitress keeps PROBE_THREADS more threads.
 MLX_API_KEY, when set, goes to the host service as `Authorization: Bearer <key>`; without it a
 client's own Authorization header is passed on.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
 
 from flask import Flask, Response, request
 
@@ -29,15 +36,20 @@ UPSTREAM = os.environ.get("MLX_HOST_URL", "http://host.docker.internal:8081").rs
 PORT = int(os.environ.get("GATEWAY_PORT", "8083"))
 TIMEOUT = float(os.environ.get("GATEWAY_UPSTREAM_TIMEOUT", "60"))
 HEALTH_TIMEOUT = float(os.environ.get("GATEWAY_HEALTH_TIMEOUT", "2"))
-LIMITS = Limits.from_env("GATEWAY", os.environ, max_body=16 * 1024 * 1024)
+# Forwarded requests in flight (the host admits 64 by default); probes get threads beyond.
+MAX_FORWARDS = int(os.environ.get("GATEWAY_MAX_FORWARDS", "").strip() or "64")
+PROBE_THREADS = 8
+LIMITS = Limits.from_env("GATEWAY", os.environ, max_body=16 * 1024 * 1024,
+                         threads=MAX_FORWARDS + PROBE_THREADS)
 API_KEY = os.environ.get("MLX_API_KEY", "").strip()
 FORWARDED = ("/embed", "/v1/embeddings")
+# Request headers the host needs as the client sent them (the host's rules depend on them).
+PASSED_ON = ("Content-Type", "Content-Encoding", "Accept", "traceparent", "tracestate")
 # Upstream headers a client needs besides the body: backpressure and auth challenges.
 PASSED_BACK = ("Retry-After", "WWW-Authenticate")
 
-# The host service is reached directly: a proxy the engine injects into containers
-# (HTTP_PROXY from the Docker client's config) must not carry container -> host traffic.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_TARGET = urllib.parse.urlsplit(UPSTREAM)
+_SLOTS = threading.BoundedSemaphore(MAX_FORWARDS)
 
 app = Flask(NAME)
 install_json_errors(app, LIMITS.max_body)
@@ -50,30 +62,58 @@ def auth_headers(client_authorization: str | None) -> dict[str, str]:
     return {"Authorization": client_authorization} if client_authorization else {}
 
 
-def upstream_health() -> dict:
-    info = {"url": UPSTREAM, "reachable": False, "status": None}
-    probe = urllib.request.Request(UPSTREAM + "/health", headers=auth_headers(None))
+def _connection(timeout: float) -> http.client.HTTPConnection:
+    """Straight to the host service: no proxy the engine injects into containers."""
+    cls = http.client.HTTPSConnection if _TARGET.scheme == "https" else http.client.HTTPConnection
+    return cls(_TARGET.hostname, _TARGET.port, timeout=timeout)
+
+
+def _upstream(method: str, path: str, body: bytes | None, headers: dict[str, str],
+              timeout: float) -> tuple[int, dict[str, str], bytes]:
+    conn = _connection(timeout)
     try:
-        with _DIRECT.open(probe, timeout=HEALTH_TIMEOUT) as resp:
-            body = json.loads(resp.read() or b"{}")
-            info.update(reachable=True, status=body.get("status", "ok"),
-                        model=body.get("model"), dimensions=body.get("dimensions"))
-    except urllib.error.HTTPError as exc:  # it answers, but is not ready (e.g. 503 loading)
         try:
-            body = json.loads(exc.read() or b"{}")
-        except ValueError:
-            body = {}
-        info.update(reachable=True, status=body.get("status", f"http {exc.code}"))
-    except (OSError, ValueError) as exc:
-        info["error"] = str(getattr(exc, "reason", exc))
+            conn.request(method, _TARGET.path.rstrip("/") + path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it may have answered before reading all of the body (a 413): read that
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def upstream_health() -> dict:
+    """What the target answers on /health, and why it is not ready when it is not."""
+    info = {"url": UPSTREAM, "reachable": False, "status": None, "model": None,
+            "dimensions": None, "reason": None}
+    try:
+        code, _, raw = _upstream("GET", "/health", None, auth_headers(None), HEALTH_TIMEOUT)
+    except (OSError, http.client.HTTPException) as exc:
+        info["reason"] = f"no answer from {UPSTREAM}/health: {exc}"
+        return info
+    info["reachable"] = True
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "status" not in body or "dimensions" not in body:
+        info["reason"] = (f"{UPSTREAM} answers /health with HTTP {code} but not as the embedding "
+                          "service (no status and dimensions in its JSON): another program?")
+        return info
+    info.update(status=body.get("status"), model=body.get("model"),
+                dimensions=body.get("dimensions"))
+    if code != 200 or body.get("status") != "ok":
+        why = body.get("error") or body.get("status")
+        info["reason"] = f"the embedding service at {UPSTREAM} is not ready: {why} (HTTP {code})"
     return info
 
 
 @app.get("/health")
 def health():
     upstream = upstream_health()
-    ok = upstream["reachable"] and upstream["status"] == "ok"
-    return {"status": "ok" if ok else "degraded", "service": NAME, "upstream": upstream}
+    ok = upstream["reason"] is None
+    body = {"status": "ok" if ok else "degraded", "service": NAME, "upstream": upstream}
+    return Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
 
 
 @app.get("/ping")
@@ -81,31 +121,32 @@ def ping():
     return {"message": "pong"}
 
 
-def _passed_on(status: int, body: bytes, headers) -> Response:
-    response = Response(body, status=status,
-                        content_type=headers.get("Content-Type", "application/json"))
+def _passed_on(status: int, body: bytes, headers: dict[str, str]) -> Response:
+    response = Response(body, status=status)
+    response.headers["Content-Type"] = headers.get("content-type", "application/json")
     for name in PASSED_BACK:
-        if headers.get(name):
-            response.headers[name] = headers[name]
+        if headers.get(name.lower()):
+            response.headers[name] = headers[name.lower()]
     return response
 
 
 def forward(path: str) -> Response:
-    body = request.get_data(cache=False)  # waitress has already de-chunked and bounded it
-    outgoing = urllib.request.Request(
-        UPSTREAM + path, data=body, method="POST",
-        headers={"Content-Type": request.headers.get("Content-Type", "application/json"),
-                 "Accept": "application/json",
-                 **auth_headers(request.headers.get("Authorization"))})
+    if not _SLOTS.acquire(blocking=False):
+        return json_error(429, f"{MAX_FORWARDS} requests are being forwarded "
+                               "(GATEWAY_MAX_FORWARDS); retry shortly", "rate_limit_exceeded",
+                          headers={"Retry-After": "1"})
     try:
-        with _DIRECT.open(outgoing, timeout=TIMEOUT) as resp:
-            return _passed_on(resp.status, resp.read(), resp.headers)
-    except urllib.error.HTTPError as exc:
-        return _passed_on(exc.code, exc.read(), exc.headers)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return json_error(502, f"the embedding service at {UPSTREAM} did not answer: {reason}",
-                          "upstream_unavailable")
+        body = request.get_data(cache=False)  # waitress has already de-chunked and bounded it
+        headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
+        headers.update(auth_headers(request.headers.get("Authorization")))
+        try:
+            status, upstream_headers, answer = _upstream("POST", path, body, headers, TIMEOUT)
+        except (OSError, http.client.HTTPException) as exc:
+            return json_error(502, f"the embedding service at {UPSTREAM} did not answer: {exc}",
+                              "upstream_unavailable")
+        return _passed_on(status, answer, upstream_headers)
+    finally:
+        _SLOTS.release()
 
 
 @app.post("/embed")
@@ -120,4 +161,4 @@ def embeddings():
 
 if __name__ == "__main__":
     serve(app, NAME, PORT, LIMITS, detail=f", forwarding {', '.join(FORWARDED)} to {UPSTREAM}"
-          + (" with MLX_API_KEY" if API_KEY else ""))
+          + (f" (at most {MAX_FORWARDS} at once)") + (" with MLX_API_KEY" if API_KEY else ""))
