@@ -114,6 +114,9 @@ def format_status(s: dict) -> str:
         lines.append(f"  health: responding, not ready ({status})")
     else:
         lines.append("  health: not responding")
+    if s.get("other_checkout"):
+        lines.append(f"  owner: another checkout's service ({s['other_checkout']}), "
+                     "not this checkout's")
     if s.get("auth") in ("missing", "refused"):
         lines.append("  auth: the service wants an API key; MLX_API_KEY is "
                      + ("not set here" if s["auth"] == "missing" else "not its key"))

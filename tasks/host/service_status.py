@@ -9,6 +9,7 @@ from tasks.host.bind_addresses import bind_addresses
 from tasks.host.health import foreign_listener, is_healthy, probe_auth, probe_health
 from tasks.host.launch import service_url
 from tasks.host.pidfile import RunMode, lock_if_free, seconds_since_start
+from tasks.host.service_origin import other_checkout_service
 from tasks.host.service_state import inspect
 
 
@@ -30,6 +31,9 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
     foreign = foreign_listener(port, status, body, bind)
     auth = (probe_auth(url, settings.mlx_auth_headers())
             if status is not None and not foreign else None)
+    # The embedding service answers, but this checkout did not start it: whose is it?
+    other = (other_checkout_service(settings, port, bind)
+             if status is not None and not foreign and not state.running else None)
     uptime = None
     if state.running and record.create_time:
         uptime = round(seconds_since_start(record.service), 1)
@@ -39,6 +43,7 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
         "url": url,
         "responding": status is not None and foreign is None,
         "foreign": foreign,
+        "other_checkout": other,
         "healthy": is_healthy(status, body),
         "auth": auth,
         "log": str(Path(live.log) if live and live.log else settings.mlx_log),

@@ -12,10 +12,15 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
     that has a container runs and answers its probe (and at least one does)."""
     doc = status_doc.build_status(settings)  # looked up at call time: tests replace it
     mlx = doc["mlx"]
-    mlx_ready = bool(mlx.get("healthy"))  # /health said ok: loaded, worker alive
+    other = mlx.get("other_checkout")
+    # /health said ok (loaded, worker alive), and it is this checkout's service.
+    mlx_ready = bool(mlx.get("healthy")) and not other
     detail = mlx["url"]
     if mlx.get("foreign"):
         detail = mlx["foreign"]
+    elif other:
+        detail += (f" answers, but it is another checkout's embedding service ({other}); "
+                   "this checkout's is not running")
     elif mlx["responding"] and not mlx_ready:
         detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
     elif not mlx["responding"]:

@@ -19,6 +19,7 @@ from tasks.host.mlx_process import service_status
 from tasks.stack.container import Container, ContainerHealth, ContainerState
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
+from tasks.stack.origins import foreign_origins, project_origins
 from tasks.stack.project import open_stack
 from tasks.stack.prometheus_targets import scrape_targets
 from tasks.stack.readiness import PROBES, probe_answer, probe_url, tcp_ok
@@ -80,7 +81,7 @@ def served_model(settings: Settings) -> dict[str, Any] | None:
     return {key: info.get(key) for key in MODEL_KEYS}
 
 
-def container_doc(container: Container) -> dict:
+def container_doc(container: Container, other_where: str | None = None) -> dict:
     """A container as the document shows it: Compose's own keys (Name, State, Service, Health,
     then Status, Image, ExitCode, ID and Project where the engine gave them, and Publishers)."""
     out: dict[str, Any] = {"Name": container.shown_name,
@@ -91,10 +92,23 @@ def container_doc(container: Container) -> dict:
                 ("Project", container.project))
     out.update((key, value) for key, value in optional if value is not None)
     out["Publishers"] = [p.as_json() for p in container.publishers]
+    if other_where is not None:  # created from another checkout: shown, never taken for ours
+        out["OtherCheckout"] = other_where
     return out
 
 
-def service_facts(name: str, container: Container | None, ports: dict[str, int]) -> dict:
+def other_checkouts(stack) -> dict[str, str]:
+    """Container name -> the other checkout it was created from, for the project's containers
+    that this checkout did not create (a second checkout with the same project name)."""
+    try:
+        origins = project_origins(stack.engine, stack.compose.project, stack.env)
+    except ComposeError:
+        return {}
+    return {o.name: o.where() for o in foreign_origins(origins, stack.compose.project_dir)}
+
+
+def service_facts(name: str, container: Container | None, ports: dict[str, int],
+                  other_where: str | None = None) -> dict:
     key = PROBES.get(name, (None, None))[0]
     port = ports.get(key) if key else None
     url = probe_url(name, ports) if name in PROBES else None
@@ -109,20 +123,30 @@ def service_facts(name: str, container: Container | None, ports: dict[str, int])
     if running and health in (ContainerHealth.HEALTHY, ContainerHealth.UNHEALTHY):
         healthy = health == ContainerHealth.HEALTHY
     ready, detail = False, container.status or state
-    if running and url:
+    if other_where is not None:
+        detail = (f"its container {container.shown_name} was created from another checkout, "
+                  f"{other_where}: not this stack's (set CORTEX_COMPOSE_PROJECT to a name of "
+                  f"this checkout's own)")
+    elif running and url:
         ready, detail = probe_answer(url, timeout=2.0)
     return {"running": running, "healthy": healthy, "ready": bool(ready), "state": state,
             "health": health, "container": container.shown_name, "port": port, "probe": url,
             "detail": detail}
 
 
-def by_service(containers: list[Container]) -> dict[str, Container]:
-    """One container per service: a running one wins over an exited one of the same service."""
+def by_service(containers: list[Container],
+               others: dict[str, str] | None = None) -> dict[str, Container]:
+    """One container per service: this checkout's wins over another checkout's, then a
+    running one over an exited one of the same service."""
+    others = others or {}
+
+    def rank(container: Container) -> tuple[bool, bool]:
+        return (container.shown_name not in others, container.state == ContainerState.RUNNING)
+
     chosen: dict[str, Container] = {}
     for container in containers:
         current = chosen.get(container.service)
-        if current is None or (current.state != ContainerState.RUNNING
-                                and container.state == ContainerState.RUNNING):
+        if current is None or rank(container) > rank(current):
             chosen[container.service] = container
     return chosen
 
@@ -149,6 +173,7 @@ def build_status(settings: Settings) -> dict:
     engine: dict[str, Any] = {"available": False, "kind": None, "version": None,
                               "compose": None, "error": None}
     containers: list[Container] = []
+    others: dict[str, str] = {}
     try:
         stack = open_stack(settings)
         # version: the engine's own (dockerd 26.1.5), not its Compose plugin's (2.26.1).
@@ -156,11 +181,16 @@ def build_status(settings: Settings) -> dict:
                       version=stack.engine.server_version or None,
                       compose=stack.engine.version or None)
         containers = stack.compose.ps()
+        others = other_checkouts(stack) if containers else {}
     except (EngineError, ComposeError, StackError) as exc:
         engine["error"] = str(exc)
     mlx = mlx_status(settings)
-    chosen = by_service(containers)
-    services = {name: service_facts(name, chosen.get(name), ports) for name in ALL_SERVICES}
+    chosen = by_service(containers, others)
+    services = {}
+    for name in ALL_SERVICES:
+        container = chosen.get(name)
+        services[name] = service_facts(name, container, ports,
+                                       others.get(container.shown_name) if container else None)
     if services.get("prometheus", {}).get("ready"):
         services["prometheus"]["targets"] = scrape_targets(ports["prometheus"])
     return {
@@ -169,7 +199,7 @@ def build_status(settings: Settings) -> dict:
         "project": settings.compose_project,
         "ports": ports,
         "mlx": mlx,
-        "containers": [container_doc(c) for c in containers],
+        "containers": [container_doc(c, others.get(c.shown_name)) for c in containers],
         "connectivity": connectivity(settings, ports, mlx),
         "engine": engine,
         "services": services,

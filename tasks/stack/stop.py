@@ -14,9 +14,10 @@ def stop_host(settings: Settings, say: Say) -> bool:
     return mlx_process.stop_service(settings, say=say)
 
 
-def refuse_foreign(stack: Stack, kept: str) -> None:
+def refuse_foreign(stack: Stack, kept: str, outcome: str | None = None) -> None:
     """StackError naming the other checkout when project containers of that name were
-    created from somewhere else: stop and clean act only on what this checkout created."""
+    created from somewhere else: start, stop and clean act only on what this checkout
+    created (Compose would otherwise start, stop or remove the other checkout's)."""
     project = stack.compose.project
     others = foreign_origins(project_origins(stack.engine, project, stack.env),
                              stack.compose.project_dir)
@@ -24,9 +25,10 @@ def refuse_foreign(stack: Stack, kept: str) -> None:
         return
     where = sorted({o.where() for o in others})
     names = ", ".join(sorted(o.name for o in others))
+    outcome = outcome or f"left the project's {kept} alone"
     raise StackError(
         f"Compose project {project!r} also has containers created from another checkout, "
-        f"{'; '.join(where)} (containers: {names}); left the project's {kept} alone: set "
+        f"{'; '.join(where)} (containers: {names}); {outcome}: set "
         f"CORTEX_COMPOSE_PROJECT to a name of this checkout's own, or act from that checkout.")
 
 
