@@ -6,7 +6,7 @@ containers' services); tests/unit/test_otlp_copies.py keeps them identical.
 - OTEL_SDK_DISABLED=true: nothing is set up. OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER:
   "otlp" (the default), "console" or "none".
 - Endpoints: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / ..._LOGS_ENDPOINT, else
-  OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, /v1/logs (read by the SDK's exporters). A signal
+  OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, /v1/logs (empty counts as unset). A signal
   whose exporter is otlp and that no endpoint variable names is not exported: a service that
   nobody pointed anywhere sends nothing (the SDK alone would try localhost:4318 forever).
 - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the service (the SDK's Resource).
@@ -56,7 +56,7 @@ def _number(env: Mapping[str, str], name: str, default: int) -> int:
 class SignalPlan:
     """How one signal (traces or logs) is exported: exporter kind and queue bounds."""
     exporter: str | None  # "otlp", "console", or None: not exported
-    endpoint: str | None
+    endpoint: str | None  # the signal's full URL (…/v1/traces, …/v1/logs)
     max_queue: int
     max_batch: int
     delay_s: float
@@ -66,8 +66,10 @@ def plan_signal(env: Mapping[str, str], signal: str) -> SignalPlan:
     """signal: "traces" or "logs"."""
     prefix = "OTEL_BSP" if signal == "traces" else "OTEL_BLRP"
     kind = (env.get(f"OTEL_{signal.upper()}_EXPORTER") or "otlp").strip().lower()
-    endpoint = (env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-                or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip() or None
+    endpoint = (env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT") or "").strip() or None
+    base = (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+    if endpoint is None and base:  # the base URL gets the signal's path, as the spec says
+        endpoint = f"{base.rstrip('/')}/v1/{signal}"
     if _truthy(env.get("OTEL_SDK_DISABLED")) or kind == "none" or (
             kind == "otlp" and endpoint is None):
         kind = None
@@ -242,7 +244,9 @@ def _span_exporter(plan: SignalPlan):
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_*
+    # The endpoint as planned (an empty per-signal variable would mislead the SDK's own
+    # lookup); headers, timeout, compression: from OTEL_EXPORTER_OTLP_*, read by the SDK.
+    return OTLPSpanExporter(endpoint=plan.endpoint)
 
 
 def _log_exporter(plan: SignalPlan):
@@ -250,7 +254,7 @@ def _log_exporter(plan: SignalPlan):
         from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
         return ConsoleLogRecordExporter()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    return OTLPLogExporter()
+    return OTLPLogExporter(endpoint=plan.endpoint)
 
 
 def _tracer_provider(resource, export: BoundedExport):
@@ -303,6 +307,8 @@ def _log_handler(resource, export: BoundedExport) -> logging.Handler:
 # --- spans around a Flask app's requests ------------------------------------------------------
 
 TRACE_HEADERS = (("traceparent", "HTTP_TRACEPARENT"), ("tracestate", "HTTP_TRACESTATE"))
+# Probes and scrapes come every few seconds from health checks and Prometheus: not traced.
+UNTRACED_PATHS = ("/health", "/health/", "/ping", "/metrics")
 
 
 def server_spans(flask_app, made: Otlp) -> None:
@@ -317,6 +323,8 @@ def server_spans(flask_app, made: Otlp) -> None:
     tracer, inner = made.tracer, flask_app.wsgi_app
 
     def traced(environ, start_response):
+        if environ.get("PATH_INFO") in UNTRACED_PATHS:
+            return inner(environ, start_response)
         carrier = {name: environ[key] for name, key in TRACE_HEADERS if key in environ}
         method = environ.get("REQUEST_METHOD", "GET")
         with tracer.start_as_current_span(
@@ -335,8 +343,8 @@ def server_spans(flask_app, made: Otlp) -> None:
 
     @flask_app.before_request
     def _name_span():
-        if request.url_rule is not None:
-            span = trace.get_current_span()
+        span = trace.get_current_span()
+        if request.url_rule is not None and span.is_recording():
             span.update_name(f"{request.method} {request.url_rule.rule}")
             span.set_attribute("http.route", request.url_rule.rule)
 

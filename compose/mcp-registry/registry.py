@@ -21,6 +21,7 @@ import threading
 from flask import Flask, Response
 
 from httpserve import Limits, error_document, install_json_errors, log_requests, serve
+from telemetry import Telemetry
 
 NAME = "mcp-registry"
 PORT = int(os.environ.get("REGISTRY_PORT", "8084"))
@@ -72,6 +73,7 @@ REGISTRY = Registry(FILE)
 app = Flask(NAME)
 install_json_errors(app, LIMITS.max_body)
 log_requests(app, NAME)
+Telemetry(app, NAME)  # /metrics; spans where OTEL_* asks (telemetry.py)
 
 
 def _json(code: int, payload) -> Response:

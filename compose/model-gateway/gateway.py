@@ -30,6 +30,7 @@ import urllib.parse
 from flask import Flask, Response, request
 
 from httpserve import Limits, install_json_errors, json_error, log_requests, serve
+from telemetry import Telemetry
 
 NAME = "model-gateway"
 UPSTREAM = os.environ.get("MLX_HOST_URL", "http://host.docker.internal:8081").rstrip("/")
@@ -54,6 +55,7 @@ _SLOTS = threading.BoundedSemaphore(MAX_FORWARDS)
 app = Flask(NAME)
 install_json_errors(app, LIMITS.max_body)
 log_requests(app, NAME)
+TELEMETRY = Telemetry(app, NAME)  # /metrics; spans and trace headers where OTEL_* asks
 
 
 def auth_headers(client_authorization: str | None) -> dict[str, str]:
@@ -80,6 +82,9 @@ def _upstream(method: str, path: str, body: bytes | None, headers: dict[str, str
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+_upstream = TELEMETRY.traced_upstream(_upstream)  # timed, counted, traced (telemetry.py)
 
 
 def upstream_health() -> dict:

@@ -78,6 +78,9 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
     if result.skipped:
         untagged(f"skipped (no image): {', '.join(result.skipped)}")
+    if "grafana" in result.services:
+        from tasks.stack.otlp_endpoints import grafana_url
+        untagged(f"Grafana: {grafana_url(settings)} (dashboards: Embedding service, Stack overview)")
     if watch:
         with _failures():
             run_watch(settings, result.services, with_mlx=not no_mlx, mlx=host)

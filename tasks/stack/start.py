@@ -15,7 +15,8 @@ from tasks.stack.container import ContainerState
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.image_resolution import resolve_images, warn_skipped
 from tasks.stack.port_conflicts import port_warnings
-from tasks.stack.project import Stack, open_stack
+from tasks.stack.otlp_endpoints import otlp_environment, running_services
+from tasks.stack.project import Stack, make_stack, open_stack
 from tasks.stack.readiness import PROBES, NotReady, wait_ready
 from tasks.stack.services import BUILT_SERVICES, parse_services
 
@@ -102,6 +103,11 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     warnings = port_warnings(stack, runnable)
     for line in warnings:
         say(f"warning: {line}")
+    # Tempo and Loki running: the host service and the containers export to them over OTLP.
+    otlp = otlp_environment(settings, set(runnable) | running_services(stack))
+    if otlp:
+        settings = settings.with_env(**otlp)
+        stack = make_stack(settings, stack.engine, stack.offline, stack.auto_pull)
     host = None
     if with_mlx:
         host = start_host_service(settings, say, fast=fast, install=install, options=mlx)
