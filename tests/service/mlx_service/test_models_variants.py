@@ -2,10 +2,13 @@
 the CPU), sharded safetensors, and MLX-quantized folders made here by mlx-embeddings' own
 convert (which leaves 1_Pooling/ out: the architecture's own pooling, said in /info).
 
-Measured on the fixtures (2-core x86, MLX CPU): float16 BERT >= 0.99999, bfloat16 ModernBERT
->= 0.9995 to the float32 reference; Qwen3 8-bit >= 0.9992 to the float reference; Qwen3
-4-bit equal to mlx-embeddings' own forward pass on the same folder (cosine >= 0.99999 with
-its weights in float32 as ours are; >= 0.9999 against its float16 pass).
+Measured on the fixtures (2-core x86, MLX CPU; worst of 18 texts, cosine to the float32
+sentence-transformers reference): float16 copies 0.999999-1.000000, bfloat16 0.99990 (Qwen3)
+to 0.99998 (BERT, ModernBERT), sharded 1.000000. Qwen3 8-bit: 0.99930 (mean 0.99969; a mean
+pooling of the same folder would give 0.70). Qwen3 4-bit: 0.830 (mean 0.920; mean pooling:
+0.67) to the float reference, and equal to mlx-embeddings' own forward pass on the same
+folder: 0.9999999 with its weights in float32 as ours are on a CPU, 0.99997 against its
+pass in the folder's float16.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def embed_all(svc, texts, **extra) -> list[list[float]]:
 
 @pytest.mark.parametrize("model,kind,minimum", [
     ("bert-cls", "float16", 0.99999),
-    ("modernbert-mean", "bfloat16", 0.9995),
+    ("modernbert-mean", "bfloat16", 0.9999),
     ("xlmr-mean", "sharded", 0.9999),
 ])
 def test_half_precision_and_sharded_copies(tmp_path, service_factory, service_py, model, kind,
