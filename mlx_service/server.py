@@ -28,6 +28,8 @@ _CODES = {400: "bad_request", 413: "request_too_large", 431: "headers_too_large"
           500: "internal_error", 501: "unsupported_transfer_encoding"}
 # Connections beyond the limit, accepted only when none open is idle (all are mid-request).
 OVERFLOW_CONNECTIONS = 64
+ROOM_BATCH = 16     # idle connections closed at once when the limit is reached
+ACCEPT_BATCH = 64   # connections accepted per turn of the loop
 # After an error answer, how long and how much of the rest of the request is read and dropped.
 LINGER_S = 5.0
 LINGER_BYTES = 64 * 1024 * 1024
@@ -153,9 +155,10 @@ def make_room(server_map: dict, limit: int) -> None:
     """At the limit, close the connections that hold a place for nothing: idle ones first
     (longest idle first), then those still sending a request (slowest first)."""
     channels = [obj for obj in list(server_map.values()) if isinstance(obj, HTTPChannel)]
-    excess = len(channels) - limit + 1
-    if excess <= 0:
+    if len(channels) < limit:
         return
+    # A few places more than needed: the sort is then done once per ROOM_BATCH accepts.
+    excess = len(channels) - limit + 1 + min(ROOM_BATCH, max(1, limit // 8))
     spare = sorted((c for c in channels if evictable(c)),
                    key=lambda c: (c.linger_until is None if isinstance(c, JsonErrorChannel)
                                   else True, c.request is not None, c.last_activity))
@@ -178,8 +181,19 @@ class RoomMakingListener:
         return self.accepting and len(self._map) < self.adj.connection_limit + OVERFLOW_CONNECTIONS
 
     def handle_accept(self):
-        make_room(self._map, self.adj.connection_limit)
-        return super().handle_accept()
+        # Up to ACCEPT_BATCH connections per turn of the loop (waitress takes one): a burst of
+        # connections is through the backlog in a few turns, and a probe behind it with them.
+        for _ in range(ACCEPT_BATCH):
+            try:
+                accepted = self.accept()
+                if accepted is None:
+                    return
+                conn, addr = accepted
+                self.set_socket_options(conn)
+            except OSError:
+                return  # as waitress: a connection gone before it was accepted
+            make_room(self._map, self.adj.connection_limit)
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
 
 def make_room_on_accept(listener: BaseWSGIServer) -> None:
