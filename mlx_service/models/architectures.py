@@ -17,6 +17,10 @@ class Architecture:
     forward: str           # "library": mlx-embeddings' layers; "ours": a module of this package
     absolute_positions: bool  # BERT-like: rows must be padded on the right
     position_offset: int = 0  # positions the table holds beyond the usable ones (XLM-R: pad+1)
+    # The forward pass reads config.json's pad_token_id (XLM-R: positions skip that id), so
+    # the tokenizer must pad with that very id. Elsewhere it is unused (multilingual-e5-small,
+    # a BERT, says 0 and pads with <pad> = 1), and a difference is no reason to refuse.
+    pad_id_matters: bool = False
 
 
 ARCHITECTURES = {
@@ -24,7 +28,8 @@ ARCHITECTURES = {
                          "transformer", "library", absolute_positions=True),
     "xlm_roberta": Architecture("xlm_roberta", "xlm_roberta", "mean", "sentence-transformers' "
                                 "default for a bare transformer", "library",
-                                absolute_positions=True, position_offset=2),
+                                absolute_positions=True, position_offset=2,
+                                pad_id_matters=True),
     # mlx-embeddings 0.1.0's ModernBERT returns its pooled vector as last_hidden_state:
     # mlx_service/models/modernbert.py runs the same weights and returns every token's state.
     "modernbert": Architecture("modernbert", "modernbert", "mean", "sentence-transformers' "

@@ -181,7 +181,7 @@ def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
     except (PoolingError, PromptError, WeightsError) as exc:
         raise ModelError(str(exc)) from None
     quantization = read_quantization(cfg)
-    problems = tokenizer_problems(folder, cfg)
+    problems = tokenizer_problems(folder, cfg, arch.pad_id_matters)
     if problems:
         raise ModelError(problems[0])
     return ModelSpec(name=name, path=folder, pooling=pooling.modes,
@@ -216,7 +216,9 @@ def folder_problems(folder: Path) -> list[str]:
             if str(exc) not in problems:
                 problems.append(str(exc))
     try:
-        problems += tokenizer_problems(folder, read_config(folder))
+        cfg = read_config(folder)
+        arch = architecture_of(cfg.get("model_type") or "")
+        problems += tokenizer_problems(folder, cfg, arch is None or arch.pad_id_matters)
     except ModelError:
         pass  # no config: said above
     return problems

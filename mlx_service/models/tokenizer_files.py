@@ -67,8 +67,9 @@ def declared_specials(folder: Path) -> dict[str, str]:
     return out
 
 
-def tokenizer_problems(folder: Path, config: dict) -> list[str]:
-    """One sentence per disagreement between the tokenizer and the model's config."""
+def tokenizer_problems(folder: Path, config: dict, pad_id_matters: bool = True) -> list[str]:
+    """One sentence per disagreement between the tokenizer and the model's config
+    (`pad_id_matters`: whether the config's pad_token_id must be the tokenizer's)."""
     if not has_tokenizer(folder):
         return [f"the folder has no tokenizer (none of {', '.join(TOKENIZER_FILES)})"]
     try:
@@ -84,7 +85,7 @@ def tokenizer_problems(folder: Path, config: dict) -> list[str]:
             problems.append(f"the tokenizer's {role} {token!r} is not in its vocabulary")
     pad_id = config.get("pad_token_id")
     pad = specials.get("pad_token")
-    if isinstance(pad_id, int) and pad in vocab and vocab[pad] != pad_id:
+    if pad_id_matters and isinstance(pad_id, int) and pad in vocab and vocab[pad] != pad_id:
         problems.append(f"config.json says pad_token_id {pad_id}, the tokenizer pads with "
                         f"{pad!r} = id {vocab[pad]}: tokenizer and model do not belong together")
     size = config.get("vocab_size")

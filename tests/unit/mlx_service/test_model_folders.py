@@ -122,6 +122,8 @@ def test_tokenizer_files_against_the_config(xlmr):
     assert tokenizer_problems(xlmr, {"pad_token_id": 1, "vocab_size": 3000}) == []
     assert "pad_token_id 0" in tokenizer_problems(xlmr, {"pad_token_id": 0})[0]
     assert "past the model's vocab_size 100" in tokenizer_problems(xlmr, {"vocab_size": 100})[0]
+    # Where the forward pass never reads pad_token_id (BERT), a different one is harmless.
+    assert tokenizer_problems(xlmr, {"pad_token_id": 0}, pad_id_matters=False) == []
     bert_vocab = vocabulary(TINY / "bert-cls")
     assert bert_vocab["[PAD]"] == 0 and bert_vocab["[CLS]"] == 101
     (xlmr / "tokenizer.json").unlink()
@@ -143,6 +145,15 @@ def test_prompts_as_sentence_transformers_applies_them(xlmr):
     (xlmr / "config_sentence_transformers.json").write_text(json.dumps(cfg))
     with pytest.raises(PromptError, match="default_prompt_name 'nope'"):
         read_prompts(xlmr)
+
+
+def test_a_bert_whose_config_pad_id_differs_from_its_tokenizers_is_served(tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(TINY / "bert-cls", folder)  # like multilingual-e5-small: 0 vs <pad> = 1
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["pad_token_id"] = 1
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert folder_problems(folder) == [] and read_spec(str(folder)).architecture == "bert"
 
 
 def test_modules_the_service_does_not_run_are_refused(xlmr):
