@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mlx_service",
         description="Host embedding service (MLX). Flags override MLX_HOST, MLX_PORT, "
-                    "EMBEDDINGS_MODEL, EMBEDDINGS_DIM and MLX_BLAS.")
+                    "EMBEDDINGS_MODEL, EMBEDDINGS_DIM and MLX_BLAS.",
+        epilog="python -m mlx_service --check-model [FOLDER]: whether a model folder "
+               "(default: EMBEDDINGS_MODEL) can be served, one line per problem (exit 2).")
     p.add_argument("--host", help="address(es) to listen on, comma separated "
                                   "(env MLX_HOST, default 127.0.0.1)")
     p.add_argument("--port", help="port (env MLX_PORT or CORTEX_MLX_PORT, default 8081)")
