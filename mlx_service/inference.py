@@ -165,6 +165,9 @@ class Inference:
         prompt = self.prompt(prompt_name)
         if prompt:
             texts = [prompt + text for text in texts]
+        if self.spec.do_lower_case:  # as sentence-transformers does, prompt included
+            texts = [text.lower() for text in texts]
+            prompt = prompt.lower()
         embedder = self.worker.embedder
         estimate = embedder.most_tokens(texts)
         if (estimate <= self.config.max_inflight_tokens

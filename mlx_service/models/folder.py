@@ -43,6 +43,7 @@ class ModelSpec:
     prompts: Prompts = field(default_factory=Prompts)
     weights: Weights | None = None
     quantization: dict | None = None  # config.json's "quantization" (MLX: group_size, bits)
+    do_lower_case: bool = False  # sentence_bert_config.json: texts lowercased before tokenizing
 
     def describe_weights(self) -> str:
         if self.quantization:
@@ -112,6 +113,13 @@ def read_architecture(cfg: dict) -> Architecture:
         raise ModelError(f"model_type {normalize_model_type(raw)!r} is not supported "
                          f"(supported: {supported_names()})")
     return arch
+
+
+def read_do_lower_case(folder: Path) -> bool:
+    """sentence-transformers lowercases each text (prompt included) when its
+    sentence_bert_config.json says so, whatever the tokenizer does."""
+    st = _read_json(folder / "sentence_bert_config.json") or {}
+    return st.get("do_lower_case") is True
 
 
 def read_max_seq_length(folder: Path, arch: Architecture | None = None) -> int:
@@ -189,7 +197,7 @@ def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
                      max_seq_length=read_max_seq_length(folder, arch), local=local,
                      architecture=arch.name, pooling_source=pooling.source,
                      include_prompt=pooling.include_prompt, prompts=prompts, weights=weights,
-                     quantization=quantization)
+                     quantization=quantization, do_lower_case=read_do_lower_case(folder))
 
 
 def read_spec(model: str | None) -> ModelSpec:
