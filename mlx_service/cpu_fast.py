@@ -12,13 +12,14 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
    produced (see `_writable`), and softmax's division is done after multiplying by V, on
    T/head_dim times fewer numbers. Matmuls stay in MLX, on its BLAS.
 2. **Fused Q/K/V**: one matmul, with the 1/sqrt(head_dim) scale folded into the weights.
-3. **Both cores** (model.Embedder, worker.split_rows): numpy and MLX's element-wise kernels
+3. **Both cores** (models.embedder.Embedder, batch_plan.split_rows): numpy and MLX's element-wise kernels
    use one core each, so a batch of 2+ rows is cut into one part per core, each run by a
    thread with an MLX stream of its own, OpenBLAS's threads shared out between the parts.
 
-Only BERT-family encoders take it (`supports`: mlx-embeddings' BertModel layout and the erf
-GELU); other models, and any GPU, run the library's forward pass unchanged. MLX_CPU_FAST=0
-turns it off.
+Only BERT takes it (`supports`: mlx-embeddings' BertModel layout and the erf GELU; its
+XLM-R layers call the activation as a function and do not match); other models, and any
+GPU, run their MLX layers unchanged (mlx_service/models/embedder.py). MLX_CPU_FAST=0 turns
+it off.
 """
 from __future__ import annotations
 
