@@ -123,6 +123,9 @@ def status(c, json=False):
           f"; log {mlx['log']}")
     if mlx.get("foreign"):
         print(f"          {mlx['foreign']}")
+    if mlx.get("other_checkout"):
+        print(f"          it is another checkout's service ({mlx['other_checkout']}), "
+              "not this checkout's")
     rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
     print()
     print(format_table(rows, ["service", "state", "running", "healthy", "ready", "port",

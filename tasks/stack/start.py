@@ -19,6 +19,7 @@ from tasks.stack.otlp_endpoints import otlp_environment, running_services
 from tasks.stack.project import Stack, make_stack, open_stack
 from tasks.stack.readiness import PROBES, NotReady, wait_ready
 from tasks.stack.services import BUILT_SERVICES, parse_services
+from tasks.stack.stop import refuse_foreign
 
 DEFAULT_READY_TIMEOUT = 120.0
 STATE_MAX_AGE = 1.0  # seconds a `compose ps` answer is reused while waiting
@@ -75,9 +76,9 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
     wait and timeout, and the server's own arguments."""
     if fast:
         current = mlx_process.service_status(settings)
-        # Healthy, not merely answering: a 503 (loading, broken) or a foreign server on the
-        # port must not pass for a running service.
-        if current.get("healthy"):
+        # Healthy, not merely answering: a 503 (loading, broken), a foreign server on the
+        # port, or another checkout's service must not pass for this checkout's.
+        if current.get("healthy") and not current.get("other_checkout"):
             say(f"--fast: the host service is already healthy at {current.get('url')}; "
                 "not installing or restarting it")
             return current
@@ -86,6 +87,26 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
                                          **host_start_kwargs(options))
     except mlx_process.ServiceError as exc:
         raise StackError(f"The host embedding service did not start: {exc}") from None
+
+
+def aimed_at_the_running_service(stack: Stack, host: dict | None, say: Say) -> Stack:
+    """The stack whose containers reach the host service where it runs. A service started
+    earlier on another port (`MLX_PORT=8091 inv mlx start`, then `inv start`) keeps running
+    there: the gateway is pointed at that port, not at the configured one, where nothing (or
+    something else) answers. MLX_HOST_URL set by the user is theirs: left as it is."""
+    settings = stack.settings
+    if host is None:
+        host = mlx_process.service_status(settings, cleanup=False)
+        if not host.get("running"):
+            return stack
+    port = host.get("port")
+    if (not isinstance(port, int) or port == settings.mlx_port
+            or settings.get("MLX_HOST_URL") is not None):
+        return stack
+    aimed = settings.with_env(MLX_PORT=str(port))
+    say(f"the host service runs on port {port}, not the configured {settings.mlx_port}: "
+        f"the containers reach it there (MLX_HOST_URL {aimed.mlx_host_url})")
+    return make_stack(aimed, stack.engine, stack.offline, stack.auto_pull)
 
 
 def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bool = False,
@@ -98,6 +119,8 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     if with_mlx:
         check_service_settings(settings)
     stack = open_stack(settings)
+    # Compose would start (and reuse) another checkout's containers of the same project name.
+    refuse_foreign(stack, "containers", outcome="started nothing")
     stack, runnable, skipped = resolve_images(stack, selected, say)
     warn_skipped(skipped, say, "skipping")
     warnings = port_warnings(stack, runnable)
@@ -111,6 +134,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     host = None
     if with_mlx:
         host = start_host_service(settings, say, fast=fast, install=install, options=mlx)
+    stack = aimed_at_the_running_service(stack, host, say)
     if not runnable:
         return StartResult([], skipped, {}, host, warnings, stack.offline)
     say(f"starting {', '.join(runnable)} (project {stack.compose.project})")
