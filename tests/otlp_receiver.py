@@ -35,6 +35,7 @@ class Span:
     start_ns: int
     end_ns: int
     attributes: dict
+    kind: str = ""  # SERVER, CLIENT, INTERNAL ...
 
 
 @dataclass
@@ -60,7 +61,8 @@ def _decode(path: str, body: bytes, into: Received) -> bool:
         request = ExportTraceServiceRequest.FromString(body)
         spans = [Span(_attributes(rs.resource.attributes).get("service.name", ""), s.name,
                       s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(),
-                      s.start_time_unix_nano, s.end_time_unix_nano, _attributes(s.attributes))
+                      s.start_time_unix_nano, s.end_time_unix_nano, _attributes(s.attributes),
+                      s.SpanKind.Name(s.kind).removeprefix("SPAN_KIND_"))
                  for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
         with into.lock:
             into.spans += spans
