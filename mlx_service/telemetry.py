@@ -1,6 +1,6 @@
-"""The host service's telemetry beyond /metrics' request series: process RSS and CPU, OTLP
-traces and logs (mlx_service/otlp.py: only the standard OTEL_* variables), and the count of
-what export dropped.
+"""The host service's telemetry beyond /metrics' request series: process RSS and CPU
+(mlx_service/process_metrics.py), OTLP traces and logs (mlx_service/otlp.py: only the
+standard OTEL_* variables), and the count of what export dropped.
 
 Spans: one SERVER span per request (the caller's `traceparent` continued), and under an
 embedding request: `tokenize`, `queue wait` (from submit to the first pass that held its rows)
@@ -11,12 +11,10 @@ telemetry. Log records go out with the trace and span ids of the request they be
 """
 from __future__ import annotations
 
-import sys
-
 from prometheus_client import Counter
-from prometheus_client.process_collector import ProcessCollector
 
 from mlx_service import otlp
+from mlx_service.process_metrics import register_process_metrics
 
 SERVICE_NAME = "mlx-embeddings"
 _OTLP = otlp.Otlp()  # what install() set up; empty until then, and when nothing is exported
@@ -26,10 +24,7 @@ def install(app, metrics) -> otlp.Otlp:
     """Process series and the dropped-telemetry counter on the service's /metrics, and spans
     and log export where OTEL_* asks for them. `app`: the Flask app; `metrics`: its Metrics."""
     global _OTLP
-    if sys.platform.startswith("linux"):
-        # process_resident_memory_bytes, process_cpu_seconds_total, open fds, start time
-        # (read from /proc: Linux only; prometheus_client has no macOS reader).
-        ProcessCollector(registry=metrics.registry)
+    register_process_metrics(metrics.registry)  # process RSS and CPU, Linux and macOS
     dropped = Counter("mlx_embed_telemetry_dropped", "Spans and log records not exported, "
                       "by signal and reason (queue_full, export_failed).",
                       ("signal", "reason"), registry=metrics.registry)
