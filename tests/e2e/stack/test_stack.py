@@ -73,8 +73,8 @@ def test_compose_config_accepts_the_whole_stack(stack_env):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         services = json.loads(done.stdout)["services"]
-        assert set(services) == {"nats", "grafana", "loki", "tempo", "model-gateway",
-                                 "mcp-registry"}
+        assert set(services) == {"nats", "grafana", "loki", "tempo", "prometheus",
+                                 "model-gateway", "mcp-registry"}
         for name, spec in services.items():
             for port in spec.get("ports", []):
                 assert port["host_ip"] == "127.0.0.1", (name, port)
@@ -86,6 +86,12 @@ def test_compose_config_accepts_the_whole_stack(stack_env):
                    for h in services["model-gateway"]["extra_hosts"])
         image = services["nats"]["image"]
         assert image.startswith("cortex-dev/nats") if offline else image.startswith("nats:")
+        prometheus = services["prometheus"]
+        assert prometheus["image"] == ("cortex-dev/prometheus:local" if offline
+                                       else "prom/prometheus:v2.53.2")
+        assert prometheus["ports"][0]["published"] == stack_env["CORTEX_PROMETHEUS_PORT"]
+        assert any(v["target"] == "/prometheus" and v["type"] == "volume"
+                   for v in prometheus["volumes"])
     datasources = (REPO_ROOT / "compose/grafana/provisioning/datasources/datasources.yml").read_text()
     assert "http://loki:3100" in datasources and "http://tempo:3200" in datasources
 
