@@ -11,6 +11,8 @@ Works with Debian bookworm's python3-prometheus-client 0.16 and PyPI's 0.26.
 """
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
 from flask import Flask, Response, g, has_request_context, request
@@ -48,6 +50,12 @@ class Telemetry:
             "cortex_upstream_errors", "Calls to the host service that failed: no answer "
             "(unreachable) or a 5xx answer (status).", ("path", "reason"),
             registry=self.registry)
+        if not logging.getLogger().handlers:
+            # httpserve.serve configures stderr logging later, with basicConfig, which does
+            # nothing once the root logger has a handler (the OTLP one, added below): the
+            # same stderr configuration first, so `docker logs` keeps every line.
+            logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                                format=f"{name}: %(name)s %(levelname)s %(message)s")
         dropped = Counter("cortex_telemetry_dropped", "Spans and log records not exported, "
                           "by signal and reason.", ("signal", "reason"), registry=self.registry)
         self.otlp = otlp.setup(name, lambda signal, reason, n: dropped.labels(
