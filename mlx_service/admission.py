@@ -6,8 +6,8 @@ nothing), then reserves its tokens once they are known. Beyond either limit the 
 
 The token limit alone says nothing about time: on a slow CPU the default admits minutes of
 work. So the service measures its own rate (tokens answered per second of busy time, decayed
-over RATE_WINDOW_S of busy time) and, once it has, admits a request beside others only when
-the work in flight, its own included, can be done within the share TIME_SHARE of
+over RATE_WINDOW_S of busy time) and admits a request beside others only when the work in
+flight, its own included, can be done within MLX_ADMISSION_TIME_PERCENT (75) of
 MLX_REQUEST_TIMEOUT at that rate; beyond, 429 at once with how long to wait. Until it has
 measured, it assumes PRIOR_TOKENS_PER_S (a slow CPU's rate for MiniLM), so a burst at start
 cannot overcommit either. A request alone is always admitted (refusing it could not make it
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 RATE_WINDOW_S = 20.0   # busy seconds over which the measured rate forgets
 MIN_BUSY_S = 1.0       # busy seconds measured before the rate is trusted
 PRIOR_TOKENS_PER_S = 1000.0  # assumed until then (2 shared cores without OpenBLAS: ~650)
-TIME_SHARE = 0.75      # of MLX_REQUEST_TIMEOUT, what the work in flight may take
 
 
 @dataclass
@@ -72,15 +71,15 @@ class Admission:
             self._account(time.monotonic())
             self._done_tokens += ticket.tokens
 
-    def seconds_over(self, ticket: Ticket, timeout: float) -> float | None:
-        """None when the ticket may go on; else the seconds of work in flight beyond what
-        `timeout` allows at the measured rate (the ticket is then refused and counted)."""
+    def seconds_over(self, ticket: Ticket, budget_s: float) -> float | None:
+        """None when the ticket may go on; else the seconds of work in flight beyond
+        `budget_s` at the measured rate (the ticket is then refused and counted)."""
         with self._lock:
             rate = self._rate() or PRIOR_TOKENS_PER_S
             others = self.tokens - ticket.tokens
             if self.requests <= 1 or others <= 0:
                 return None
-            over = self.tokens / rate - timeout * TIME_SHARE
+            over = self.tokens / rate - budget_s
             if over <= 0:
                 return None
             self.refused["time"] += 1

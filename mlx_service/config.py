@@ -41,6 +41,10 @@ LIMITS = {
     # their next request before it starts a pass (never at idle; 0: never). 16 one-text
     # clients on 2 cores: 0 -> 286 texts/s, 20 -> 385 texts/s.
     "batch_wait_ms": ("MLX_BATCH_WAIT_MS", 20, 0),
+    # Beside other work, a request is admitted only when all the work in flight can be done
+    # within this share of MLX_REQUEST_TIMEOUT at the rate the service measures (429 beyond:
+    # mlx_service/admission.py). 0: admit by the limits above alone.
+    "admission_time_percent": ("MLX_ADMISSION_TIME_PERCENT", 75, 0),
 }
 SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
             "0": False, "off": False, "false": False, "no": False}
@@ -74,6 +78,7 @@ class Config:
     stop_grace: int = LIMITS["stop_grace"][1]
     coalesce_rows: int = LIMITS["coalesce_rows"][1]
     batch_wait_ms: int = LIMITS["batch_wait_ms"][1]
+    admission_time_percent: int = LIMITS["admission_time_percent"][1]
     cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
     cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
     log_level: str = "INFO"

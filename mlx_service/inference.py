@@ -200,7 +200,9 @@ class Inference:
             self.admission.settle(ticket, tokens)
         elif not self.admission.reserve(ticket, tokens):
             raise self.tokens_in_flight()
-        over = self.admission.seconds_over(ticket, self.config.request_timeout)
+        share = self.config.admission_time_percent / 100
+        over = (self.admission.seconds_over(ticket, self.config.request_timeout * share)
+                if share else None)
         if over is not None:  # it would not be answered within MLX_REQUEST_TIMEOUT: say so now
             raise RequestError(429, f"the work in flight would take longer than "
                                     f"MLX_REQUEST_TIMEOUT ({self.config.request_timeout}s) allows "
