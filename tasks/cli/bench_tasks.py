@@ -10,6 +10,7 @@ from tasks.bench.errors import BenchError
 from tasks.bench.peer import setup_peer as install_peer_venv
 from tasks.bench.report import format_report
 from tasks.bench.run import BenchOptions, run_bench
+from tasks.core.flags import count
 from tasks.core.say import say_as
 from tasks.core.settings import SettingsError, load_settings
 from tasks.core.venvs import VenvError
@@ -35,7 +36,9 @@ def bench(c, json_=False, quick=False, no_peer=False, setup_peer=False, repeats=
             ran = install_peer_venv(settings.root, peer_venv, say=say)
             say("peer venv installed" if ran else "peer venv up to date")
         options = BenchOptions(quick=quick, peer=not no_peer,
-                               repeats=int(repeats) if repeats else None, peer_venv=peer_venv)
+                               repeats=count(repeats, "--repeats", "[bench] error",
+                                             unit="repeats") or None,
+                               peer_venv=peer_venv)
         doc = run_bench(settings, options, say=say)
     except (BenchError, VenvError, SettingsError) as exc:
         raise Exit(f"[bench] error: {exc}", code=1) from None

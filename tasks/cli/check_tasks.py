@@ -7,6 +7,7 @@ from invoke import Exit, task
 
 from tasks.checks.roundtrip import run_roundtrip
 from tasks.checks.verify import as_document, run_checks, settings_unreadable, verdict
+from tasks.core.flags import seconds
 from tasks.core.say import untagged
 from tasks.core.settings import SettingsError, load_settings
 
@@ -36,15 +37,18 @@ def verify(c, json_=False):
         raise Exit(code=1)
 
 
-@task(help={"json": "print one JSON document on stdout", "timeout": "seconds per request"})
-def roundtrip(c, json_=False, timeout=30.0):
+@task(help={"json": "print one JSON document on stdout",
+            "timeout": "seconds per request (default 30)"})
+def roundtrip(c, json_=False, timeout=None):
     """Embeddings end to end: host /health, /embed, /v1/embeddings, meaning, and via the gateway."""
 
     def show(step):
         if not json_:
             print(f"[{MARKS[step.status]}] {step.name}: {step.detail}", flush=True)
 
-    result = run_roundtrip(load_settings(), timeout=float(timeout), progress=show)
+    # A text flag, read here: invoke's own float() would end `--timeout abc` in a traceback.
+    per_request = seconds(timeout, "timeout", positive=True) or 30.0
+    result = run_roundtrip(load_settings(), timeout=per_request, progress=show)
     if json_:
         print(json.dumps(result.as_document(), indent=2))
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from tasks.core.flags import seconds
+from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
 
 say = say_as("stress")
@@ -36,10 +36,7 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     if flood not in (None, ""):
         options.flood_seconds = max(1.0, seconds(flood, "flood"))
     if fuzz is not None:
-        try:
-            options.fuzz_cases = int(fuzz)
-        except ValueError:
-            raise Exit(f"--fuzz={fuzz!r} is not a whole number", code=2) from None
+        options.fuzz_cases = count(fuzz, "--fuzz", unit="requests")
     python = service_python(load_settings())
     if not Path(python).exists():
         raise Exit("the service venv is missing: run `inv mlx install` first", code=1)

@@ -9,10 +9,14 @@ task with one sentence instead.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
+
+
+UNCLOSED_REFERENCE = re.compile(r"\$\{[^}]*$")
 
 
 class EnvFileError(ValueError):
@@ -38,9 +42,15 @@ def check_lines(path: Path, text: str) -> None:
         if "\x00" in line:
             raise EnvFileError(f"{path}, line {number}: a NUL byte in {_shown(line)}")
     for binding in parse_stream(io.StringIO(text)):
+        line, original = binding.original.line, binding.original.string
         if binding.error:
-            raise EnvFileError(f"{path}, line {binding.original.line}: cannot parse "
-                               f"{_shown(binding.original.string)} (expected NAME=value)")
+            raise EnvFileError(f"{path}, line {line}: cannot parse {_shown(original)} "
+                               "(expected NAME=value)")
+        quoted = original.partition("=")[2].strip().startswith("'")  # never expanded
+        if binding.value and not quoted and UNCLOSED_REFERENCE.search(binding.value):
+            # Compose refuses it ("Invalid template"); python-dotenv keeps it as text.
+            raise EnvFileError(f"{path}, line {line}: {_shown(original)} has a ${{ without "
+                               "its closing }")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

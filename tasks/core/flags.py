@@ -24,7 +24,7 @@ def seconds(value, flag: str, prefix: str = "error", positive: bool = False) -> 
     return number
 
 
-def count(value, flag: str, prefix: str = "error", default: int = 0) -> int:
+def count(value, flag: str, prefix: str = "error", default: int = 0, unit: str = "lines") -> int:
     """A --tail/-n flag (`flag` as spelled: "--tail"): a whole number of lines, 0 or more;
     None means `default`. (Such a flag's task default is None, not a number: invoke would
     convert the text itself, and a word would end in a ValueError traceback.)"""
@@ -33,10 +33,10 @@ def count(value, flag: str, prefix: str = "error", default: int = 0) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise Exit(f"{prefix}: {flag} {value!r} is not a whole number of lines", code=2) \
+        raise Exit(f"{prefix}: {flag} {value!r} is not a whole number of {unit}", code=2) \
             from None
     if number < 0:
-        raise Exit(f"{prefix}: {flag} {value!r} must be 0 or more lines", code=2)
+        raise Exit(f"{prefix}: {flag} {value!r} must be 0 or more {unit}", code=2)
     return number
 
 

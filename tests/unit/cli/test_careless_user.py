@@ -80,6 +80,18 @@ def test_a_line_count_that_is_not_one_is_one_line(tmp_path, args, flag):
     one_line_refusal(done, flag)
 
 
+@pytest.mark.parametrize("args, flag", [
+    (["roundtrip", "--timeout", "abc"], "--timeout 'abc'"),   # invoke's float(): a traceback
+    (["mlx", "stop", "--grace", "-1"], "--grace '-1'"),
+    (["stress", "--fuzz", "-1"], "--fuzz '-1'"),
+    (["bench", "--repeats", "x"], "--repeats 'x'"),
+])
+def test_other_number_flags_are_one_line(tmp_path, args, flag):
+    done = inv(*args, env=isolated_env(tmp_path), timeout=120)
+    assert done.returncode == 2
+    one_line_refusal(done, flag)
+
+
 def test_logs_of_the_host_service_takes_a_count(tmp_path):
     env = isolated_env(tmp_path)
     log = Path(env["CORTEX_LOG_DIR"]) / "mlx-server.log"
@@ -125,6 +137,14 @@ def test_a_nul_byte_in_the_env_file_is_named_not_a_traceback(tmp_path):
     for args in (["start", "--no-install", "--services=nats"], ["status"]):
         done = inv(*args, env=env, timeout=120)
         one_line_refusal(done, f"{path}, line {number}", "NUL")
+
+
+def test_a_reference_compose_would_refuse_is_named_before_compose(tmp_path):
+    """`X=${Y` is text to python-dotenv and "Invalid template" to Compose."""
+    path, number = broken_env_file(tmp_path, "CORTEX_GRAFANA_PASSWORD=${ADMIN\n")
+    done = inv("start", "--no-install", "--services=nats",
+               env=isolated_env(tmp_path, CORTEX_ENV_FILE=str(path)), timeout=120)
+    one_line_refusal(done, f"{path}, line {number}", "without its closing }")
 
 
 def test_verify_fails_on_the_broken_line(tmp_path):
