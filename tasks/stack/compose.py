@@ -64,7 +64,9 @@ class Compose:
             raise ComposeError(f"`compose {' '.join(args)}` did not finish within "
                                f"{timeout:g} seconds")
         if done.exit_code != 0:
-            detail = last_lines(done.stderr) or last_lines(done.stdout) or f"exit {done.exit_code}"
+            # Streamed output went to the terminal already: say so, not "exit 1: exit 1".
+            detail = (last_lines(done.stderr) or last_lines(done.stdout)
+                      or ("its output is above" if stream is not None else "it printed nothing"))
             raise ComposeError(f"`compose {' '.join(args)}` failed (exit {done.exit_code}): "
                                f"{detail}")
         return strip_ansi(done.stdout)
