@@ -143,10 +143,7 @@ class BoundedExport:
     def _take(self) -> list:
         with self._lock:
             n = min(len(self._queue), self.plan.max_batch)
-            batch = [self._queue.popleft() for _ in range(n)]
-            if not self._queue:
-                self._idle.set()
-            return batch
+            return [self._queue.popleft() for _ in range(n)]
 
     def _run(self) -> None:
         while not self._stopped:
@@ -154,6 +151,9 @@ class BoundedExport:
             self._wake.clear()
             while batch := self._take():
                 self._export(batch)
+            with self._lock:  # idle: nothing queued and nothing being exported
+                if not self._queue:
+                    self._idle.set()
 
     def _export(self, batch: list) -> None:
         try:
