@@ -5,6 +5,8 @@ own vectors for a folder. Run in the service's venv (it needs MLX), by the tests
     python model_variants.py quantize SRC DEST BITS          (mlx-embeddings' own convert)
     python model_variants.py library FOLDER TEXTS.json       (JSON: vectors as loaded, and
                                                               with the weights in float32)
+    python model_variants.py without-prompt FOLDER PROMPT TEXTS.json  (mean pooling that
+                                                              leaves the prompt's tokens out)
 """
 from __future__ import annotations
 
@@ -70,6 +72,26 @@ def library(folder: Path, texts_file: Path) -> None:
     print(json.dumps(out))
 
 
+def without_prompt(folder: Path, prompt: str, texts_file: Path) -> None:
+    """The mean of each text's token states after its prompt's tokens (sentence-transformers'
+    include_prompt false: prompt_length = the prompt's tokens less its last special one),
+    from the same MLX layers, one text at a time."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx_service.models.embedder import Embedder
+    from mlx_service.models.folder import read_spec
+
+    embedder = Embedder(read_spec(str(folder)), cpu_fast=False)
+    skip = len(embedder.tokenize([prompt])[0]) - 1
+    rows = []
+    for ids in embedder.tokenize([prompt + t for t in json.loads(texts_file.read_text())]):
+        ids = np.array([ids], np.int32)
+        states = embedder.hidden_states(ids, np.ones_like(ids)).astype(mx.float32)
+        vector = np.array(states[0, skip:].mean(axis=0))
+        rows.append((vector / np.linalg.norm(vector)).tolist())
+    print(json.dumps({"skip": skip, "vectors": rows}))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "copy":
@@ -78,5 +100,7 @@ if __name__ == "__main__":
         quantize(Path(args[0]), Path(args[1]), args[2])
     elif command == "library":
         library(Path(args[0]), Path(args[1]))
+    elif command == "without-prompt":
+        without_prompt(Path(args[0]), args[1], Path(args[2]))
     else:
         sys.exit(f"unknown command {command!r}")

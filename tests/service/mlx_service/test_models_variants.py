@@ -14,12 +14,14 @@ pass in the folder's float16.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tasks.checks.roundtrip import cosine
+from tests.service_support import spawn_env
 from tests.support import FIXTURES
 
 TINY = FIXTURES / "tiny-models"
@@ -28,7 +30,7 @@ VARIANTS = Path(__file__).with_name("model_variants.py")
 
 
 def make(service_py, *args) -> str:
-    done = subprocess.run([str(service_py), str(VARIANTS), *map(str, args)],
+    done = subprocess.run([str(service_py), str(VARIANTS), *map(str, args)], env=spawn_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -110,3 +112,25 @@ def test_4bit_qwen3_equals_the_librarys_own_forward_pass(quantized, service_fact
     # any mean pooling of it would be: the pooling is right.
     ref = REFERENCE["models"]["qwen3-last"]["embeddings"]
     assert sum(cosine(g, r) for g, r in zip(got, ref)) / len(ref) > 0.85
+
+
+def test_a_model_that_pools_without_its_prompt(tmp_path, service_factory, service_py):
+    """1_Pooling's include_prompt false (INSTRUCTOR-style models): the prompt conditions the
+    text's states but its own tokens are left out of the mean."""
+    folder = tmp_path / "xlmr-no-prompt"
+    shutil.copytree(TINY / "xlmr-mean", folder)
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({**pooling,
+                                                                  "include_prompt": False}))
+    queries = REFERENCE["queries"]
+    (tmp_path / "queries.json").write_text(json.dumps(queries))
+    expected = json.loads(make(service_py, "without-prompt", folder, "query: ",
+                               tmp_path / "queries.json"))
+    assert expected["skip"] >= 2  # <s> and the prompt's pieces
+    svc = service_factory("--model", str(folder))
+    assert svc.get("/info")[1]["model_info"]["include_prompt"] is False
+    for batch in (queries, queries[:1]):
+        got = embed_all(svc, batch, prompt_name="query")
+        assert worst(got, expected["vectors"][:len(batch)]) >= 0.99999
+    # Not what the prompt's tokens included would give (the fixture's own query vectors).
+    assert worst(got, REFERENCE["models"]["xlmr-mean"]["query_embeddings"][:1]) < 0.999
