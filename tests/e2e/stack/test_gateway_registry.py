@@ -239,6 +239,16 @@ class _Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
+    def do_GET(self):
+        # Answers /health as the embedding service does: the gateway is ready only then.
+        _Recorder.seen.append((self.path, self.headers.get("Authorization"), b""))
+        reply = b'{"status": "ok", "model": "recorder", "dimensions": 1}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
     def log_message(self, *args):
         pass
 
