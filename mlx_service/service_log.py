@@ -96,9 +96,18 @@ class Listener(logging.handlers.QueueListener):
             pass
 
 
+class QuietStreamHandler(logging.StreamHandler):
+    """stderr that cannot be written (a closed pipe, a full disk behind it): lines are dropped,
+    without a traceback per line to the same broken stderr."""
+    dropped = 0
+
+    def handleError(self, record):
+        self.dropped += 1
+
+
 def open_writer(log_file: str | None, max_bytes: int) -> logging.Handler:
     if not log_file:
-        return logging.StreamHandler(sys.stderr)
+        return QuietStreamHandler(sys.stderr)
     try:
         return SafeRotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=BACKUPS,
                                        encoding="utf-8")
