@@ -134,6 +134,9 @@ def status(c, json=False):
     print("connectivity  " + "  ".join(f"{k}={'yes' if v else 'no'}"
                                        for k, v in doc["connectivity"].items()))
     print("ports         " + "  ".join(f"{k}={v}" for k, v in doc["ports"].items()))
+    scraped = doc["services"].get("prometheus", {}).get("targets")
+    if scraped:  # what Prometheus saw at its last scrape of each job
+        print("scraped       " + "  ".join(f"{job}={health}" for job, health in scraped.items()))
 
 
 @task(iterable=["service"],

@@ -7,8 +7,8 @@ OTLP/HTTP receiver of the test; a stopped host service is a down target, not an 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -151,3 +151,27 @@ def test_status_lists_prometheus_and_a_stopped_host_service_is_a_down_target(obs
     doc = json.loads(status.stdout)
     assert doc["services"]["prometheus"]["targets"]["mlx"] == "down"
     assert doc["services"]["prometheus"]["targets"]["model-gateway"] == "up"
+    table = inv("status", env=env, timeout=120)
+    _ok(table, "inv status")
+    assert "mlx=down" in table.stdout and "model-gateway=up" in table.stdout, table.stdout
+
+
+def test_stop_keeps_prometheus_data(observed):
+    env, prometheus = observed["env"], observed["prometheus"]
+
+    def samples_of_gateway() -> float:
+        answer = requests.get(prometheus + "/api/v1/query", timeout=10, params={
+            "query": 'count_over_time(up{job="model-gateway"}[1h])'}).json()
+        result = answer["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    before = samples_of_gateway()
+    assert before >= 2, "the gateway has been scraped a few times by now"
+    _ok(inv("stop", env=env, timeout=300), "inv stop")
+    volume = f"{env['CORTEX_COMPOSE_PROJECT']}_prometheus-data"
+    kept = subprocess.run(["docker", "volume", "inspect", volume], capture_output=True, env=env,
+                          timeout=60)
+    assert kept.returncode == 0, f"inv stop removed {volume}"
+    _ok(inv("start", "--services=prometheus", "--no-mlx", env=env, timeout=600),
+        "inv start --services=prometheus (after stop)")
+    assert samples_of_gateway() >= before, "the samples from before the stop are still there"
