@@ -179,9 +179,11 @@ def test_a_log_that_cannot_rotate_is_reported_once_and_requests_go_on(service_fa
     logs = tmp_path / "logs"
     logs.mkdir()
     log_file = logs / "mlx-server.log"
-    # Rotation renames the log to .1: a folder there makes every rotation fail (root or not).
-    (logs / "mlx-server.log.1").mkdir()
-    (logs / "mlx-server.log.1" / "keep").write_text("x")
+    # Rotation removes the oldest backup and renames the others: folders in their places make
+    # every rotation fail (root or not, unlike permissions).
+    for n in (1, 2, 3):
+        (logs / f"mlx-server.log.{n}").mkdir()
+        (logs / f"mlx-server.log.{n}" / "keep").write_text("x")
     svc = service_factory(env={"MLX_LOG_FILE": str(log_file), "MLX_LOG_MAX_BYTES": "2000"})
     statuses = Counter(svc.post("/embed", {"input": f"line {i}"})[0] for i in range(150))
     assert statuses == Counter({200: 150})
