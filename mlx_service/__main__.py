@@ -23,6 +23,7 @@ log = logging.getLogger("mlx_service")
 # of the exit: the answers' last bytes, the log, the process itself.
 EXIT_MARGIN_S = 1.5
 SWITCH_INTERVAL_S = 0.001
+EXIT_FLUSH_S = 0.5  # of EXIT_MARGIN_S, the most exporting spans and logs may take at exit
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -224,6 +225,8 @@ def _exit_now(code: int = 0) -> None:
     without an active exception") when destroyed at exit, and waitress would wait 5 s more
     for threads whose answers nobody reads any more."""
     stop_log()  # drains the queue: the last lines are written before we exit
+    from mlx_service.telemetry import flush as flush_telemetry
+    flush_telemetry(EXIT_FLUSH_S)  # the last spans and log records, if a collector takes them
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -192,7 +192,10 @@ class Otlp:
     exports: tuple = ()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return all([export.flush(timeout) for export in self.exports])
+        """Every signal's queue exported, within `timeout` seconds in all."""
+        deadline = time.monotonic() + timeout
+        return all([export.flush(max(0.0, deadline - time.monotonic()))
+                    for export in self.exports])
 
     def shutdown(self) -> None:
         if self.log_handler is not None:

@@ -52,3 +52,8 @@ def job_spans(job) -> None:
             "embedding.rows": one.rows, "embedding.padded_tokens": one.padded_tokens,
             "embedding.tokens": one.tokens, "embedding.rows_of_this_request": one.own_rows})
         span.end(end_time=one.end_ns)
+
+
+def flush(timeout: float) -> bool:
+    """Export what is queued, waiting at most `timeout` seconds (at exit)."""
+    return _OTLP.flush(timeout)

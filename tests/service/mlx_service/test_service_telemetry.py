@@ -79,6 +79,12 @@ def test_spans_and_logs_continue_the_callers_trace(service_factory):
                                          and s.trace_id != TRACE_ID])
         assert own and own[0].parent_id == ""
 
+        # At exit the queue is flushed: the service's last log line reaches the collector.
+        assert svc.stop() == 0
+        last = receiver.wait_for(lambda: [r for r in receiver.received.logs
+                                          if str(r.body) == "stopped"], timeout=5)
+        assert last, [r.body for r in receiver.received.logs][-5:]
+
 
 def test_nothing_is_exported_without_an_endpoint_and_process_series_show(service_factory):
     with OtlpReceiver() as receiver:
