@@ -77,3 +77,40 @@ def test_start_points_otlp_at_tempo_and_loki_only_when_they_run(tmp_path):
     assert set(otlp_environment(mine, {"tempo", "loki"})) == {
         "CORTEX_CONTAINERS_OTLP_TRACES_ENDPOINT", "CORTEX_CONTAINERS_OTLP_LOGS_ENDPOINT"}
     assert grafana_url(settings).endswith("/d/cortex-embeddings")
+
+
+def test_scrape_targets_reads_each_jobs_health_and_a_down_target_wins():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tasks.stack.prometheus_targets import scrape_targets
+
+    targets = [{"labels": {"job": "mlx"}, "health": "down"},
+               {"labels": {"job": "model-gateway"}, "health": "up"},
+               {"labels": {"job": "pair"}, "health": "up"},
+               {"labels": {"job": "pair"}, "health": "down"},
+               {"labels": {"job": "pair"}, "health": "up"},
+               {"labels": {"job": "new"}, "health": "unknown"}]
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"status": "success",
+                               "data": {"activeTargets": targets}}).encode()
+            self.send_response(200 if self.path.startswith("/api/v1/targets") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert scrape_targets(server.server_address[1]) == {
+            "mlx": "down", "model-gateway": "up", "new": "unknown", "pair": "down"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert scrape_targets(server.server_address[1], timeout=0.5) == {}  # nothing answers
