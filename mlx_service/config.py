@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 BLAS_MODES = ("auto", "openblas", "mkl", "reference")
+PRECISION_MODES = ("auto", "fp32", "bf16")  # MLX_PRECISION, mlx_service/precision.py
 
 # Limits: (env var, default, minimum). Defaults are sized for a laptop CPU and MiniLM:
 # a full batch of 8192 padded tokens is ~32 rows of 256 tokens.
@@ -81,6 +82,7 @@ class Config:
     admission_time_percent: int = LIMITS["admission_time_percent"][1]
     cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
     cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
+    precision: str = "auto"           # MLX_PRECISION: auto | fp32 | bf16 (mlx_service/precision.py)
     log_level: str = "INFO"
     log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
     log_max_bytes: int = 10 * 1024 * 1024  # MLX_LOG_MAX_BYTES: rotate MLX_LOG_FILE above this
@@ -217,6 +219,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
         raise ConfigError(f"MLX_CPU_FAST={fast_raw!r} is not one of 1, 0, on, off")
     lanes_raw = _env(environ, "MLX_CPU_LANES")
     lanes = _int("MLX_CPU_LANES", lanes_raw, 0, 64) if lanes_raw is not None else 0
+    precision = (_env(environ, "MLX_PRECISION") or "auto").strip().lower()
+    if precision not in PRECISION_MODES:
+        raise ConfigError(f"MLX_PRECISION={precision!r} is not one of "
+                          f"{', '.join(PRECISION_MODES)}")
 
     level = check_log_level(_env(environ, "MLX_LOG_LEVEL") or "INFO")
     log_file = _env(environ, "MLX_LOG_FILE")
@@ -225,7 +231,8 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
                      else Config.log_max_bytes)
     return Config(hosts=parse_hosts(host_raw, "--host" if args.host else "MLX_HOST"), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
-                  cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, log_level=level,
+                  cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
+                  log_level=level,
                   log_file=check_log_file(log_file) if log_file else None,
                   log_max_bytes=log_max_bytes,
                   api_key=_env(environ, "MLX_API_KEY"), **limits)

@@ -32,6 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mlx_service import gemm
+
 # erfc(z) ~= t * poly(t) * exp(-z^2), t = 1 / (1 + P z), z >= 0  (A&S 7.1.26)
 _P = 0.3275911
 _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
@@ -153,8 +155,23 @@ def _writable(array) -> np.ndarray:
 
 
 # --- the forward pass -----------------------------------------------------------------------------
+def _exact_gelu_layer(layer) -> bool:
+    """The layer's intermediate step is dense then the exact (erf) GELU: BERT's configured
+    activation, or XLM-R's module, which calls nn.gelu (erf) itself."""
+    import mlx.nn as nn
+    act = getattr(layer.intermediate, "intermediate_act_fn", None)
+    if act is not None:
+        return isinstance(act, nn.GELU) and getattr(act, "_approx", None) == "none"
+    try:
+        from mlx_embeddings.models.xlm_roberta import XLMRobertaIntermediate
+    except ImportError:
+        return False
+    return type(layer.intermediate) is XLMRobertaIntermediate
+
+
 def supports(model) -> bool:
-    """A BertModel-shaped MLX module (mlx-embeddings' bert) whose activation is erf GELU."""
+    """A BertModel-shaped MLX module (mlx-embeddings' bert or xlm_roberta: the same layers;
+    XLM-R's embeddings count positions from padding_idx + 1 themselves) with exact GELU."""
     try:
         import mlx.nn as nn
         layers = list(model.encoder.layer)
@@ -169,8 +186,7 @@ def supports(model) -> bool:
                     and isinstance(att.attention_head_size, int)):
                 return False
             layer.attention.output.LayerNorm, layer.output.LayerNorm  # noqa: B018
-            act = layer.intermediate.intermediate_act_fn
-            if not isinstance(act, nn.GELU) or getattr(act, "_approx", None) != "none":
+            if not _exact_gelu_layer(layer):
                 return False
         return bool(layers)
     except (AttributeError, TypeError):
@@ -181,22 +197,39 @@ class CpuBertForward:
     """`self(ids, mask) -> last hidden state (mx.array)` for a BertModel-shaped MLX model:
     its own weights, the same result to float32 rounding (and erf's 1.5e-7)."""
 
-    def __init__(self, model):
+    def __init__(self, model, precision: str = "fp32", gemm=None):
         import mlx.core as mx
         self._mx = mx
         self.model = model
         self.real_rows_only = True  # False: exp_rows_ over everything (A/B comparisons)
-        self.layers = []
-        for layer in model.encoder.layer:
-            att = layer.attention.self
-            heads, head_dim = att.num_attention_heads, att.attention_head_size
-            scale = 1.0 / math.sqrt(head_dim)
-            w = mx.concatenate([att.query.weight * scale, att.key.weight, att.value.weight],
-                               axis=0)
-            b = mx.concatenate([att.query.bias * scale, att.key.bias, att.value.bias])
-            wqkv = mx.contiguous(w.T)
-            mx.eval(wqkv, b)
-            self.layers.append((layer, heads, head_dim, wqkv, b))
+        self.bf16_gemm = gemm  # oneMKL's cblas_gemm_bf16bf16f32 (mlx_service/gemm.py)
+        self._kernels: dict[str, list] = {}
+        self.precision = precision
+        self.use(precision)
+
+    def use(self, precision: str) -> None:
+        """Runs the matmuls in `precision` (mlx_service/gemm.py) from now on; each
+        precision's weights are converted once, on first use."""
+        if precision not in self._kernels:
+            self._kernels[precision] = [self._layer_kernels(layer, precision)
+                                        for layer in self.model.encoder.layer]
+        self.precision = precision
+
+    def forget(self, precision: str) -> None:
+        """Drops a precision's converted weights (the self-check's reference)."""
+        if precision != self.precision:
+            self._kernels.pop(precision, None)
+
+    def _layer_kernels(self, layer, precision: str):
+        att = layer.attention.self
+        heads, head_dim = att.num_attention_heads, att.attention_head_size
+        qkv = gemm.fused([(att.query.weight, att.query.bias), (att.key.weight, att.key.bias),
+                          (att.value.weight, att.value.bias)], precision, self.bf16_gemm,
+                         scales=[1.0 / math.sqrt(head_dim), 1.0, 1.0])
+        dense = [gemm.Linear(d.weight, d.bias, precision, self.bf16_gemm)
+                 for d in (layer.attention.output.dense, layer.intermediate.dense,
+                           layer.output.dense)]
+        return (layer, heads, head_dim, qkv, *dense)
 
     def _attend(self, q, k, v, lengths, bias):
         """softmax(q k^T + bias) v per head, the division done after the product (on
@@ -219,21 +252,22 @@ class CpuBertForward:
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
         lengths = right_padded_lengths(mask) if self.real_rows_only else None
-        for layer, heads, head_dim, wqkv, bqkv in self.layers:
+        for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self._kernels[self.precision]:
             hidden = heads * head_dim
-            qkv = mx.addmm(bqkv, x.reshape(batch * width, hidden), wqkv)
+            qkv = qkv_k(x.reshape(batch * width, hidden))
             qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim)
                                 .transpose(2, 0, 3, 1, 4))
             ctx = self._attend(qkv[0], qkv[1], qkv[2], lengths, bias)
-            ctx = ctx.transpose(0, 2, 1, 3).reshape(batch, width, hidden)
-            attended = layer.attention.output(ctx, x)
-            inner = layer.intermediate.dense(attended)
+            ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, hidden)
+            attended = layer.attention.output.LayerNorm(
+                out_k(ctx).reshape(batch, width, hidden) + x)
+            inner = inner_k(attended.reshape(batch * width, hidden))
             mx.eval(inner)
             activated = _writable(inner)
-            gelu_real_rows_(activated, lengths)
+            gelu_real_rows_(activated.reshape(batch, width, -1), lengths)
             if not np.shares_memory(activated, np.asarray(inner)):
                 inner = mx.array(activated)
-            x = layer.output(inner, attended)
+            x = layer.output.LayerNorm(down_k(inner).reshape(batch, width, hidden) + attended)
         return x
 
 

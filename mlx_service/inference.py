@@ -93,12 +93,15 @@ class Inference:
         return self.worker.dropped
 
     def forward(self) -> dict[str, object]:
-        """How the model runs a pass: forward (mlx, cpu-fast), cpu_lanes, blas_threads
-        (None until the model has loaded)."""
+        """How the model runs a pass: forward (mlx, cpu-fast), cpu_lanes, blas_threads,
+        precision and its reason (None until the model has loaded)."""
         embedder = self.worker.embedder
         return {"forward": getattr(embedder, "forward", None),
                 "cpu_lanes": getattr(embedder, "lanes", None),
-                "blas_threads": getattr(embedder, "blas_threads", None)}
+                "blas_threads": getattr(embedder, "blas_threads", None),
+                # fp32 | bf16 | bf16-emulated, and why (mlx_service/precision.py)
+                "precision": getattr(embedder, "precision", None),
+                "precision_reason": getattr(embedder, "precision_reason", None)}
 
     def model_description(self) -> dict[str, object]:
         """What is served: architecture, pooling and where it came from, prompts, weights

@@ -15,12 +15,15 @@ with or without padding; pooling takes each row's last real token wherever it is
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 from mlx_service.batch_plan import split_rows
 from mlx_service.models.architectures import ARCHITECTURES
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.pooling import pool
+
+log = logging.getLogger("mlx_service.models")
 
 
 def truncate_normalize(vectors, dim: int):
@@ -42,9 +45,11 @@ def describe_device(mx) -> str:
 
 
 class Embedder:
-    def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0):
-        """cpu_fast: take mlx_service/cpu_fast.py's forward pass where it applies (BERT on
-        the CPU); lanes: threads a batch is split over there (0: one per core)."""
+    def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0,
+                 precision: str = "auto"):
+        """cpu_fast: take mlx_service/cpu_fast.py's forward pass where it applies (BERT and
+        XLM-R on the CPU); lanes: threads a batch is split over there (0: one per core);
+        precision: MLX_PRECISION (mlx_service/precision.py), checked at start."""
         import mlx.core as mx
         from transformers import AutoTokenizer
 
@@ -83,6 +88,30 @@ class Embedder:
                 self.lanes = lanes or fast.cores()
                 self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None
                 self.forward = "cpu-fast"
+        self.precision, self.precision_reason, self.precision_check = "fp32", "", None
+        self._choose_precision(precision)
+
+    def _choose_precision(self, mode: str) -> None:
+        """MLX_PRECISION -> the fast path's matmul precision, after the start-up self-check
+        (a fixed probe set against numpy's BLAS, mlx_service/precision.py)."""
+        from mlx_service import gemm, precision
+        library = gemm.bf16_gemm_function()
+        choice = precision.decide(mode, self._fast is not None, precision.cpu_bf16_units(),
+                                  library is not None)
+        if self._fast is not None and choice.check:
+            self._fast.bf16_gemm = library
+            probes = self.tokenize(list(precision.PROBE_TEXTS))
+
+            def embed(name: str):
+                self._fast.use(name)
+                return self._forward(probes)
+            choice, self.precision_check = precision.self_check(choice, embed)
+            self._fast.use(choice.precision)
+            for name in ("reference", "fp32", "bf16", "bf16-emulated"):
+                self._fast.forget(name)
+        self.precision, self.precision_reason = choice.precision, choice.reason
+        (log.warning if "FAILED" in choice.reason or "failed" in choice.reason
+         else log.info)("precision %s: %s", choice.precision, choice.reason)
 
     @property
     def blas_threads(self) -> int | None:
@@ -92,7 +121,8 @@ class Embedder:
     def describe(self) -> dict:
         """How the model runs, once loaded (the folder's facts are the spec's): the dtype it
         computes in, the forward path and whose layers."""
-        return {"dtype": self.dtype, "forward": self.forward, "layers": self.layers}
+        return {"dtype": self.dtype, "forward": self.forward, "layers": self.layers,
+                "precision": self.precision, "precision_reason": self.precision_reason}
 
     # --- tokens -----------------------------------------------------------------------------
     def most_tokens(self, texts: list[str]) -> int:

@@ -19,7 +19,7 @@ REFERENCE = json.loads((TINY / "reference.json").read_text())
 MODELS = ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last")
 # What each folder is, as /info must say it.
 EXPECTED = {"bert-cls": ("bert", ["cls"], "cpu-fast"),
-            "xlmr-mean": ("xlm_roberta", ["mean"], "mlx"),
+            "xlmr-mean": ("xlm_roberta", ["mean"], "cpu-fast"),
             "modernbert-mean": ("modernbert", ["mean"], "mlx"),
             "qwen3-last": ("qwen3", ["lasttoken"], "mlx")}
 
@@ -114,6 +114,11 @@ def test_info_says_what_is_served(served):
     assert model["architecture"] == arch and model["pooling"] == pooling == info["pooling"]
     assert model["pooling_source"] == "1_Pooling/config.json"
     assert model["forward"] == forward == info["forward"]
+    # MLX_PRECISION=auto: fp32 on a CPU without bf16 units or without oneMKL, with the reason
+    assert info["precision"] == model["precision"] in ("fp32", "bf16")
+    assert info["precision_reason"].startswith("auto: ")
+    if forward == "cpu-fast":
+        assert "self-check min cos" in info["precision_reason"]
     assert model["weights"] == "float32 safetensors" and model["quantization"] is None
     names = model["prompts"]["names"]
     assert ("query" in names) == ("query_embeddings" in ref)

@@ -1,0 +1,112 @@
+"""The matmuls of a fast forward pass (`x @ W.T + b`), in the precision the service runs.
+
+A `Linear` holds one layer's weight, converted once at load, and computes on MLX arrays:
+
+- `fp32`: MLX's addmm, i.e. cblas_sgemm of the preloaded BLAS (mlx_service/blas.py);
+- `bf16` on oneMKL's `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16 units): weight stored
+  as bf16 (uint16, the top half of a float32), activations rounded to bf16 per matmul
+  (to nearest even), products accumulated in float32;
+- `bf16-emulated`: the same numbers without the library: operands rounded to bf16 and
+  multiplied by the float32 GEMM. A product of two bf16 values is exact in float32, so this
+  gives what the bf16 GEMM gives (up to summation order), at float32's speed less the
+  rounding: how the bf16 path's accuracy is checked on a CPU that lacks the units;
+- `reference`: numpy's own bundled BLAS, a different library from the preloaded one: the
+  start-up self-check (mlx_service/precision.py) compares the serving path against it.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+MKL_BF16_SYMBOL = "cblas_gemm_bf16bf16f32"
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
+
+
+def to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 as uint16 (round to nearest even), numpy-only."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+            >> np.uint32(16)).astype(np.uint16)
+
+
+def bf16_gemm_function():
+    """oneMKL's bf16 GEMM when the preloaded BLAS exports it, else None."""
+    try:
+        fn = getattr(ctypes.CDLL(None), MKL_BF16_SYMBOL)
+    except (OSError, AttributeError):
+        return None
+    c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    fn.restype = None
+    fn.argtypes = [c_int, c_int, c_int, c_int, c_int, c_int, c_float, ptr, c_int, ptr, c_int,
+                   c_float, ptr, c_int]
+    return fn
+
+
+class Linear:
+    """`self(x) -> x @ W.T + b` for 2-D float32 MLX x; W (out, in) as nn.Linear keeps it."""
+
+    def __init__(self, weight, bias, precision: str = "fp32", gemm=None):
+        import mlx.core as mx
+        self._mx = mx
+        self.precision = precision
+        self.out_features = int(weight.shape[0])
+        self.bias = bias
+        if precision == "fp32":
+            self.w_t = mx.contiguous(weight.T)
+            mx.eval(self.w_t)
+        elif precision == "bf16-emulated":
+            self.w_t = mx.contiguous(weight.astype(mx.bfloat16).astype(mx.float32).T)
+            mx.eval(self.w_t)
+        elif precision == "bf16":
+            if gemm is None:
+                raise ValueError("bf16 needs oneMKL's cblas_gemm_bf16bf16f32")
+            self._gemm = gemm
+            self.w_bits = to_bf16_bits(np.asarray(weight, dtype=np.float32))  # (out, in)
+        elif precision == "reference":
+            self.w_np = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
+        else:
+            raise ValueError(f"unknown precision {precision!r}")
+        self.b_np = None if bias is None else np.asarray(bias, dtype=np.float32)
+
+    def __call__(self, x):
+        mx = self._mx
+        if self.precision == "fp32":
+            return mx.addmm(self.bias, x, self.w_t) if self.bias is not None else x @ self.w_t
+        if self.precision == "bf16-emulated":
+            xr = x.astype(mx.bfloat16).astype(mx.float32)
+            return mx.addmm(self.bias, xr, self.w_t) if self.bias is not None else xr @ self.w_t
+        mx.eval(x)
+        x_np = np.asarray(x, dtype=np.float32)
+        if self.precision == "reference":
+            out = x_np @ self.w_np
+        else:
+            out = self._bf16(x_np)
+        if self.b_np is not None:
+            out += self.b_np
+        return mx.array(out)
+
+    def _bf16(self, x_np: np.ndarray) -> np.ndarray:
+        """C (m, n) = A (m, k) B^T, A the rounded activations, B the (n, k) bf16 weight."""
+        a = to_bf16_bits(x_np)
+        m, k = a.shape
+        n = self.out_features
+        out = np.empty((m, n), np.float32)
+        self._gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, m, n, k, 1.0, a.ctypes.data, k,
+                   self.w_bits.ctypes.data, k, 0.0, out.ctypes.data, n)
+        return out
+
+
+def fused(linears_weights, precision: str, gemm=None, scales=None) -> Linear:
+    """One Linear over several (weight, bias) stacked along the output (fused Q/K/V);
+    `scales` multiply each part (the attention scale folded into Q)."""
+    import mlx.core as mx
+    scales = scales or [1.0] * len(linears_weights)
+    w = mx.concatenate([wt * s for (wt, _), s in zip(linears_weights, scales)], axis=0)
+    biases = [b for _, b in linears_weights]
+    b = (None if any(x is None for x in biases)
+         else mx.concatenate([bb * s for bb, s in zip(biases, scales)]))
+    mx.eval(w)
+    if b is not None:
+        mx.eval(b)
+    return Linear(w, b, precision, gemm)
