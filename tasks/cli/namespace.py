@@ -99,10 +99,14 @@ def quiet_closed_reader_outside_tasks() -> None:
 
 def one_line_failure(exc: Exception) -> Exit:
     """What a user sees when a task fails outside its own handling: a setting it could not use
-    (SettingsError: it names the setting, or the env file and line) with exit 2, anything
-    else as one line with exit 1. CORTEX_DEBUG=1 shows the traceback instead."""
+    (SettingsError: it names the setting, or the env file and line) with exit 2; a file or
+    folder the machine refused, and anything else, as one line with exit 1. CORTEX_DEBUG=1
+    shows the traceback instead."""
     if isinstance(exc, SettingsError):
         return Exit(f"error: {exc}", code=2)
+    if isinstance(exc, OSError) and exc.strerror:  # a file or folder of this machine
+        where = f": {exc.filename}" if exc.filename else ""
+        return Exit(f"error: {exc.strerror}{where}", code=1)
     text = " ".join(str(exc).split()) or "no message"
     return Exit(f"error: {type(exc).__name__}: {text} (this is a bug in the tasks; "
                 "CORTEX_DEBUG=1 shows where)", code=1)

@@ -209,3 +209,17 @@ def test_verify_names_a_log_folder_that_cannot_be_written(tmp_path):
     assert verified.returncode == 1
     failed = [c["detail"] for c in json.loads(verified.stdout)["checks"] if c["status"] == "fail"]
     assert any("CORTEX_LOG_DIR" in detail for detail in failed), failed
+
+
+# --- whatever else goes wrong inside a task: one line, never a traceback --------------------------
+
+@pytest.mark.parametrize("args", [["mlx", "status"], ["mlx", "stop"]])
+def test_a_run_folder_under_a_file_is_one_line(tmp_path, args):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = isolated_env(tmp_path, CORTEX_RUN_DIR=str(blocker / "run"))
+    done = inv(*args, env=env, timeout=120)
+    assert done.returncode == 1
+    one_line_refusal(done, str(blocker / "run"))
+    debug = inv(*args, env=dict(env, CORTEX_DEBUG="1"), timeout=120)
+    assert "Traceback" in debug.stderr  # for whoever fixes the tasks
