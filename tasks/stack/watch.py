@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.core.flags import MlxFlags
-from tasks.core.say import Say, say_as
+from tasks.core.say import Say, quiet, say_as
 from tasks.core.settings import Settings
 from tasks.host import mlx_process
 from tasks.host.watch import SourceWatcher, watched_dir
 from tasks.stack.project import open_stack
 from tasks.stack.readiness import wait_ready
 from tasks.stack.services import BUILT_SERVICES
-from tasks.stack.start import host_start_kwargs, ready_timeout, state_reader
+from tasks.stack.start import (
+    aimed_at_the_running_service, host_start_kwargs, ready_timeout, state_reader,
+)
 
 HOST_TARGET = "mlx"
 
@@ -24,7 +26,8 @@ def watch(settings: Settings, services: Sequence[str], with_mlx: bool = True,
     """Rebuild and restart a built service when its folder under compose/ changes, and restart
     the host service when mlx_service/ changes, with the venv, flags and timeout it was
     started with (`mlx`); until Ctrl-C (or stop_event)."""
-    stack = open_stack(settings)
+    # Rebuilt containers reach the host service where it runs, as `inv start` left them.
+    stack = aimed_at_the_running_service(open_stack(settings), None, quiet)
     targets: dict[Path, str] = {}
     for service in services:
         if service in BUILT_SERVICES:
