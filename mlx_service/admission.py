@@ -7,7 +7,7 @@ nothing), then reserves its tokens once they are known. Beyond either limit the 
 The token limit alone says nothing about time: on a slow CPU the default admits minutes of
 work. So the service measures its own rate (tokens answered per second of busy time, decayed
 over RATE_WINDOW_S of busy time) and admits a request beside others only when the work in
-flight, its own included, can be done within MLX_ADMISSION_TIME_PERCENT (75) of
+flight, its own included, can be done within MLX_ADMISSION_TIME_PERCENT (50) of
 MLX_REQUEST_TIMEOUT at that rate; beyond, 429 at once with how long to wait. Until it has
 measured, it assumes PRIOR_TOKENS_PER_S (a slow CPU's rate for MiniLM), so a burst at start
 cannot overcommit either. A request alone is always admitted (refusing it could not make it
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 RATE_WINDOW_S = 20.0   # busy seconds over which the measured rate forgets
-MIN_BUSY_S = 1.0       # busy seconds measured before the rate is trusted
+MIN_BUSY_S = 3.0       # busy seconds measured before the rate is trusted
 PRIOR_TOKENS_PER_S = 1000.0  # assumed until then (2 shared cores without OpenBLAS: ~650)
 
 

@@ -45,7 +45,7 @@ LIMITS = {
     # Beside other work, a request is admitted only when all the work in flight can be done
     # within this share of MLX_REQUEST_TIMEOUT at the rate the service measures (429 beyond:
     # mlx_service/admission.py). 0: admit by the limits above alone.
-    "admission_time_percent": ("MLX_ADMISSION_TIME_PERCENT", 75, 0),
+    "admission_time_percent": ("MLX_ADMISSION_TIME_PERCENT", 50, 0),
 }
 SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
             "0": False, "off": False, "false": False, "no": False}
