@@ -193,6 +193,19 @@ def supports(model) -> bool:
         return False
 
 
+def build(model):
+    """The fast forward pass for this MLX module, or None: BERT and XLM-R here, Qwen3 and
+    ModernBERT in mlx_service/models/fast_qwen3.py and fast_modernbert.py."""
+    if supports(model):
+        return CpuBertForward(model)
+    from mlx_service.models import fast_modernbert, fast_qwen3
+    if fast_qwen3.supports(model):
+        return fast_qwen3.CpuQwen3Forward(model)
+    if fast_modernbert.supports(model):
+        return fast_modernbert.CpuModernBertForward(model)
+    return None
+
+
 class CpuBertForward:
     """`self(ids, mask) -> last hidden state (mx.array)` for a BertModel-shaped MLX model:
     its own weights, the same result to float32 rounding (and erf's 1.5e-7)."""

@@ -82,8 +82,8 @@ class Embedder:
         self._fast = self._lanes = self._blas = None
         if cpu_fast and self.device == "cpu":
             from mlx_service import cpu_fast as fast
-            if fast.supports(self.model):
-                self._fast = fast.CpuBertForward(self.model)
+            self._fast = fast.build(self.model)
+            if self._fast is not None:
                 self._blas = fast.BlasThreads()
                 self.lanes = lanes or fast.cores()
                 self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None

@@ -20,8 +20,8 @@ MODELS = ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last")
 # What each folder is, as /info must say it.
 EXPECTED = {"bert-cls": ("bert", ["cls"], "cpu-fast"),
             "xlmr-mean": ("xlm_roberta", ["mean"], "cpu-fast"),
-            "modernbert-mean": ("modernbert", ["mean"], "mlx"),
-            "qwen3-last": ("qwen3", ["lasttoken"], "mlx")}
+            "modernbert-mean": ("modernbert", ["mean"], "cpu-fast"),
+            "qwen3-last": ("qwen3", ["lasttoken"], "cpu-fast")}
 
 
 @pytest.fixture(scope="module", params=MODELS)

@@ -1,0 +1,177 @@
+"""Qwen3's forward pass on the CPU fast path: mlx-embeddings' qwen3 weights and semantics
+(RMSNorm, q/k RMSNorm per head, rotary positions, grouped-query attention with the causal
+mask, SwiGLU), with the matmuls on the chosen BLAS and precision (mlx_service/gemm.py) and
+the transcendental work (softmax's exp, SiLU's sigmoid) in numpy, where MLX's CPU kernels
+are scalar.
+
+Rows come right-padded (mlx_service/models/embedder.py): positions count from 0 on every
+row, a real token attends to the real tokens up to itself, and padding queries are kept
+finite but never pooled (last-token pooling takes each row's last real token).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mlx_service import gemm
+
+SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
+
+
+def supports(model) -> bool:
+    """mlx-embeddings' qwen3 Model (model.model.layers of Qwen3DecoderLayer), not quantized."""
+    try:
+        from mlx_embeddings.models.qwen3 import Qwen3DecoderLayer
+        layers = list(model.model.layers)
+        model.model.embed_tokens, model.model.norm  # noqa: B018 (attribute probes)
+    except (ImportError, AttributeError, TypeError):
+        return False
+    import mlx.nn as nn
+
+    def plain(layer) -> bool:  # float Linears (a quantized model keeps the MLX layers)
+        att, mlp = layer.self_attn, layer.mlp
+        return all(type(m) is nn.Linear for m in (att.q_proj, att.k_proj, att.v_proj,
+                                                  att.o_proj, mlp.gate_proj, mlp.up_proj,
+                                                  mlp.down_proj))
+    return bool(layers) and all(type(layer) is Qwen3DecoderLayer and plain(layer)
+                                for layer in layers)
+
+
+def swiglu_rows_(gate_up: np.ndarray, inter: int) -> np.ndarray:
+    """(N, 2I) [gate | up] -> (N, I) silu(gate) * up, written over the gate half; returns
+    that half (a strided view; the caller copies it into MLX)."""
+    gate, up = gate_up[:, :inter], gate_up[:, inter:]
+    rows_per_chunk = max(1, SILU_CHUNK // max(inter, 1))
+    tmp = np.empty((rows_per_chunk, inter), np.float32)
+    for i in range(0, gate.shape[0], rows_per_chunk):
+        g, u = gate[i:i + rows_per_chunk], up[i:i + rows_per_chunk]
+        t = tmp[:g.shape[0]]
+        np.negative(g, out=t)
+        np.exp(t, out=t)
+        t += np.float32(1.0)
+        np.divide(g, t, out=g)  # silu(g) = g / (1 + exp(-g))
+        g *= u
+    return gate
+
+
+def masked_exp_rows_(scores: np.ndarray, lengths: np.ndarray, hidden) -> np.ndarray:
+    """In place over (B, H, T, T) scores: exp(score - row max) over the real keys a real
+    query may see, 0 elsewhere; `hidden(length)` gives the (length, length) bool matrix of
+    the pairs it may not (causal: the future; a sliding window: beyond it), None for none.
+    Padding queries put their weight on key 0. Returns the row sums (B, H, T, 1)."""
+    width = scores.shape[-1]
+    sums = np.ones(scores.shape[:-1] + (1,), np.float32)
+    for b, length in enumerate(lengths):
+        s = scores[b]
+        length = max(int(length), 1)
+        if length < width:
+            s[:, length:, :] = 0.0
+            s[:, length:, 0] = 1.0
+            s[:, :length, length:] = 0.0
+        real = s[:, :length, :length]
+        masked = hidden(length)
+        if masked is not None:
+            real[:, masked] = -np.inf
+        np.subtract(real, real.max(axis=-1, keepdims=True), out=real)
+        np.exp(real, out=real)
+        np.sum(real, axis=-1, keepdims=True, out=sums[b, :, :length])
+    return sums
+
+
+def future_of(length: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 (a cache)
+    """The causal mask's hidden pairs: key after query."""
+    if length not in _cache:
+        _cache[length] = np.triu(np.ones((length, length), bool), 1)
+    return _cache[length]
+
+
+def _writable(array) -> np.ndarray:
+    view = np.asarray(array)
+    if view.dtype == np.float32 and view.flags.c_contiguous and view.flags.writeable:
+        return view
+    return np.array(view, dtype=np.float32, order="C")
+
+
+class CpuQwen3Forward:
+    """`self(ids, mask) -> last hidden state (mx.array)`, as mlx-embeddings' Qwen3Model."""
+
+    def __init__(self, model, precision: str = "fp32", gemm_fn=None):
+        import mlx.core as mx
+        self._mx = mx
+        self.core = model.model
+        self.bf16_gemm = gemm_fn
+        self._kernels: dict[str, list] = {}
+        self.use(precision)
+
+    def use(self, precision: str) -> None:
+        if precision not in self._kernels:
+            self._kernels[precision] = [self._layer_kernels(layer, precision)
+                                        for layer in self.core.layers]
+        self.precision = precision
+
+    def forget(self, precision: str) -> None:
+        if precision != self.precision:
+            self._kernels.pop(precision, None)
+
+    def _layer_kernels(self, layer, precision: str):
+        att, mlp = layer.self_attn, layer.mlp
+        qkv = gemm.fused([(att.q_proj.weight, att.q_proj.get("bias")),
+                          (att.k_proj.weight, att.k_proj.get("bias")),
+                          (att.v_proj.weight, att.v_proj.get("bias"))], precision,
+                         self.bf16_gemm)
+        out = gemm.Linear(att.o_proj.weight, att.o_proj.get("bias"), precision, self.bf16_gemm)
+        gate_up = gemm.fused([(mlp.gate_proj.weight, None), (mlp.up_proj.weight, None)],
+                             precision, self.bf16_gemm)
+        down = gemm.Linear(mlp.down_proj.weight, None, precision, self.bf16_gemm)
+        # 1/sqrt(head_dim) folded into q's RMSNorm weight (RoPE is linear: same result)
+        q_norm_w = att.q_norm.weight * (1.0 / math.sqrt(att.head_dim))
+        self._mx.eval(q_norm_w)
+        return layer, qkv, out, gate_up, down, q_norm_w
+
+    def _attend(self, q, k, v, lengths, groups: int):
+        """softmax(q k^T, causal and padding) v, grouped-query: the G query heads sharing a
+        key/value head are stacked along the rows, so K and V are never repeated."""
+        mx = self._mx
+        b, heads, t, d = q.shape
+        kv = heads // groups
+        qg = q.reshape(b, kv, groups * t, d)
+        scores = qg @ k.transpose(0, 1, 3, 2)  # (B, KV, G*T, T)
+        mx.eval(scores)
+        weights = _writable(scores)
+        sums = masked_exp_rows_(weights.reshape(b, heads, t, t), lengths, future_of)
+        if not np.shares_memory(weights, np.asarray(scores)):
+            scores = mx.array(weights)
+        ctx = (scores @ v).reshape(b, heads, t, d)
+        return ctx * mx.array(np.reciprocal(sums))
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray):
+        mx = self._mx
+        batch, width = ids.shape
+        lengths = mask.sum(axis=1).astype(np.int64)
+        x = self.core.embed_tokens(mx.array(ids))
+        for layer, qkv_k, out_k, gate_up_k, down_k, q_norm_w in self._kernels[self.precision]:
+            att = layer.self_attn
+            heads, kv_heads, d = att.num_heads, att.num_key_value_heads, att.head_dim
+            hidden = x.shape[-1]
+            h = mx.fast.rms_norm(x, layer.input_layernorm.weight, layer.input_layernorm.eps)
+            qkv = qkv_k(h.reshape(batch * width, hidden)).reshape(batch, width, -1)
+            q = qkv[..., :heads * d].reshape(batch, width, heads, d)
+            k = qkv[..., heads * d:(heads + kv_heads) * d].reshape(batch, width, kv_heads, d)
+            v = qkv[..., (heads + kv_heads) * d:].reshape(batch, width, kv_heads, d)
+            q = mx.fast.rms_norm(q, q_norm_w, att.q_norm.eps).transpose(0, 2, 1, 3)
+            k = mx.fast.rms_norm(k, att.k_norm.weight, att.k_norm.eps).transpose(0, 2, 1, 3)
+            q = mx.contiguous(att.rotary_emb(q))
+            k = att.rotary_emb(k)
+            v = v.transpose(0, 2, 1, 3)
+            ctx = self._attend(q, k, v, lengths, heads // kv_heads)
+            ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, heads * d)
+            x = x + out_k(ctx).reshape(batch, width, hidden)
+            h = mx.fast.rms_norm(x, layer.post_attention_layernorm.weight,
+                                 layer.post_attention_layernorm.eps)
+            gu = gate_up_k(h.reshape(batch * width, hidden))
+            mx.eval(gu)
+            gu_np = _writable(gu)
+            act = swiglu_rows_(gu_np, gu_np.shape[1] // 2)
+            x = x + down_k(mx.array(act)).reshape(batch, width, hidden)
+        return mx.fast.rms_norm(x, self.core.norm.weight, self.core.norm.eps)
