@@ -14,6 +14,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from mlx_service import otlp
+from mlx_service.metrics import SeriesAsBefore
 from mlx_service.process_metrics import register_process_metrics
 
 SERVICE_NAME = "mlx-embeddings"
@@ -27,7 +28,8 @@ def install(app, metrics) -> otlp.Otlp:
     register_process_metrics(metrics.registry)  # process RSS and CPU, Linux and macOS
     dropped = Counter("mlx_embed_telemetry_dropped", "Spans and log records not exported, "
                       "by signal and reason (queue_full, export_failed).",
-                      ("signal", "reason"), registry=metrics.registry)
+                      ("signal", "reason"), registry=None)
+    metrics.registry.register(SeriesAsBefore((dropped,)))  # no _created, like the others
     _OTLP = otlp.setup("mlx_service", lambda signal, reason, n: dropped.labels(
         signal, reason).inc(n), default_service_name=SERVICE_NAME)
     otlp.server_spans(app, _OTLP)
