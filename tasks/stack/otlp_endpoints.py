@@ -16,7 +16,9 @@ from tasks.stack.container import ContainerState
 from tasks.stack.errors import ComposeError
 from tasks.stack.project import Stack
 
-USER_OTLP = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED")
+# The user's own collector for every signal: kept (OTEL_SDK_DISABLED=true needs nothing
+# here: the service reads it and exports nothing, whatever the endpoints).
+USER_OTLP = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
 
 
 def otlp_environment(settings: Settings, running: Iterable[str]) -> dict[str, str]:
