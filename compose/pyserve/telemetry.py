@@ -27,6 +27,7 @@ try:  # no `<name>_created` series beside each counter (prometheus_client 0.17+;
     disable_created_metrics()
 except ImportError:
     pass
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
