@@ -1,0 +1,115 @@
+"""The CPU fast path for every architecture (BERT, XLM-R, ModernBERT, Qwen3) and its
+precisions (mlx_service/gemm.py, precision.py), run in the service's venv on the tiny fixtures.
+
+fp32 must give the MLX layers' vectors (to float32 rounding); bf16 (emulated on a CPU without
+bf16 units) must pass the self-check truthfully; the self-check must catch wrong vectors.
+"""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.service.mlx_service.test_service_cpu_fast import run_in_service_venv
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the CPU fast path is what Linux runs")
+
+EVERY_MODEL = r"""
+import json
+import numpy as np
+from mlx_service.models.embedder import Embedder
+from mlx_service.models.folder import read_spec
+from mlx_service.precision import min_cosine
+
+ref = json.load(open("tests/fixtures/tiny-models/reference.json"))
+texts = ref["texts"] + ["word " * 200]  # longer than ModernBERT's 32-token window
+out = {}
+for name in ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last"):
+    spec = read_spec("tests/fixtures/tiny-models/" + name)
+    slow = Embedder(spec, cpu_fast=False)
+    fast = Embedder(spec, cpu_fast=True, precision="fp32")
+    bf16 = Embedder(spec, cpu_fast=True, precision="bf16")
+    rows = fast.tokenize(texts)
+    want = slow.embed(rows)
+    one = np.stack([fast.embed([r])[0] for r in rows[:6]])
+    out[name] = {
+        "forward": fast.forward, "slow_forward": slow.forward,
+        "fp32_batched": min_cosine(fast.embed(rows), want),
+        "fp32_one": min_cosine(one, want[:6]),
+        "fp32_reason": fast.precision_reason,
+        "bf16": bf16.precision, "bf16_reason": bf16.precision_reason,
+        "bf16_check": bf16.precision_check,
+        "bf16_vs_reference": min_cosine(bf16.embed(rows), np.array(ref["models"][name]["embeddings"] + [want[-1].tolist()])),
+        "longest": max(len(r) for r in rows),
+    }
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def every_model(service_py):
+    return run_in_service_venv(service_py, EVERY_MODEL, timeout=600)
+
+
+@pytest.mark.parametrize("name", ["bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last"])
+def test_fp32_fast_path_gives_the_mlx_layers_vectors(every_model, name):
+    got = every_model[name]
+    assert got["forward"] == "cpu-fast" and got["slow_forward"] == "mlx"
+    assert got["fp32_batched"] >= 0.99999 and got["fp32_one"] >= 0.99999
+    assert got["fp32_reason"].startswith("fp32: MLX_PRECISION=fp32; self-check min cos 1.0")
+    assert got["longest"] > 64  # mixed lengths, past the sliding window
+
+
+@pytest.mark.parametrize("name", ["bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last"])
+def test_bf16_passes_the_self_check_and_stays_near_the_reference(every_model, name):
+    got = every_model[name]
+    assert got["bf16"] in ("bf16", "bf16-emulated")  # emulated where units or oneMKL lack
+    assert got["bf16_check"] >= 0.9999
+    assert f"self-check min cos {got['bf16_check']:.6f}" in got["bf16_reason"]
+    assert got["bf16_vs_reference"] >= 0.999  # bf16 rounding on random tiny weights
+
+
+ROUNDING_AND_CHECK = r"""
+import json
+import numpy as np
+import mlx.core as mx
+from mlx_service import gemm, precision
+
+rng = np.random.default_rng(3)
+x = np.concatenate([rng.standard_normal(100000).astype(np.float32) * 50,
+                    np.array([0, -0.0, 1e-40, 3.3895314e38, 1.00390625, 1.01171875], np.float32)])
+ours = gemm.to_bf16_bits(x)
+mlx_bits = np.array(mx.array(x).astype(mx.bfloat16).view(mx.uint16))
+# A bf16 GEMM's products are exact in float32: the emulated Linear equals rounding first.
+w = rng.standard_normal((48, 32)).astype(np.float32)
+a = rng.standard_normal((5, 32)).astype(np.float32)
+emulated = np.array(gemm.Linear(mx.array(w), None, "bf16-emulated")(mx.array(a)))
+rounded = lambda v: (gemm.to_bf16_bits(v).astype(np.uint32) << 16).view(np.float32)
+exact = rounded(a).astype(np.float64) @ rounded(w).astype(np.float64).T
+reference = np.array(gemm.Linear(mx.array(w), mx.array(w[:, 0].copy()), "reference")(mx.array(a)))
+
+good = rng.standard_normal((4, 16))
+bad = good[::-1].copy()
+table = {"reference": good, "fp32": good, "bf16": bad}
+bf16_falls_back = precision.self_check(precision.Choice("bf16", "auto: bf16"), table.__getitem__)
+table = {"reference": good, "fp32": bad}
+blas_wrong = precision.self_check(precision.Choice("fp32", "auto: fp32"), table.__getitem__)
+print(json.dumps({
+    "same_bits": bool(np.array_equal(ours, mlx_bits)),
+    "emulated_err": float(np.abs(emulated - exact).max()),
+    "reference_err": float(np.abs(reference - (a @ w.T + w[:, 0])).max()),
+    "fallback": [bf16_falls_back[0].precision, bf16_falls_back[0].reason],
+    "wrong_blas": [blas_wrong[0].precision, blas_wrong[0].reason],
+}))
+"""
+
+
+def test_bf16_rounding_emulation_and_the_self_checks_verdicts(service_py):
+    got = run_in_service_venv(service_py, ROUNDING_AND_CHECK)
+    assert got["same_bits"]  # round to nearest even, as MLX (and oneMKL) round
+    assert got["emulated_err"] < 1e-4 and got["reference_err"] < 1e-4
+    assert got["fallback"][0] == "fp32"
+    assert "bf16 failed the self-check" in got["fallback"][1]
+    assert got["wrong_blas"][0] == "fp32"
+    assert "SELF-CHECK FAILED" in got["wrong_blas"][1] and "computes wrong" in got["wrong_blas"][1]

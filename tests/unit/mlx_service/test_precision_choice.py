@@ -1,0 +1,58 @@
+"""MLX_PRECISION: which precision the fast path's matmuls take, and the reason it says
+(mlx_service/precision.py's pure parts; the self-check runs in tests/service)."""
+from __future__ import annotations
+
+import pytest
+
+from mlx_service import precision
+from mlx_service.config import ConfigError, load_config
+
+ZEN3_FLAGS = ("flags\t\t: fpu vme sse sse2 ssse3 fma avx f16c avx2 bmi1 bmi2 sha_ni vaes\n")
+ZEN4_FLAGS = ("flags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n")
+SPR_FLAGS = ("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+
+
+@pytest.mark.parametrize("cpuinfo,units", [
+    (ZEN3_FLAGS, ()), (ZEN4_FLAGS, ("avx512_bf16",)), (SPR_FLAGS, ("amx_bf16", "avx512_bf16")),
+    ("processor\t: 0\n", ()),  # no flags line (not x86): no units
+])
+def test_bf16_units_are_read_from_cpuinfo_flags(cpuinfo, units):
+    assert precision.cpu_bf16_units(cpuinfo) == units
+
+
+def test_auto_on_a_cpu_without_bf16_units_is_fp32_and_says_why():
+    choice = precision.decide("auto", True, (), library=True)
+    assert choice.precision == "fp32" and choice.check
+    assert choice.reason == "auto: fp32, this CPU has no bf16 units (AMX-BF16, AVX512_BF16)"
+
+
+def test_auto_with_units_but_no_library_names_the_install():
+    choice = precision.decide("auto", True, ("avx512_bf16",), library=False)
+    assert choice.precision == "fp32"
+    assert "avx512_bf16" in choice.reason and "inv mlx install --blas mkl" in choice.reason
+
+
+def test_auto_with_units_and_onemkl_takes_bf16_pending_the_self_check():
+    choice = precision.decide("auto", True, ("amx_bf16", "avx512_bf16"), library=True)
+    assert (choice.precision, choice.check) == ("bf16", True)
+    assert choice.reason.startswith("auto: bf16, amx_bf16/avx512_bf16")
+
+
+def test_forced_bf16_without_units_runs_emulated_and_says_it_is_not_faster():
+    choice = precision.decide("bf16", True, (), library=False)
+    assert choice.precision == "bf16-emulated"
+    assert "no bf16 units" in choice.reason and "not its speed" in choice.reason
+
+
+def test_fp32_forced_and_models_without_a_fast_path():
+    assert precision.decide("fp32", True, ("amx_bf16",), True).precision == "fp32"
+    slow = precision.decide("bf16", False, ("amx_bf16",), True)
+    assert (slow.precision, slow.check) == ("fp32", False)
+    assert "no bf16 path" in slow.reason
+
+
+def test_mlx_precision_setting():
+    assert load_config([], {}).precision == "auto"
+    assert load_config([], {"MLX_PRECISION": " BF16 "}).precision == "bf16"
+    with pytest.raises(ConfigError, match=r"MLX_PRECISION='fp16' is not one of auto, fp32, bf16"):
+        load_config([], {"MLX_PRECISION": "fp16"})
