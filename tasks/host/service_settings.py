@@ -36,33 +36,28 @@ def service_setting_problem(settings: Settings) -> str | None:
     return None
 
 
-def writable_problem(path: Path, variable: str) -> str | None:
-    """Why the file `path` cannot be created, appended to and rotated beside; None when it can.
-    Creates its folder when missing, as a start would."""
-    folder = path.parent
+def folder_problem(folder: Path, variable: str) -> str | None:
+    """Why files cannot be made (and renamed) in `folder`, created when missing as a start
+    would create it; None when they can."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return (f"{path} cannot be written ({reason}): make {folder} a writable folder or set "
-                f"{variable} to another folder")
-    if not os.access(folder, os.W_OK):  # appending works, rotating (renaming) would not
-        return (f"{folder} is not writable (its log cannot be rotated): make it writable or "
-                f"set {variable} to another folder")
+        return (f"{folder} cannot be created ({exc.strerror or type(exc).__name__}): make it "
+                f"a writable folder or set {variable} to another folder")
+    if not os.access(folder, os.W_OK | os.X_OK):  # root too: chattr +i, read-only mounts
+        return f"{folder} is not writable: make it writable or set {variable} to another folder"
     return None
 
 
-def folder_problem(folder: Path, variable: str) -> str | None:
-    """Why files cannot be made in `folder` (created when missing); None when they can."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return (f"{folder} cannot be created ({exc.strerror or type(exc).__name__}): "
-                f"set {variable} to another folder")
-    if not os.access(folder, os.W_OK):
-        return f"{folder} is not writable: make it writable or set {variable} to another folder"
+def writable_problem(path: Path, variable: str) -> str | None:
+    """Why the file `path` cannot be created, appended to and rotated beside (its folder must
+    let files be made and renamed); None when it can."""
+    problem = folder_problem(path.parent, variable)
+    if problem or not path.exists():
+        return problem and f"{path} cannot be written: {problem}"
+    if path.is_dir() or not os.access(path, os.W_OK):
+        return (f"{path} cannot be written (it is {'a folder' if path.is_dir() else 'read-only'})"
+                f": remove it or set {variable} to another folder")
     return None
 
 
