@@ -38,7 +38,10 @@ PORT = int(os.environ.get("GATEWAY_PORT", "8083"))
 TIMEOUT = float(os.environ.get("GATEWAY_UPSTREAM_TIMEOUT", "60"))
 HEALTH_TIMEOUT = float(os.environ.get("GATEWAY_HEALTH_TIMEOUT", "2"))
 # Forwarded requests in flight (the host admits 64 by default); probes get threads beyond.
-MAX_FORWARDS = int(os.environ.get("GATEWAY_MAX_FORWARDS", "").strip() or "64")
+_forwards_raw = os.environ.get("GATEWAY_MAX_FORWARDS", "").strip() or "64"
+if not _forwards_raw.isdigit() or int(_forwards_raw) < 1:
+    raise SystemExit(f"GATEWAY_MAX_FORWARDS={_forwards_raw!r} is not a positive whole number.")
+MAX_FORWARDS = int(_forwards_raw)
 PROBE_THREADS = 8
 LIMITS = Limits.from_env("GATEWAY", os.environ, max_body=16 * 1024 * 1024,
                          threads=MAX_FORWARDS + PROBE_THREADS)
