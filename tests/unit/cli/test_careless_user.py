@@ -92,18 +92,6 @@ def test_other_number_flags_are_one_line(tmp_path, args, flag):
     one_line_refusal(done, flag)
 
 
-def test_logs_of_the_host_service_takes_a_count(tmp_path):
-    env = isolated_env(tmp_path)
-    log = Path(env["CORTEX_LOG_DIR"]) / "mlx-server.log"
-    log.parent.mkdir(parents=True)
-    log.write_text("".join(f"line {i}\n" for i in range(10)))
-    done = inv("logs", "mlx", "--tail", "3", env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["line 7", "line 8", "line 9"]
-    done = inv("mlx", "logs", "-n", "2", env=env, timeout=120)
-    assert done.stdout.splitlines() == ["line 8", "line 9"]
-
-
 # --- row 8: a line of .env.dev that is not NAME=value ----------------------------------------------
 
 GARBAGE = "this is garbage line\n"
