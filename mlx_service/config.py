@@ -26,8 +26,9 @@ LIMITS = {
     "max_concurrent_requests": ("MLX_MAX_CONCURRENT_REQUESTS", 64, 1),
     "max_inflight_tokens": ("MLX_MAX_INFLIGHT_TOKENS", 2048 * 256, 16),
     # waitress threads: at least max_concurrent_requests + PROBE_THREADS, so that probes and
-    # refusals always find a thread while admitted requests wait for the worker.
-    "http_threads": ("MLX_HTTP_THREADS", 32, 1),
+    # refusals always find a thread while admitted requests wait for the worker. None: unset,
+    # derived from the concurrency limit by default_http_threads().
+    "http_threads": ("MLX_HTTP_THREADS", None, 1),
     "max_connections": ("MLX_MAX_CONNECTIONS", 512, 8),         # open connections (waitress)
     "idle_timeout": ("MLX_IDLE_TIMEOUT", 30, 1),                # s before an idle connection closes
     "request_timeout": ("MLX_REQUEST_TIMEOUT", 120, 1),         # s a request may wait for the worker
@@ -52,11 +53,27 @@ SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
 
 
 PROBE_THREADS = 8
+# Fewest waitress threads when MLX_HTTP_THREADS is unset, however low the concurrency limit.
+HTTP_THREADS_FLOOR = 32
+LOG_MAX_BYTES = 10 * 1024 * 1024  # MLX_LOG_MAX_BYTES: rotate MLX_LOG_FILE above this
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
     """A setting the service cannot start with; the message says which and why."""
+
+
+def default_http_threads(max_concurrent_requests: int) -> int:
+    """MLX_HTTP_THREADS when unset: enough for the admission limit and the probes."""
+    return max(HTTP_THREADS_FLOOR, max_concurrent_requests + PROBE_THREADS)
+
+
+def check_http_threads(http_threads: int, max_concurrent_requests: int) -> None:
+    if http_threads < max_concurrent_requests + PROBE_THREADS:
+        raise ConfigError(
+            f"MLX_HTTP_THREADS={http_threads} must be at least "
+            f"MLX_MAX_CONCURRENT_REQUESTS ({max_concurrent_requests}) + "
+            f"{PROBE_THREADS}, so that health probes never wait behind embedding work")
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ class Config:
     max_request_bytes: int = LIMITS["max_request_bytes"][1]
     queue_size: int = LIMITS["queue_size"][1]
     max_batch_tokens: int = LIMITS["max_batch_tokens"][1]
-    http_threads: int = LIMITS["http_threads"][1]
+    http_threads: int | None = None   # None: default_http_threads(max_concurrent_requests)
     request_timeout: int = LIMITS["request_timeout"][1]
     max_concurrent_requests: int = LIMITS["max_concurrent_requests"][1]
     max_inflight_tokens: int = LIMITS["max_inflight_tokens"][1]
@@ -85,8 +102,15 @@ class Config:
     precision: str = "auto"           # MLX_PRECISION: auto | fp32 | bf16 (mlx_service/precision.py)
     log_level: str = "INFO"
     log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
-    log_max_bytes: int = 10 * 1024 * 1024  # MLX_LOG_MAX_BYTES: rotate MLX_LOG_FILE above this
+    log_max_bytes: int = LOG_MAX_BYTES
     api_key: str | None = None        # MLX_API_KEY: required as a Bearer token on embeddings
+
+    def __post_init__(self):
+        # The same rule load_config enforces holds for a Config built directly.
+        if self.http_threads is None:
+            object.__setattr__(self, "http_threads",
+                               default_http_threads(self.max_concurrent_requests))
+        check_http_threads(self.http_threads, self.max_concurrent_requests)
 
     def limits(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in LIMITS}
@@ -177,6 +201,13 @@ def check_log_file(raw: str) -> str:
     raise ConfigError(f"MLX_LOG_FILE={raw!r} cannot be written: {problem}")
 
 
+def parse_log_max_bytes(environ: Mapping[str, str]) -> int:
+    """MLX_LOG_MAX_BYTES, read the one way for the service and for the tasks that rotate its
+    log (tasks/host/launch.py): a whole number >= 1, or the default when unset."""
+    raw = _env(environ, "MLX_LOG_MAX_BYTES")
+    return _int("MLX_LOG_MAX_BYTES", raw, 1) if raw is not None else LOG_MAX_BYTES
+
+
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     """Flags > env > defaults. Raises ConfigError (or SystemExit from argparse for bad flags)."""
     args = build_parser().parse_args(list(argv) if argv is not None else [])
@@ -205,14 +236,8 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
         limits[attr] = _int(env_name, raw, minimum) if raw is not None else default
     if limits["max_batch_tokens"] < 16:
         raise ConfigError("MLX_MAX_BATCH_TOKENS must be at least 16")
-    if _env(environ, "MLX_HTTP_THREADS") is None:  # unset: enough for the admission limit
-        limits["http_threads"] = max(limits["http_threads"],
-                                     limits["max_concurrent_requests"] + PROBE_THREADS)
-    if limits["http_threads"] < limits["max_concurrent_requests"] + PROBE_THREADS:
-        raise ConfigError(
-            f"MLX_HTTP_THREADS={limits['http_threads']} must be at least "
-            f"MLX_MAX_CONCURRENT_REQUESTS ({limits['max_concurrent_requests']}) + "
-            f"{PROBE_THREADS}, so that health probes never wait behind embedding work")
+    if limits["http_threads"] is not None:  # unset: Config derives it
+        check_http_threads(limits["http_threads"], limits["max_concurrent_requests"])
 
     fast_raw = (_env(environ, "MLX_CPU_FAST") or "1").strip().lower()
     if fast_raw not in SWITCHES:
@@ -226,13 +251,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
 
     level = check_log_level(_env(environ, "MLX_LOG_LEVEL") or "INFO")
     log_file = _env(environ, "MLX_LOG_FILE")
-    log_bytes_raw = _env(environ, "MLX_LOG_MAX_BYTES")
-    log_max_bytes = (_int("MLX_LOG_MAX_BYTES", log_bytes_raw, 1) if log_bytes_raw is not None
-                     else Config.log_max_bytes)
     return Config(hosts=parse_hosts(host_raw, "--host" if args.host else "MLX_HOST"), port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
                   log_level=level,
                   log_file=check_log_file(log_file) if log_file else None,
-                  log_max_bytes=log_max_bytes,
+                  log_max_bytes=parse_log_max_bytes(environ),
                   api_key=_env(environ, "MLX_API_KEY"), **limits)

@@ -56,3 +56,17 @@ def test_bad_flag_value_names_the_flag():
         load_config(["--dim", "x"], {})
     with pytest.raises(SystemExit):
         load_config(["--blas", "atlas"], {})
+
+
+def test_one_default_for_http_threads_built_directly_or_loaded():
+    # The README's 72 (concurrency 64 + 8 probe threads) whichever way a Config is made.
+    assert Config().http_threads == load_config([], {}).http_threads == 72
+    assert Config(max_concurrent_requests=100).http_threads == 108
+    assert load_config([], {"MLX_MAX_CONCURRENT_REQUESTS": "100"}).http_threads == 108
+
+
+def test_a_config_built_directly_keeps_the_concurrency_plus_8_rule():
+    with pytest.raises(ConfigError, match="MLX_HTTP_THREADS=50"):
+        Config(max_concurrent_requests=100, http_threads=50)
+    with pytest.raises(ConfigError, match="MLX_HTTP_THREADS=50"):
+        load_config([], {"MLX_MAX_CONCURRENT_REQUESTS": "100", "MLX_HTTP_THREADS": "50"})
