@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from mlx_service.config import ConfigError, parse_log_max_bytes
+
 from tasks.core.say import Say
-from tasks.core.settings import Settings, called_host, http_url
+from tasks.core.settings import Settings, SettingsError, called_host, http_url
 from tasks.host.bind_addresses import bind_addresses
-from tasks.host.logfiles import LOG_MAX_BYTES
 from tasks.host.pidfile import TOKEN_VAR, RunMode, new_token, remove_pidfile
 from tasks.host.port_holders import address_free, describe_holders, port_holders
 from tasks.host.process_groups import ServiceError, terminate_group
@@ -98,8 +99,9 @@ def log_header(cmd: list[str], bind: list[str], port: int, mode: RunMode) -> byt
 
 
 def log_max_bytes(settings: Settings) -> int:
-    """MLX_LOG_MAX_BYTES, or the default when it is not a whole number."""
+    """MLX_LOG_MAX_BYTES by the service's own parser (one rule for both: a value the service
+    would refuse is refused here too, in its words)."""
     try:
-        return int(settings.get("MLX_LOG_MAX_BYTES", str(LOG_MAX_BYTES)))
-    except ValueError:
-        return LOG_MAX_BYTES
+        return parse_log_max_bytes(settings.env)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None

@@ -7,7 +7,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Callable, TextIO
 
-LOG_MAX_BYTES = 10 * 1024 * 1024
+from mlx_service.config import LOG_MAX_BYTES  # the service's own default, one source
 LOG_KEEP = 3
 
 def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
