@@ -44,7 +44,7 @@ class BoundedTokenizer:
         self._long_word = _long_word_rule(self._tok)
 
     def most_tokens(self, text: str) -> int:
-        """An upper bound on len(encode(text)) without tokenizing: every token covers at
+        """An upper bound on len(encode_batch([text])[0]) without tokenizing: every token covers at
         least one byte of the text (WordPiece, BPE and Unigram alike), and a character is at
         most 4 bytes. Admission control reserves this before it pays for tokenizing."""
         chars = len(text) if text.isascii() else 4 * len(text)
@@ -68,11 +68,6 @@ class BoundedTokenizer:
         if len(enc.ids) > self.budget:
             enc.truncate(self.budget)
         return self._tok.post_process(enc).ids
-
-    def encode(self, text: str) -> list[int]:
-        if len(text) <= DIRECT_CHARS:
-            return self._finish(self._tok.encode(text, add_special_tokens=False))
-        return self._finish(self._window(text))
 
     def reduce(self, text: str) -> str:
         """The text with the checked, token-preserving reductions applied."""

@@ -35,7 +35,6 @@ class RequestError(Exception):
 @dataclass(frozen=True)
 class EmbedRequest:
     texts: list[str]
-    single: bool                  # the client sent one string, not a list
     model: str | None
     encoding_format: str
     dimensions: int | None
@@ -136,7 +135,7 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
                                 "check_embedding_ctx_length=False.)", param=field,
                            code="token_ids_not_supported")
     single = isinstance(value, str)
-    if single:
+    if single:  # one string is answered as a list of one, as OpenAI does
         texts = [value]
     elif isinstance(value, list):
         texts = value
@@ -185,5 +184,5 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
         if not 1 <= dims <= max_dim:
             raise RequestError(422, f"'dimensions' must be between 1 and {max_dim}, got {dims}",
                                param="dimensions", code="invalid_dimensions")
-    return EmbedRequest(texts=texts, single=single, model=model, encoding_format=encoding,
+    return EmbedRequest(texts=texts, model=model, encoding_format=encoding,
                         dimensions=dims, prompt_name=body.get("prompt_name"))

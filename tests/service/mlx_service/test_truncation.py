@@ -57,7 +57,7 @@ for _ in range(1500):
     texts.append("".join(parts))
 batched = bounded.encode_batch(texts)  # the service's path: short texts in one batch call
 expected = [full.encode(t).ids for t in texts]
-wrong = [i for i, t in enumerate(texts) if bounded.encode(t) != expected[i] or batched[i] != expected[i]]
+wrong = [i for i, t in enumerate(texts) if bounded.encode_batch([t])[0] != expected[i] or batched[i] != expected[i]]
 print(json.dumps({"texts": len(texts), "wrong": wrong[:10]}))
 """
 

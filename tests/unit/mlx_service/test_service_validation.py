@@ -12,9 +12,9 @@ def parse(body, openai=True, max_items=4, max_dim=384):
 
 def test_valid_shapes():
     r = parse({"input": "hi"})
-    assert r.texts == ["hi"] and r.single and r.encoding_format == "float" and r.dimensions is None
+    assert r.texts == ["hi"] and r.encoding_format == "float" and r.dimensions is None
     r = parse({"texts": ["a", "b"], "model": "qwen3-embed", "dimensions": 8}, openai=False)
-    assert r.texts == ["a", "b"] and not r.single and r.model == "qwen3-embed" and r.dimensions == 8
+    assert r.texts == ["a", "b"] and r.model == "qwen3-embed" and r.dimensions == 8
     assert parse({"input": ["a"], "encoding_format": "base64"}).encoding_format == "base64"
 
 
