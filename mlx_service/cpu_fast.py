@@ -16,10 +16,11 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
    use one core each, so a batch of 2+ rows is cut into one part per core, each run by a
    thread with an MLX stream of its own, OpenBLAS's threads shared out between the parts.
 
-Only BERT takes it (`supports`: mlx-embeddings' BertModel layout and the erf GELU; its
-XLM-R layers call the activation as a function and do not match); other models, and any
-GPU, run their MLX layers unchanged (mlx_service/models/embedder.py). MLX_CPU_FAST=0 turns
-it off.
+BERT and XLM-R take CpuBertForward (mlx_service/models/fast_forward.py picks; Qwen3 and
+ModernBERT have their own modules beside it, sharing these kernels); the weight matmuls go
+through mlx_service/gemm.py in the precision MLX_PRECISION settles on. Quantized models, and
+any GPU, run their MLX layers unchanged (mlx_service/models/embedder.py). MLX_CPU_FAST=0
+turns it off.
 """
 from __future__ import annotations
 
@@ -191,19 +192,6 @@ def supports(model) -> bool:
         return bool(layers)
     except (AttributeError, TypeError):
         return False
-
-
-def build(model):
-    """The fast forward pass for this MLX module, or None: BERT and XLM-R here, Qwen3 and
-    ModernBERT in mlx_service/models/fast_qwen3.py and fast_modernbert.py."""
-    if supports(model):
-        return CpuBertForward(model)
-    from mlx_service.models import fast_modernbert, fast_qwen3
-    if fast_qwen3.supports(model):
-        return fast_qwen3.CpuQwen3Forward(model)
-    if fast_modernbert.supports(model):
-        return fast_modernbert.CpuModernBertForward(model)
-    return None
 
 
 class CpuBertForward:

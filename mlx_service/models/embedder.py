@@ -4,7 +4,8 @@ Tokenizing is thread-safe; `embed` must run on one thread (the inference thread;
 fast path it hands parts of a batch to lane threads of its own and waits). Which forward
 pass runs (`forward`, in /info):
 
-- `cpu-fast`: mlx_service/cpu_fast.py, for BERT on a CPU (numpy exp/erf, lanes);
+- `cpu-fast`: on a CPU, for BERT, XLM-R, ModernBERT and Qwen3 (mlx_service/models/
+  fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy exp/erf/SiLU, lanes);
 - `mlx`: MLX layers (`layers` in /info): mlx-embeddings' for BERT, XLM-R and Qwen3, whose
   token states we pool ourselves (the library's own pooling is fixed per architecture), and
   ours where the library's is wrong (mlx_service/models/modernbert.py).
@@ -82,7 +83,8 @@ class Embedder:
         self._fast = self._lanes = self._blas = None
         if cpu_fast and self.device == "cpu":
             from mlx_service import cpu_fast as fast
-            self._fast = fast.build(self.model)
+            from mlx_service.models.fast_forward import build
+            self._fast = build(self.model)
             if self._fast is not None:
                 self._blas = fast.BlasThreads()
                 self.lanes = lanes or fast.cores()

@@ -21,6 +21,7 @@ def format_report(doc: dict) -> str:
     lines.append(f"service: mlx {s.get('mlx', '?')} on {s.get('device', '?')}, blas "
                  f"{s.get('blas', '?')}; in-process blas {s.get('inprocess_blas', '?')}; "
                  f"peer: {peer_text}")
+    lines.append(format_model(s, doc.get("shapes") or {}))
     lines.append(f"corpus: {doc['corpus']['path']} ({doc['corpus']['texts']} texts, sha256 "
                  f"{doc['corpus']['sha256'][:12]}); medians of {doc['repeats']} interleaved "
                  f"repeats{' (--quick)' if doc['quick'] else ''}")
@@ -67,6 +68,21 @@ def format_report(doc: dict) -> str:
                      f"(target {target['target']}): {mark}")
     lines.append(f"elapsed {doc['elapsed_s']:.0f} s")
     return "\n".join(lines)
+
+
+def format_model(service: Mapping, shapes: Mapping) -> str:
+    """The model, its forward pass and precision, and the whole corpus's cost per layer (the
+    random full-width models have few layers: per layer is what scales to the real depth)."""
+    layers = service.get("layers")
+    line = (f"model: {service.get('model', '?')}, forward {service.get('forward', '?')}, "
+            f"precision {service.get('precision', '?')} ({service.get('precision_reason', '?')})")
+    corpus = next((r for r in shapes.get("workloads", []) if r["name"] == "corpus"), None)
+    if layers and corpus:
+        per_layer = [f"{name} {1000 / corpus[key] / layers:.2f}" for name, key in
+                     (("service", "inprocess"), ("peer", "peer")) if corpus.get(key)]
+        line += (f"; {layers} layers, whole corpus ms per text per layer: "
+                 + ", ".join(per_layer))
+    return line
 
 
 def format_shapes(shapes: Mapping, one_text: Mapping, corpus: Mapping) -> list[str]:

@@ -73,6 +73,15 @@ class BenchOptions:
     peer: bool = True
     repeats: int | None = None
     peer_venv: Path | None = None
+    model: Path | None = None      # a model folder (EMBEDDINGS_MODEL); None: the bundled one
+
+    @property
+    def model_env(self) -> dict[str, str]:
+        return {"EMBEDDINGS_MODEL": str(self.model)} if self.model else {}
+
+    @property
+    def model_args(self) -> list[str]:
+        return ["--model", str(self.model)] if self.model else []
 
     @property
     def n_repeats(self) -> int:
@@ -134,14 +143,14 @@ def launch_services(python: Path, root: Path, logs: Path, options: BenchOptions,
     cold: list[float] = []
     for i in range(options.cold_starts - 2):
         extra = BenchService(python, root, logs / f"cold-{i}.log", label=f"cold start {i + 1}",
-                             headers=headers)
+                             headers=headers, env=options.model_env)
         say(f"cold start {i + 1}/{options.cold_starts}: launching {extra.url}")
         try:
             cold.append(extra.start())
         finally:
             extra.stop()
     batched = BenchService(python, root, logs / "service.log", label="service (coalescing)",
-                           headers=headers)
+                           headers=headers, env=options.model_env)
     stack.callback(batched.stop)
     say(f"cold start {len(cold) + 1}/{options.cold_starts}: service (coalescing) "
         f"{batched.url}")
@@ -151,7 +160,8 @@ def launch_services(python: Path, root: Path, logs: Path, options: BenchOptions,
     t0 = time.perf_counter()
     client.embed(["hello world"])
     first_embed_ms = (time.perf_counter() - t0) * 1000
-    unbatched = BenchService(python, root, logs / "service-unbatched.log", env=UNBATCHED_ENV,
+    unbatched = BenchService(python, root, logs / "service-unbatched.log",
+                             env={**UNBATCHED_ENV, **options.model_env},
                              label="service (one text per pass)", headers=headers)
     stack.callback(unbatched.stop)
     say(f"cold start {len(cold) + 1}/{options.cold_starts}: service (one text per pass, "
@@ -165,7 +175,8 @@ def start_engines(python: Path, root: Path, logs: Path, options: BenchOptions, s
     """In-process MLX (same BLAS mode as the service), and the peer when its venv exists."""
     blas_mode = os.environ.get("MLX_BLAS", "auto")
     say("starting the in-process MLX worker")
-    inproc = EngineProcess([str(python), str(INPROCESS_SCRIPT), "--blas", blas_mode], root,
+    inproc = EngineProcess([str(python), str(INPROCESS_SCRIPT), "--blas", blas_mode,
+                            *options.model_args], root,
                            logs / "inprocess.log", "in-process MLX worker")
     stack.callback(inproc.close)
     inproc.wait_ready()
@@ -180,7 +191,8 @@ def start_engines(python: Path, root: Path, logs: Path, options: BenchOptions, s
     else:
         say(f"starting the peer worker ({ppy})")
         try:
-            peer = EngineProcess([str(ppy), str(PEER_SCRIPT)], root, logs / "peer.log",
+            peer = EngineProcess([str(ppy), str(PEER_SCRIPT), *options.model_args], root,
+                                 logs / "peer.log",
                                  "peer worker", env={"HF_HUB_OFFLINE": "1"})
             stack.callback(peer.close)
             peer_doc.update(peer.wait_ready(), measured=True)
@@ -336,6 +348,9 @@ def describe_service(services: Services, info: Mapping, inproc: EngineProcess) -
         "mlx": (info.get("versions") or {}).get("mlx"),
         "limits": info.get("limits"), "versions": info.get("versions"),
         "inprocess_blas": inproc.info.get("blas"),
+        "model": info.get("model"), "forward": info.get("forward"),
+        "precision": info.get("precision"), "precision_reason": info.get("precision_reason"),
+        "layers": inproc.info.get("layers"),
         "blas_choice": info.get("blas_choice") or inproc.info.get("blas_choice"),
     }
 

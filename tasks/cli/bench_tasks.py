@@ -7,6 +7,7 @@ from invoke import Exit, task
 
 from tasks.bench.document import save_result
 from tasks.bench.errors import BenchError
+from tasks.bench.models import RANDOM_MODELS, bench_model
 from tasks.bench.peer import setup_peer as install_peer_venv
 from tasks.bench.report import format_report
 from tasks.bench.run import BenchOptions, run_bench
@@ -26,16 +27,20 @@ say = say_as("bench")
                   " first",
     "repeats": "repeats per measurement (default 7, --quick 3)",
     "peer_venv": "the peer venv (default .venvs/peer-st)",
+    "model": "a model folder to run (service and peer alike; default: the bundled MiniLM)",
+    "random_model": "a full-width few-layer random model of a published shape: "
+                    + ", ".join(RANDOM_MODELS),
 })
 def bench(c, json_=False, quick=False, no_peer=False, setup_peer=False, repeats=None,
-          peer_venv=None):
+          peer_venv=None, model=None, random_model=None):
     """Benchmark the embedding service: efficiency, batching gain, latency, cold start, vs a peer."""
     settings = load_settings()
     try:
         if setup_peer:
             ran = install_peer_venv(settings.root, peer_venv, say=say)
             say("peer venv installed" if ran else "peer venv up to date")
-        options = BenchOptions(quick=quick, peer=not no_peer,
+        folder = bench_model(settings, model, random_model)
+        options = BenchOptions(quick=quick, peer=not no_peer, model=folder,
                                repeats=count(repeats, "--repeats", "[bench] error",
                                              unit="repeats") or None,
                                peer_venv=peer_venv)

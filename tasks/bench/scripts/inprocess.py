@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
     from mlx_service.models.folder import read_spec
 
     config = load_config([], os.environ)  # MLX_MAX_BATCH_TOKENS, MLX_CPU_FAST, MLX_CPU_LANES
-    embedder = Embedder(read_spec(args.model), cpu_fast=config.cpu_fast, lanes=config.cpu_lanes)
+    embedder = Embedder(read_spec(args.model), cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
+                        precision=config.precision)
     load_seconds = time.perf_counter() - started
 
     max_tokens = config.max_batch_tokens
@@ -80,9 +81,20 @@ def main(argv: list[str]) -> int:
         "max_batch_tokens": max_tokens,
         "forward": getattr(embedder, "forward", "mlx"),
         "cpu_lanes": getattr(embedder, "lanes", 1),
+        "precision": getattr(embedder, "precision", "fp32"),
+        "layers": _layers(args.model),
     }
     serve(embed_batch, info)
     return 0
+
+
+def _layers(folder) -> int | None:
+    """config.json's num_hidden_layers (the bench reports time per layer)."""
+    from mlx_service.models.folder import read_config, read_spec
+    try:
+        return int(read_config(read_spec(folder).path).get("num_hidden_layers"))
+    except (TypeError, ValueError, OSError):
+        return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""A full-width, few-layer model of a published shape with random weights, for speed only.
+
+Speed does not depend on the weights, so `inv bench --random-model NAME` measures the real
+sizes without downloading them: the layers are as wide as the published model's (its
+config.json's widths), there are fewer of them (the bench reports per layer), and the
+tokenizer and sentence-transformers files are the repo's tiny fixture of the same
+architecture (tests/fixtures/tiny-models), its vocabulary too (the embedding lookup's cost does
+not depend on the vocabulary's size). Runs in the service venv (MLX writes the safetensors):
+
+    .venv-mlx/bin/python tasks/bench/scripts/random_model.py NAME OUT_FOLDER
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURES = ROOT / "tests" / "fixtures" / "tiny-models"
+
+# name -> (fixture folder, config overrides: the published widths, few layers)
+SHAPES = {
+    "qwen3-embedding-0.6b": ("qwen3-last", {
+        "hidden_size": 1024, "num_attention_heads": 16, "num_key_value_heads": 8,
+        "head_dim": 128, "intermediate_size": 3072, "num_hidden_layers": 2,
+        "max_position_embeddings": 32768, "layer_types": ["full_attention"] * 2}),
+    "multilingual-e5-small": ("xlmr-mean", {
+        "hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536,
+        "num_hidden_layers": 2, "max_position_embeddings": 514}),
+    "modernbert-base": ("modernbert-mean", {
+        "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 1152,
+        "num_hidden_layers": 3, "global_attn_every_n_layers": 3, "local_attention": 128,
+        "max_position_embeddings": 8192,
+        "layer_types": ["full_attention", "sliding_attention", "sliding_attention"]}),
+}
+
+
+def shapes_of(arch: str, c: dict) -> dict[str, tuple[int, ...]]:
+    """Every tensor the architecture's checkpoint holds (Hugging Face names), with its shape."""
+    h, i, v, n = c["hidden_size"], c["intermediate_size"], c["vocab_size"], c["num_hidden_layers"]
+    out: dict[str, tuple[int, ...]] = {}
+    if arch == "qwen3":
+        d, heads, kv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
+        out.update({"embed_tokens.weight": (v, h), "norm.weight": (h,)})
+        for k in range(n):
+            p = f"layers.{k}."
+            out.update({p + "self_attn.q_proj.weight": (heads * d, h),
+                        p + "self_attn.k_proj.weight": (kv * d, h),
+                        p + "self_attn.v_proj.weight": (kv * d, h),
+                        p + "self_attn.o_proj.weight": (h, heads * d),
+                        p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
+                        p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                        p + "mlp.down_proj.weight": (h, i),
+                        p + "input_layernorm.weight": (h,),
+                        p + "post_attention_layernorm.weight": (h,)})
+    elif arch == "xlm-roberta":
+        out.update({"embeddings.word_embeddings.weight": (v, h),
+                    "embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
+                    "embeddings.token_type_embeddings.weight": (c.get("type_vocab_size", 1), h),
+                    "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)})
+        for k in range(n):
+            p = f"encoder.layer.{k}."
+            for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                         "attention.output.dense"):
+                out.update({p + name + ".weight": (h, h), p + name + ".bias": (h,)})
+            out.update({p + "intermediate.dense.weight": (i, h),
+                        p + "intermediate.dense.bias": (i,),
+                        p + "output.dense.weight": (h, i), p + "output.dense.bias": (h,)})
+            for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+                out.update({p + norm + ".weight": (h,), p + norm + ".bias": (h,)})
+    elif arch == "modernbert":
+        out.update({"embeddings.tok_embeddings.weight": (v, h),
+                    "embeddings.norm.weight": (h,), "final_norm.weight": (h,)})
+        for k in range(n):
+            p = f"layers.{k}."
+            if k:
+                out[p + "attn_norm.weight"] = (h,)
+            out.update({p + "attn.Wqkv.weight": (3 * h, h), p + "attn.Wo.weight": (h, h),
+                        p + "mlp_norm.weight": (h,), p + "mlp.Wi.weight": (2 * i, h),
+                        p + "mlp.Wo.weight": (h, i)})
+    else:
+        raise ValueError(f"no shapes for {arch}")
+    return out
+
+
+def build(name: str, out: Path, seed: int = 0) -> Path:
+    import mlx.core as mx
+
+    fixture, overrides = SHAPES[name]
+    src = FIXTURES / fixture
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = {**json.loads((src / "config.json").read_text()), **overrides}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    arch = {"qwen3": "qwen3", "xlm-roberta": "xlm-roberta", "xlm_roberta": "xlm-roberta",
+            "modernbert": "modernbert"}[config["model_type"]]
+    mx.random.seed(seed)
+    tensors = {}
+    for key, shape in shapes_of(arch, config).items():
+        if len(shape) == 1:  # norms at one, biases at zero: activations stay in range
+            tensors[key] = mx.zeros(shape) if key.endswith("bias") else mx.ones(shape)
+        else:
+            tensors[key] = mx.random.normal(shape) * 0.02
+    mx.save_safetensors(str(out / "model.safetensors"), tensors, metadata={"format": "pt"})
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(SHAPES))
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    print(build(args.name, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
