@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json as _json
 import sys
+from pathlib import Path
 
 from invoke import Collection, Exit, task
 
@@ -15,7 +16,7 @@ from tasks.core.venvs import VenvError
 from tasks.host import mlx_process as mp
 from tasks.host.logfiles import follow_log, tail_lines
 from tasks.host.service_lock import service_lock
-from tasks.host.service_venv import install_service_venv
+from tasks.host.service_venv import bf16_hint, install_service_venv, saved_extras
 
 say = say_as("mlx")
 
@@ -48,6 +49,9 @@ def install(c, venv=None, force=False, blas=None):
     except (VenvError, mp.ServiceError) as exc:
         raise _fail(exc) from None
     say(f"venv installed ({path})" if ran else f"venv up to date ({path})")
+    hint = bf16_hint(saved_extras(Path(path)))
+    if hint:
+        say(hint)
 
 
 @task(help={

@@ -71,6 +71,30 @@ def install_service_venv(settings: Settings, venv_path: Path | None = None, forc
     return ran
 
 
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # as mlx_service/precision.py reads them
+
+
+def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None) -> str | None:
+    """What the bf16 matmul path (MLX_PRECISION=auto) needs on a CPU with bf16 units, and
+    what it costs; None on a CPU without them (fp32 is all it can use)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    flags = next((line.partition(":")[2].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    units = "/".join(f for f in BF16_FLAGS if f in flags)
+    if not units:
+        return None
+    if "mkl" in extras:
+        return (f"this CPU has {units}: MLX_PRECISION=auto runs the matmuls in bf16 on oneMKL "
+                "once the start-up self-check passes (/info precision_reason says)")
+    return (f"this CPU has {units}, which oneMKL's bf16 GEMM uses (1.6-4x its float32 one): "
+            "`inv mlx install --blas mkl` adds it (a 221 MB download, about 1 GB on disk); "
+            "until then the service computes in fp32")
+
+
 def service_venv_ready(settings: Settings, venv_path: Path | None = None) -> bool:
     path = Path(venv_path or settings.mlx_venv)
     return is_current(path, service_install_steps(settings.root, saved_extras(path)))

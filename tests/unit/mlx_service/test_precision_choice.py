@@ -56,3 +56,11 @@ def test_mlx_precision_setting():
     assert load_config([], {"MLX_PRECISION": " BF16 "}).precision == "bf16"
     with pytest.raises(ConfigError, match=r"MLX_PRECISION='fp16' is not one of auto, fp32, bf16"):
         load_config([], {"MLX_PRECISION": "fp16"})
+
+
+def test_inv_mlx_install_says_what_bf16_needs_on_a_cpu_with_units():
+    from tasks.host.service_venv import bf16_hint
+    assert bf16_hint((), ZEN3_FLAGS) is None  # nothing to gain: no hint
+    hint = bf16_hint((), ZEN4_FLAGS)
+    assert "avx512_bf16" in hint and "inv mlx install --blas mkl" in hint and "1 GB" in hint
+    assert "self-check" in bf16_hint(("mkl",), SPR_FLAGS)
