@@ -10,7 +10,8 @@ ends it) and prints what it saw next to the same run's idle figures:
 - fuzz: hostile bodies and headers (target >= 10,000 sent, 0 answers 5xx, healthy after);
 - soak: 16 clients for a while (target: 0 errors, RSS growth < 5 %).
 
-Only loopback is contacted: the service is started here, on a free port.
+Only loopback is contacted: the service is started here, on a free port. The options are
+stress_options.py's, the table and its verdicts stress_report.py's.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import psutil
@@ -29,30 +29,13 @@ import psutil
 from tasks.bench.client import auth_headers
 from tasks.bench.machine import cpu_model
 from tasks.bench.stats import percentile
+from tasks.bench.stress_options import StressOptions
+from tasks.bench.stress_report import Report
 from tasks.core.local_http import Answer, KeepAliveClient
 from tasks.core.say import Say
 
 WORDS = ("river stone light paper garden window music winter valley engine market "
          "silver orange signal harbor forest letter bridge candle planet").split()
-
-
-@dataclass
-class StressOptions:
-    flood_seconds: float = 20.0
-    fuzz_cases: int = 10_000
-    soak_seconds: float = 600.0
-    api_key: str | None = None
-
-
-@dataclass
-class Report:
-    cpu: str = ""
-    idle: dict = field(default_factory=dict)
-    memory: dict = field(default_factory=dict)
-    flood: dict = field(default_factory=dict)
-    shutdown: dict = field(default_factory=dict)
-    fuzz: dict = field(default_factory=dict)
-    soak: dict = field(default_factory=dict)
 
 
 # --- HTTP on loopback ------------------------------------------------------------------------
@@ -392,53 +375,3 @@ def run_stress(start: Callable[[], "object"], options: StressOptions, say: Say) 
     finally:
         svc.stop()
     return report
-
-
-TARGETS = [
-    ("peak RSS, 16 x 3.8 MB texts at once", lambda r: r.memory.get("rss_peak_mb"), "MB", "< 1536",
-     lambda v: v is not None and v < 1536),
-    ("/health p99 under a 48-client flood", lambda r: r.flood.get("health", {}).get("p99_ms"),
-     "ms", "< 250", lambda v: v is not None and v < 250),
-    ("/health probes lost in the flood", lambda r: r.flood.get("health", {}).get("lost"), "",
-     "0", lambda v: v == 0),
-    ("share of 429s in the flood", lambda r: r.flood.get("share_429"), "", "reported",
-     lambda v: v is not None),
-    ("SIGTERM to exit under load", lambda r: r.shutdown.get("sigterm_to_exit_s"), "s", "< 10",
-     lambda v: v is not None and v < 10),
-    ("fuzz cases sent", lambda r: r.fuzz.get("cases"), "", ">= 10000",
-     lambda v: v is not None and v >= 10000),
-    ("fuzz answers 5xx", lambda r: r.fuzz.get("5xx"), "", "0", lambda v: v == 0),
-    ("soak errors", lambda r: r.soak.get("errors"), "", "0", lambda v: v == 0),
-    ("soak RSS growth", lambda r: r.soak.get("rss_growth_pct"), "%", "< 5",
-     lambda v: v is not None and v < 5),
-]
-
-
-def format_report(report: Report) -> str:
-    lines = [f"CPU: {report.cpu}",
-             f"idle: /health p50 {report.idle.get('health_p50_ms')} ms, "
-             f"p99 {report.idle.get('health_p99_ms')} ms, RSS {report.idle.get('rss_mb')} MB", "",
-             f"| {'measure':40} | {'value':>10} | {'target':>9} | met |",
-             f"|{'-' * 42}|{'-' * 12}|{'-' * 11}|-----|"]
-    for name, get, unit, target, ok in TARGETS:
-        value = get(report)
-        shown = "-" if value is None else f"{value}{(' ' + unit) if unit else ''}"
-        lines.append(f"| {name:40} | {shown:>10} | {target:>9} | {'yes' if ok(value) else 'no':3} |")
-    flood = report.flood
-    if flood:
-        lines.append("")
-        lines.append(f"flood statuses: {flood['statuses']}; health {flood['health']}")
-    if report.shutdown:
-        lines.append(f"shutdown flood statuses: {report.shutdown['statuses']}")
-    if report.memory:
-        lines.append(f"memory phase statuses: {report.memory['statuses']}, "
-                     f"{report.memory['seconds']} s")
-    return "\n".join(lines)
-
-
-def report_dict(report: Report) -> dict:
-    return {"cpu": report.cpu, "idle": report.idle, "memory": report.memory,
-            "flood": report.flood, "shutdown": report.shutdown, "fuzz": report.fuzz,
-            "soak": report.soak,
-            "targets": [{"name": name, "value": get(report), "target": target,
-                         "met": ok(get(report))} for name, get, _, target, ok in TARGETS]}

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
 
 say = say_as("stress")
@@ -26,17 +25,12 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     from tasks.bench.engines import BenchService
     from tasks.host.service_venv import service_python
     from tasks.core.settings import load_settings
-    from tasks.bench.stress import StressOptions, format_report, report_dict, run_stress
+    from tasks.bench.stress import run_stress
+    from tasks.bench.stress_options import StressOptions
+    from tasks.bench.stress_report import format_report, report_dict
 
-    options = StressOptions(flood_seconds=10 if quick else 20, fuzz_cases=2000 if quick else 10_000,
-                            soak_seconds=0 if quick else 600,
-                            api_key=load_settings().mlx_api_key)
-    if soak not in (None, ""):
-        options.soak_seconds = max(0.0, seconds(soak, "soak"))
-    if flood not in (None, ""):
-        options.flood_seconds = max(1.0, seconds(flood, "flood"))
-    if fuzz is not None:
-        options.fuzz_cases = count(fuzz, "--fuzz", unit="requests")
+    options = StressOptions.from_flags(quick, soak=soak, fuzz=fuzz, flood=flood,
+                                       api_key=load_settings().mlx_api_key)
     python = service_python(load_settings())
     if not Path(python).exists():
         raise Exit("the service venv is missing: run `inv mlx install` first", code=1)
