@@ -6,8 +6,9 @@ import os
 # too (and plain `import tasks` elsewhere, e.g. in pytest, finds the package itself).
 __path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
 
-from tasks.cli.namespace import (  # noqa: E402
-    accept_seed_spellings, build_namespace, quiet_closed_reader_outside_tasks)
+from tasks.cli.closed_reader import quiet_closed_reader_outside_tasks  # noqa: E402
+from tasks.cli.namespace import build_namespace  # noqa: E402
+from tasks.cli.seed_spellings import accept_seed_spellings  # noqa: E402
 
 quiet_closed_reader_outside_tasks()  # `inv --list | head -1`: no traceback
 ns = build_namespace()

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from tasks.core import local_http
+from tasks.core.errors import TaskError
 from tasks.core.settings import Settings, SettingsError, http_url
 from tasks.host.health import foreign_listener
 
@@ -45,7 +46,7 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)) or 1.0)
 
 
-class KeyRefused(RuntimeError):
+class KeyRefused(TaskError, RuntimeError):
     """A 401: the service wants MLX_API_KEY and we have none, or not its key."""
 
 

@@ -1,5 +1,6 @@
 """`inv mlx ...`: the host embedding service's lifecycle. Thin: flags in, plain functions
-(tasks/host/mlx_process.py) do the work, progress on stderr, errors as `Exit(message, 1)`."""
+(tasks/host/mlx_process.py) do the work, progress on stderr; errors are raised and printed
+once, by tasks/cli/task_edge.py."""
 from __future__ import annotations
 
 import inspect
@@ -11,11 +12,11 @@ from invoke import Collection, Exit, task
 
 from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
-from tasks.core.settings import SettingsError, load_settings
-from tasks.core.venvs import VenvError
+from tasks.core.settings import load_settings
 from tasks.host import mlx_process as mp
 from tasks.host.logfiles import follow_log, tail_lines
 from tasks.host.service_lock import service_lock
+from tasks.host.service_status import format_status
 from tasks.host.service_venv import bf16_hint, install_service_venv, saved_extras
 
 say = say_as("mlx")
@@ -23,10 +24,6 @@ say = say_as("mlx")
 
 def _settings():
     return load_settings()
-
-
-def _fail(exc: Exception) -> Exit:
-    return Exit(f"[mlx] error: {exc}", code=1)
 
 
 def _seconds(value, name: str, positive: bool = False) -> float | None:
@@ -41,13 +38,9 @@ def install(c, venv=None, force=False, blas=None):
     """Create or reuse the service's venv; reuse costs a hash, not a pip run."""
     settings = _settings()
     path = venv or settings.mlx_venv
-    try:
-        # The start lock: pip never runs in the venv while a start installs or spawns from it.
-        with service_lock(settings, "inv mlx install", say):
-            ran = install_service_venv(settings, path, force=force, say=say,
-                                       blas=blas)
-    except (VenvError, mp.ServiceError) as exc:
-        raise _fail(exc) from None
+    # The start lock: pip never runs in the venv while a start installs or spawns from it.
+    with service_lock(settings, "inv mlx install", say):
+        ran = install_service_venv(settings, path, force=force, say=say, blas=blas)
     say(f"venv installed ({path})" if ran else f"venv up to date ({path})")
     hint = bf16_hint(saved_extras(Path(path)))
     if hint:
@@ -64,12 +57,9 @@ def install(c, venv=None, force=False, blas=None):
 })
 def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None, watch=False):
     """Start the host embedding service (detached by default)."""
-    try:
-        result = mp.start_service(_settings(), venv_path=venv, install=install, wait=wait,
-                                  timeout=_seconds(timeout, "timeout", positive=True), foreground=foreground,
-                                  watch=watch)
-    except (mp.ServiceError, VenvError, SettingsError) as exc:
-        raise _fail(exc) from None
+    result = mp.start_service(_settings(), venv_path=venv, install=install, wait=wait,
+                              timeout=_seconds(timeout, "timeout", positive=True),
+                              foreground=foreground, watch=watch)
     code = result.get("exit_code", 0)
     if code:
         raise Exit(code=code)
@@ -78,10 +68,7 @@ def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None,
 @task(help={"grace": "seconds between SIGTERM and SIGKILL (default MLX_STOP_GRACE, 10)"})
 def stop(c, grace=None):
     """Stop the service: SIGTERM to its process group, then SIGKILL after the grace period."""
-    try:
-        mp.stop_service(_settings(), grace=_seconds(grace, "grace"))
-    except (mp.ServiceError, SettingsError) as exc:
-        raise _fail(exc) from None
+    mp.stop_service(_settings(), grace=_seconds(grace, "grace"))
 
 
 @task(help={"install": "refresh the venv first (default)", "wait": "wait for /health",
@@ -90,56 +77,15 @@ def stop(c, grace=None):
                      "(default MLX_STOP_GRACE)"})
 def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
     """Stop the service if it runs, then start it (detached)."""
-    try:
-        mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
-                           install=install, wait=wait, timeout=_seconds(timeout, "timeout", positive=True))
-    except (mp.ServiceError, VenvError, SettingsError) as exc:
-        raise _fail(exc) from None
-
-
-def format_status(s: dict) -> str:
-    lines = []
-    if s["running"]:
-        up = s["uptime"]
-        up_text = f", up {int(up // 60)}m{int(up % 60):02d}s" if up is not None else ""
-        lines.append(f"mlx service: running (pid {s['pid']}{up_text}, {s['mode']}) at {s['url']}")
-    elif s.get("watching"):
-        lines.append("mlx service: not running; its watcher waits for a source change")
-    else:
-        lines.append(f"mlx service: not running ({s['url']})")
-    if s["healthy"]:
-        h = s["health"] or {}
-        lines.append(f"  health: ok (model {h.get('model', '?')}, "
-                     f"{h.get('dimensions', '?')} dimensions)")
-    elif s.get("foreign"):
-        lines.append(f"  health: {s['foreign']}")
-    elif s["responding"]:
-        status = (s["health"] or {}).get("status", "unknown")
-        lines.append(f"  health: responding, not ready ({status})")
-    else:
-        lines.append("  health: not responding")
-    if s.get("other_checkout"):
-        lines.append(f"  owner: another checkout's service ({s['other_checkout']}), "
-                     "not this checkout's")
-    if s.get("auth") in ("missing", "refused"):
-        lines.append("  auth: the service wants an API key; MLX_API_KEY is "
-                     + ("not set here" if s["auth"] == "missing" else "not its key"))
-    if s["stale"]:
-        lines.append(f"  stale PID file: {s['stale']}")
-    lines.append(f"  listen: {', '.join(s['bind'])} port {s['port']}")
-    if s["mode"] == "watch":
-        lines.append(f"  restarts (watch): {s['restarts']}")
-    lines.append(f"  log: {s['log']}")
-    return "\n".join(lines)
+    mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
+                       install=install, wait=wait,
+                       timeout=_seconds(timeout, "timeout", positive=True))
 
 
 @task(help={"json": "print the status document as JSON (only JSON on stdout)"})
 def status(c, json=False):
     """Is the service running, responding, healthy? Stale PID files are reported and removed."""
-    try:
-        result = mp.service_status(_settings(), say=say)
-    except SettingsError as exc:
-        raise _fail(exc) from None
+    result = mp.service_status(_settings(), say=say)
     if json:
         print(_json.dumps(result, indent=2))
     else:

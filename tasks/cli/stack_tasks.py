@@ -7,29 +7,12 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
 
 from invoke import Exit, task
 
 from tasks.core.flags import count, mlx_flags, seconds
 from tasks.core.say import untagged
-from tasks.core.settings import ALL_SERVICES, SettingsError, load_settings
-from tasks.stack.engine import EngineError
-from tasks.stack.errors import ComposeError, StackError
-
-
-@contextmanager
-def _failures():
-    """Known failures become one message on stderr and a non-zero exit."""
-    from tasks.core.venvs import VenvError
-    from tasks.host.mlx_process import ServiceError
-    from tasks.stack.images import ImageError
-    from tasks.stack.status_doc import StatusDocError
-    try:
-        yield
-    except (StackError, EngineError, ComposeError, SettingsError, ServiceError, VenvError,
-            ImageError, StatusDocError) as exc:
-        raise Exit(f"error: {exc}", code=1) from None
+from tasks.core.settings import ALL_SERVICES, load_settings
 
 
 @task(help={"no-install": "do not create/update the host service's venv",
@@ -40,9 +23,8 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
     the engine and build or pull the images; then say what to run next. With the engine down
     the first steps are still done, and it ends with one sentence about the engine."""
     from tasks.stack.setup import setup as run_setup
-    with _failures():
-        steps = run_setup(load_settings(), install=not no_install, images=not no_images,
-                            rebuild=rebuild)
+    steps = run_setup(load_settings(), install=not no_install, images=not no_images,
+                      rebuild=rebuild)
     untagged("setup done. Next:")
     for line in steps:
         untagged(f"  {line}")
@@ -70,9 +52,9 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
     settings = load_settings()
     began = time.monotonic()
     host = mlx_flags(mlx_flag, venv=mlx_venv, timeout=seconds(mlx_timeout, "mlx-timeout", positive=True))
-    with _failures():
-        result = run_start(settings, services or None, fast=fast, install=not no_install,
-                             mlx=host, with_mlx=not no_mlx, timeout=seconds(timeout, "timeout", positive=True))
+    result = run_start(settings, services or None, fast=fast, install=not no_install,
+                       mlx=host, with_mlx=not no_mlx,
+                       timeout=seconds(timeout, "timeout", positive=True))
     ready = ", ".join(result.services) or "no containers"
     untagged(f"ready in {time.monotonic() - began:.1f}s: {ready}"
          + ("" if no_mlx else f"; host service at {(result.mlx or {}).get('url', settings.mlx_url)}"))
@@ -82,12 +64,10 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
         from tasks.stack.otlp_endpoints import grafana_url
         untagged(f"Grafana: {grafana_url(settings)} (dashboards: Embedding service, Stack overview)")
     if watch:
-        with _failures():
-            run_watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
+        run_watch(settings, result.services, with_mlx=not no_mlx, mlx=host)
     elif follow:
         try:
-            with _failures():
-                show_logs(settings, None, follow=True)
+            show_logs(settings, None, follow=True)
         except KeyboardInterrupt:
             pass
 
@@ -96,8 +76,7 @@ def start(c, services=None, fast=False, follow=False, watch=False, no_install=Fa
 def stop(c, keep_mlx=False):
     """Stop the containers (volumes and data kept) and the host service."""
     from tasks.stack.stop import stop as run_stop
-    with _failures():
-        run_stop(load_settings(), with_mlx=not keep_mlx)
+    run_stop(load_settings(), with_mlx=not keep_mlx)
     untagged("stopped (volumes kept; `inv clean` removes them)")
 
 
@@ -105,38 +84,12 @@ def stop(c, keep_mlx=False):
 def status(c, json=False):
     """What runs: host service, containers (running / healthy / ready), ports, connectivity."""
     from tasks.stack.status_doc import build_status, status_json
+    from tasks.stack.status_text import status_text
     settings = load_settings()
-    with _failures():
-        if json:
-            print(status_json(settings))
-            return
-        doc = build_status(settings)
-    from tasks.stack.table import format_table
-    mlx = doc["mlx"]
-    print(f"project   {doc['project']}")
-    engine = doc["engine"]
-    print("engine    " + (f"{engine['kind']} {engine['version']} (Compose {engine['compose']})"
-                          if engine["available"] else f"not available: {engine['error']}"))
-    print(f"mlx       {'running' if mlx['running'] else 'not running'}"
-          f"{' (pid %s)' % mlx['pid'] if mlx['pid'] else ''}, "
-          f"{'responding' if mlx['responding'] else 'not responding'} at {mlx['url']}"
-          f"; log {mlx['log']}")
-    if mlx.get("foreign"):
-        print(f"          {mlx['foreign']}")
-    if mlx.get("other_checkout"):
-        print(f"          it is another checkout's service ({mlx['other_checkout']}), "
-              "not this checkout's")
-    rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
-    print()
-    print(format_table(rows, ["service", "state", "running", "healthy", "ready", "port",
-                              "container"]))
-    print()
-    print("connectivity  " + "  ".join(f"{k}={'yes' if v else 'no'}"
-                                       for k, v in doc["connectivity"].items()))
-    print("ports         " + "  ".join(f"{k}={v}" for k, v in doc["ports"].items()))
-    scraped = doc["services"].get("prometheus", {}).get("targets")
-    if scraped:  # what Prometheus saw at its last scrape of each job
-        print("scraped       " + "  ".join(f"{job}={health}" for job, health in scraped.items()))
+    if json:
+        print(status_json(settings))
+        return
+    print(status_text(build_status(settings)))
 
 
 @task(iterable=["service"],
@@ -150,8 +103,7 @@ def logs(c, service=None, follow=False, tail=None):
     from tasks.stack.logs import logs as show_logs
     lines = count(tail, "--tail", default=100)
     try:
-        with _failures():
-            show_logs(load_settings(), service or None, follow=follow, tail=lines)
+        show_logs(load_settings(), service or None, follow=follow, tail=lines)
     except KeyboardInterrupt:
         pass
 
@@ -161,8 +113,7 @@ def health(c):
     """A table of every part's health; exit 1 unless everything started answers."""
     from tasks.stack.health import health as check_health, unhealthy_summary
     from tasks.stack.table import format_table
-    with _failures():
-        rows, ok = check_health(load_settings())
+    rows, ok = check_health(load_settings())
     print(format_table(rows, ["name", "running", "healthy", "ready", "detail"]))
     if not ok:
         raise Exit("unhealthy: " + unhealthy_summary(rows), code=1)
@@ -182,8 +133,7 @@ def clean(c, yes=False):
         if answer not in ("y", "yes"):
             raise Exit("clean cancelled: nothing removed (use --yes to skip the question)",
                        code=1)
-    with _failures():
-        run_clean(settings)
+    run_clean(settings)
     untagged("removed containers, volumes and networks")
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from tasks.core.errors import TaskError
+
 
 UNCLOSED_REFERENCE = re.compile(r"\$\{[^}]*$")
 
 
-class EnvFileError(ValueError):
+class EnvFileError(TaskError, ValueError):
     """The env file cannot be read or has a line that is not NAME=value."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from tasks.core.errors import TaskError
 from tasks.core.env_file import EnvFileError, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,11 @@ STOP_GRACE_MINIMUM = 2
 WILDCARD_CALLED_ON = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}
 
 
-class SettingsError(ValueError):
-    """A setting has a value the stack cannot use."""
+class SettingsError(TaskError, ValueError):
+    """A setting has a value the stack cannot use (it names the setting, or the env file and
+    line): exit 2, as for a bad flag."""
+
+    exit_code = 2
 
 
 def positive_seconds(name: str, raw) -> float:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tasks.core.errors import TaskError
 from tasks.core.say import Say, untagged
 
 FINGERPRINT_FILE = ".cortex-fingerprint"
@@ -24,7 +25,7 @@ class InstallStep:
     pip_args: tuple[str, ...] = ()
 
 
-class VenvError(RuntimeError):
+class VenvError(TaskError, RuntimeError):
     pass
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from tasks.core import local_http
+from tasks.core.errors import TaskError
 from tasks.core.enums import StrEnum
 from tasks.core.polling import poll_until
 from tasks.core.say import Say
@@ -30,7 +31,7 @@ class DiedWhileWaiting(Exception):
     """The process exited before /health said ok; carries the last description."""
 
 
-class HealthError(Exception):
+class HealthError(TaskError):
     """/health said "error" (the model failed to load, the worker died): waiting cannot help."""
 
 

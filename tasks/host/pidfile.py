@@ -29,6 +29,7 @@ from typing import Iterator, Literal
 import psutil
 from filelock import FileLock, Timeout
 
+from tasks.core.errors import TaskError
 from tasks.core.enums import StrEnum
 from tasks.core.say import Say
 
@@ -56,7 +57,7 @@ class Ownership(StrEnum):
     FOREIGN = "foreign"  # the pid names another program now, or one we may not inspect
 
 
-class PidFileError(ValueError):
+class PidFileError(TaskError, ValueError):
     """The PID file exists but cannot be understood."""
 
 
@@ -354,7 +355,7 @@ def lock_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".lock")
 
 
-class LockTimeout(RuntimeError):
+class LockTimeout(TaskError, RuntimeError):
     """Another task held the PID file's lock for longer than we wait; one sentence."""
 
 

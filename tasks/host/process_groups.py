@@ -17,6 +17,7 @@ from typing import Callable
 
 import psutil
 
+from tasks.core.errors import TaskError
 from tasks.core.polling import poll_until
 from tasks.core.say import Say
 from tasks.host.pidfile import (
@@ -26,7 +27,7 @@ from tasks.host.pidfile import (
 KILL_WAIT = 10.0          # after SIGKILL, how long until we call the group unkillable
 
 
-class ServiceError(RuntimeError):
+class ServiceError(TaskError, RuntimeError):
     """A lifecycle step failed; the message is one clear sentence (plus log lines).
     Defined here, where a group that survives SIGKILL raises it; tasks/host/mlx_process re-exports it."""
 

@@ -56,3 +56,40 @@ def service_status(settings: Settings, *, cleanup: bool = True, say: Say | None 
         "mode": live.mode if live else None,
         "watching": bool(live and live.mode == RunMode.WATCH and state.supervised),
     }
+
+
+def format_status(s: dict) -> str:
+    """`inv mlx status` as text: the document above, read for a person."""
+    lines = []
+    if s["running"]:
+        up = s["uptime"]
+        up_text = f", up {int(up // 60)}m{int(up % 60):02d}s" if up is not None else ""
+        lines.append(f"mlx service: running (pid {s['pid']}{up_text}, {s['mode']}) at {s['url']}")
+    elif s.get("watching"):
+        lines.append("mlx service: not running; its watcher waits for a source change")
+    else:
+        lines.append(f"mlx service: not running ({s['url']})")
+    if s["healthy"]:
+        h = s["health"] or {}
+        lines.append(f"  health: ok (model {h.get('model', '?')}, "
+                     f"{h.get('dimensions', '?')} dimensions)")
+    elif s.get("foreign"):
+        lines.append(f"  health: {s['foreign']}")
+    elif s["responding"]:
+        status = (s["health"] or {}).get("status", "unknown")
+        lines.append(f"  health: responding, not ready ({status})")
+    else:
+        lines.append("  health: not responding")
+    if s.get("other_checkout"):
+        lines.append(f"  owner: another checkout's service ({s['other_checkout']}), "
+                     "not this checkout's")
+    if s.get("auth") in ("missing", "refused"):
+        lines.append("  auth: the service wants an API key; MLX_API_KEY is "
+                     + ("not set here" if s["auth"] == "missing" else "not its key"))
+    if s["stale"]:
+        lines.append(f"  stale PID file: {s['stale']}")
+    lines.append(f"  listen: {', '.join(s['bind'])} port {s['port']}")
+    if s["mode"] == "watch":
+        lines.append(f"  restarts (watch): {s['restarts']}")
+    lines.append(f"  log: {s['log']}")
+    return "\n".join(lines)

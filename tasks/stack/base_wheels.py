@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from tasks.core.errors import TaskError
 from tasks.core import runner
 from tasks.core.settings import REPO_ROOT
 
@@ -20,7 +21,7 @@ WHEELS_FILE = REPO_ROOT / "compose" / "pyserve" / "requirements-wheels.txt"
 DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 
 
-class WheelError(RuntimeError):
+class WheelError(TaskError, RuntimeError):
     """The wheels could not be had; the message says which and why."""
 
 

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
+from tasks.core.errors import TaskError
 from tasks.core import runner
 from tasks.core.enums import StrEnum
 from tasks.stack.output_text import first_line
@@ -33,7 +34,7 @@ class EngineKind(StrEnum):
 DETECT_TIMEOUT = 20.0
 
 
-class EngineError(RuntimeError):
+class EngineError(TaskError, RuntimeError):
     """No container engine, or one that does not answer."""
 
 

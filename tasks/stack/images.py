@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tasks.core.errors import TaskError
 from tasks.core.say import Say, say_as
 from tasks.core import runner
 from tasks.stack.base_wheels import WheelError, add_wheels, wheels_text
@@ -57,7 +58,7 @@ UPSTREAM_HINT = "CORTEX_IMAGES=upstream to pull the official images (needs a reg
 say_images = say_as("images")
 
 
-class ImageError(RuntimeError):
+class ImageError(TaskError, RuntimeError):
     """A local image could not be built; the message says why and what to do."""
 
 

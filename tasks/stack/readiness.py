@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
+from tasks.core.errors import TaskError
 from tasks.core import local_http
 from tasks.core.polling import poll_until
 from tasks.core.say import Say, quiet
@@ -102,7 +103,7 @@ def probe(service: str, ports: Mapping[str, int], timeout: float = 2.0) -> Probe
     return ProbeResult(service, url, ok, detail)
 
 
-class NotReady(RuntimeError):
+class NotReady(TaskError, RuntimeError):
     """A service did not become ready; names it and why."""
 
     def __init__(self, service: str, reason: str):

@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 
+from tasks.core.errors import TaskError
 from tasks.core.local_http import get_json, http_ok
 from tasks.core.settings import ALL_SERVICES, Settings, http_url
 from tasks.host.mlx_process import service_status
@@ -27,7 +28,7 @@ from tasks.stack.readiness import PROBES, probe_answer, probe_url, tcp_ok
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "status.schema.json"
 
 
-class StatusDocError(RuntimeError):
+class StatusDocError(TaskError, RuntimeError):
     """The document does not match its schema (a bug: it is not printed)."""
 
 

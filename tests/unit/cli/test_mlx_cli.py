@@ -5,7 +5,8 @@ import pytest
 from invoke import Exit
 
 from tasks.core.flags import MlxFlags, mlx_flags
-from tasks.cli.namespace import build_namespace, seed_spellings
+from tasks.cli.namespace import build_namespace
+from tasks.cli.seed_spellings import seed_spellings
 from tests.support import inv, isolated_env
 
 

@@ -78,6 +78,6 @@ def test_a_grace_flag_still_beats_the_setting(tmp_path, stubborn):
 def test_a_bad_stop_grace_is_one_sentence(tmp_path):
     env = isolated_env(tmp_path, MLX_STOP_GRACE="soon")
     stop = inv("mlx", "stop", env=env, timeout=60)
-    assert stop.returncode == 1
+    assert stop.returncode == 2  # a setting it cannot use: exit 2, from every task alike
     assert "MLX_STOP_GRACE='soon' is not a whole number of seconds" in stop.stderr
     assert "Traceback" not in stop.stderr
