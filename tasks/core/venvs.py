@@ -4,13 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import subprocess
 import sys
 import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tasks.core import runner
 from tasks.core.errors import TaskError
 from tasks.core.say import Say, untagged
 
@@ -75,15 +75,16 @@ def ensure_venv(
         if base_python == sys.executable:
             venv.EnvBuilder(with_pip=True, clear=False).create(path)
         else:
-            subprocess.run([base_python, "-m", "venv", str(path)], check=True)
+            runner.run([base_python, "-m", "venv", str(path)], merge_stderr=True).check(
+                VenvError, f"`{base_python} -m venv {path}`")
     stamp = path / FINGERPRINT_FILE
     stamp.unlink(missing_ok=True)  # a failed install must not look current next time
     for step in steps:
         say(f"installing {step.requirements.name} into {path}")
         cmd = [str(venv_python(path)), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                "-r", str(step.requirements), *step.pip_args]
-        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if result.returncode != 0:
+        result = runner.run(cmd, merge_stderr=True)
+        if not result.ok:
             tail = "\n".join(result.stdout.strip().splitlines()[-15:])
             raise VenvError(f"pip could not install {step.requirements}:\n{tail}")
     stamp.write_text(fingerprint(steps, base_python) + "\n")

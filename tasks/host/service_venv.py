@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from tasks.core import runner
 from tasks.core.say import Say, untagged
 from tasks.core.settings import Settings
 from tasks.core.venvs import InstallStep, VenvError, ensure_venv, is_current, venv_python
@@ -63,8 +64,9 @@ def install_service_venv(settings: Settings, venv_path: Path | None = None, forc
     dropped = [name for name in saved if name not in extras]
     if dropped and venv_python(path).exists():
         (say or untagged)(f"removing {', '.join(dropped)} from {path}")
-        subprocess.run([str(venv_python(path)), "-m", "pip", "uninstall", "-y", "-q",
-                        *MKL_PACKAGES], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # best effort, as before: what is not installed is not an error here
+        runner.run([str(venv_python(path)), "-m", "pip", "uninstall", "-y", "-q",
+                    *MKL_PACKAGES], merge_stderr=True)
     ran = ensure_venv(path, service_install_steps(settings.root, extras), force=force, **kwargs)
     if extras != saved:
         (path / EXTRAS_FILE).write_text(json.dumps({"blas": list(extras)}) + "\n")

@@ -18,7 +18,7 @@ from tasks.core import runner
 from tasks.stack.container import Container, parse_ps_json
 from tasks.stack.engine import Engine, EngineKind
 from tasks.stack.errors import ComposeError
-from tasks.stack.output_text import last_lines, strip_ansi
+from tasks.core.output_text import strip_ansi
 
 PROFILES = ("core", "app")
 BASE_FILE = "docker-compose.yml"
@@ -60,15 +60,7 @@ class Compose:
             done = runner.stream(argv, copier(stream), env=self.env, timeout=timeout)
         else:
             done = runner.run(argv, env=self.env, timeout=timeout)
-        if done.timed_out:
-            raise ComposeError(f"`compose {' '.join(args)}` did not finish within "
-                               f"{timeout:g} seconds")
-        if done.exit_code != 0:
-            # Streamed output went to the terminal already: say so, not "exit 1: exit 1".
-            detail = (last_lines(done.stderr) or last_lines(done.stdout)
-                      or ("its output is above" if stream is not None else "it printed nothing"))
-            raise ComposeError(f"`compose {' '.join(args)}` failed (exit {done.exit_code}): "
-                               f"{detail}")
+        done.check(ComposeError, f"`compose {' '.join(args)}`", streamed=stream is not None)
         return strip_ansi(done.stdout)
 
     def follow(self, *args: str) -> runner.Following:

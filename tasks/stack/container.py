@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from tasks.core.enums import OpenStrEnum
 from tasks.stack.errors import ComposeError
-from tasks.stack.output_text import as_text
+from tasks.core.output_text import as_text
 
 SERVICE_LABEL = "com.docker.compose.service"
 

@@ -17,11 +17,10 @@ import shutil
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
-from tasks.core.errors import TaskError
 from tasks.core import runner
 from tasks.core.enums import StrEnum
-from tasks.stack.output_text import first_line
-
+from tasks.core.errors import TaskError
+from tasks.core.output_text import first_line
 
 
 class EngineKind(StrEnum):

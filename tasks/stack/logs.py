@@ -8,7 +8,7 @@ from typing import Sequence
 from tasks.core.settings import ALL_SERVICES, Settings
 from tasks.host.logfiles import follow_log, tail_lines
 from tasks.stack.errors import ComposeError, StackError
-from tasks.stack.output_text import strip_ansi
+from tasks.core.output_text import strip_ansi
 from tasks.stack.project import Stack, open_stack
 
 HOST_SERVICE_NAMES = ("mlx", "mlx-server")

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from tasks.stack.engine import Engine
 from tasks.stack.errors import ComposeError
-from tasks.stack.output_text import as_text, first_line
+from tasks.core.output_text import as_text, first_line
 
 PROJECT_LABEL = "com.docker.compose.project"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"

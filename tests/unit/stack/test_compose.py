@@ -194,6 +194,6 @@ def test_debian_mirror_from_deb822_and_one_line_sources(tmp_path):
 
 
 def test_cursor_codes_are_stripped_from_compose_output():
-    from tasks.stack.output_text import strip_ansi
+    from tasks.core.output_text import strip_ansi
     raw = "\x1b[2Knats-1  | [1] Server is ready\n\x1b[2Kmodel-gateway-1  | GET /health\n"
     assert strip_ansi(raw) == "nats-1  | [1] Server is ready\nmodel-gateway-1  | GET /health\n"
