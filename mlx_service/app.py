@@ -21,7 +21,7 @@ from mlx_service.blas import current_choice
 from mlx_service.inference import Inference, ServiceStatus
 from mlx_service.metrics import Metrics
 from mlx_service.validation import (RequestError, check_content_encoding, check_content_type,
-                                    decode_json, parse_embed_request)
+                                    decode_json, error_body, parse_embed_request)
 
 try:  # vectors to JSON ~10x faster than json + tolist(), and less time holding the GIL
     import orjson
@@ -45,8 +45,7 @@ def versions() -> dict[str, str]:
 
 def _error(exc: RequestError) -> Response:
     # OpenAI's error shape; every client error carries what was wrong and where.
-    resp = jsonify({"error": {"message": exc.message, "type": exc.type, "param": exc.param,
-                              "code": exc.code}})
+    resp = jsonify(exc.body())
     resp.status_code = exc.status
     if exc.status in (429, 503):
         resp.headers["Retry-After"] = str(max(1, exc.retry_after))
@@ -105,8 +104,8 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
     @app.errorhandler(Exception)
     def _server_error(exc: Exception):  # a bug, not the client's fault: say so, keep serving
         log.exception("unhandled error")
-        return jsonify({"error": {"message": f"internal error: {exc}", "type": "server_error",
-                                  "param": None, "code": "internal_error"}}), 500
+        return jsonify(error_body(f"internal error: {exc}", "server_error",
+                                  code="internal_error")), 500
 
     def read_body() -> object:
         check_content_encoding(request.headers.get("Content-Encoding"))

@@ -23,6 +23,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import BadRequest
 
 from mlx_service.config import Config
+from mlx_service.validation import error_body
 
 _CODES = {400: "bad_request", 413: "request_too_large", 431: "headers_too_large",
           500: "internal_error", 501: "unsupported_transfer_encoding"}
@@ -54,9 +55,7 @@ class JsonErrorTask(ErrorTask):
         status = f"{error.code} {error.reason}"
         max_body = self.channel.adj.max_request_body_size - 1
         message = error_message(error.code, error.reason, error.body, max_body)
-        body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                     "param": None,
-                                     "code": _CODES.get(error.code, "bad_request")}}).encode()
+        body = json.dumps(error_body(message, code=_CODES.get(error.code, "bad_request"))).encode()
         self.status = status
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()

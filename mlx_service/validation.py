@@ -20,6 +20,14 @@ OPENAI_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "pro
 SEED_FIELDS = ("input", "texts", *OPENAI_FIELDS[1:])
 
 
+def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error shape: the one body every error answer of the service carries, whether
+    the app (a RequestError, a bug) or waitress (a body over the limit, a bad request line)
+    found the error."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
 class RequestError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None,
                  code: str | None = None, retry_after: int = 1):
@@ -30,6 +38,9 @@ class RequestError(Exception):
     @property
     def type(self) -> str:
         return "invalid_request_error"
+
+    def body(self) -> dict:
+        return error_body(self.message, self.type, self.param, self.code)
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,18 @@ def test_content_type_and_json():
         with pytest.raises(RequestError) as err:
             decode_json(raw)
         assert err.value.status == 400
+
+
+def test_one_function_builds_every_error_body():
+    """App and server answer errors through error_body (issue 20): no other module writes the
+    OpenAI error shape by hand."""
+    from mlx_service.validation import RequestError, error_body
+    from tests.support import REPO_ROOT
+
+    assert RequestError(413, "too big", param="input", code="too_many").body() == {
+        "error": {"message": "too big", "type": "invalid_request_error", "param": "input",
+                  "code": "too_many"}}
+    assert error_body("x", "server_error")["error"]["type"] == "server_error"
+    by_hand = [p.name for p in (REPO_ROOT / "mlx_service").rglob("*.py")
+               if p.name != "validation.py" and '{"error": {' in p.read_text()]
+    assert not by_hand
