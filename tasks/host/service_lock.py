@@ -6,7 +6,7 @@ import contextlib
 
 from tasks.core.say import Say
 from tasks.core.settings import Settings
-from tasks.host.pidfile import LockTimeout, locked
+from tasks.host.pidfile_lock import LockTimeout, locked
 from tasks.host.process_groups import ServiceError
 
 # How long a task waits for the PID file's lock: long enough for another start to install

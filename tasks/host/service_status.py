@@ -8,7 +8,8 @@ from tasks.core.settings import Settings
 from tasks.host.bind_addresses import bind_addresses
 from tasks.host.health import foreign_listener, is_healthy, probe_auth, probe_health
 from tasks.host.launch import service_url
-from tasks.host.pidfile import RunMode, lock_if_free, seconds_since_start
+from tasks.host.pidfile import RunMode, seconds_since_start
+from tasks.host.pidfile_lock import lock_if_free
 from tasks.host.service_origin import other_checkout_service
 from tasks.host.service_state import inspect
 

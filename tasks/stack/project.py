@@ -5,7 +5,7 @@ Images: CORTEX_IMAGES = auto (default) | local | upstream.
   local     adds compose/docker-compose.offline.yml: NATS and the Python base built locally
             (tasks.stack.images); nothing is pulled; services without a local image (Grafana,
             Loki, Tempo) run only when their image is already present, else are skipped.
-  auto      tasks.stack.images.choose_images decides from the machine's facts: images already
+  auto      tasks.stack.image_choice.choose_images decides from the machine's facts: images already
             here first; else the offline local build where it can run (Linux with
             debootstrap, as root); else the pinned upstream images, pulled, with one line
             saying why (macOS, no root or sudo, rootless Podman, ...); else one sentence saying
@@ -24,7 +24,7 @@ from tasks.core.settings import Settings
 from tasks.stack.compose import Compose, compose_files
 from tasks.stack.engine import Engine, find_engine
 from tasks.stack.errors import StackError
-from tasks.stack.images import auto_choice
+from tasks.stack.image_choice import auto_choice
 
 IMAGE_MODES = ("auto", "local", "upstream")
 UPSTREAM_NATS = "nats:2.10-alpine"

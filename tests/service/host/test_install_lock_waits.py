@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.host.pidfile import locked
+from tasks.host.pidfile_lock import locked
 from tasks.host.service_venv import service_venv_ready
 from tasks.core.settings import load_settings
 from tests.support import REPO_ROOT, isolated_env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tasks.host.pidfile import locked
+from tasks.host.pidfile_lock import locked
 from tests.support import inv, isolated_env
 
 

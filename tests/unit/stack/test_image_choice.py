@@ -1,4 +1,4 @@
-"""CORTEX_IMAGES=auto: which images a machine gets (tasks.stack.images.choose_images, a pure function).
+"""CORTEX_IMAGES=auto: which images a machine gets (tasks.stack.image_choice.choose_images, a pure function).
 
 Each case is a machine as the facts describe it: a Mac with Docker Desktop or OrbStack, Linux as
 root (this project's machines), Linux without root, with and without sudo, Podman (rootful and
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from tasks.stack.images import ImageChoice, Machine, choose_images
+from tasks.stack.image_choice import ImageChoice, Machine, choose_images
 
 LINUX_ROOT = Machine(system="Linux", root=True, sudo=False, engine="docker",
                      engine_rootless=False, engine_arch_matches=True, debootstrap=True,
