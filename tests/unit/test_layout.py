@@ -1,16 +1,19 @@
-"""The code's layout holds (issue 11): layered packages, no import circles, no private names
-reached across modules. Read from the source with `ast`, so imports inside functions count."""
+"""The code's layout holds (issue 11): layered packages (import-linter's contracts in
+.importlinter, run here as `lint-imports`), no import circles, no private names reached across
+modules. Read from the source with `ast`, so imports inside functions count."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO_ROOT
 
-# Each package may import from packages of a lower rank (and from itself), never upwards.
-RANKS = {"core": 0, "host": 1, "stack": 2, "checks": 3, "bench": 3, "cli": 4}
+# The packages of tasks/; their order is the layers contract in .importlinter.
+PACKAGES = {"core", "host", "stack", "checks", "bench", "cli"}
 
 
 def module_name(path: Path) -> str:
@@ -68,32 +71,26 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def package_of(module: str) -> str | None:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANKS) else None
-
-
 @pytest.mark.parametrize("package", ["tasks", "mlx_service"])
 def test_no_import_circles(package):
     assert find_cycle(graph(package)) is None
 
 
-def test_tasks_packages_only_import_downwards():
-    wrong = []
-    for module, targets in graph("tasks").items():
-        mine = package_of(module)
-        for target in targets:
-            theirs = package_of(target)
-            if mine and theirs and mine != theirs and RANKS[theirs] >= RANKS[mine]:
-                wrong.append(f"{module} -> {target}")
-    assert not wrong
+def test_the_import_contracts_hold():
+    """tasks' packages import only downwards (cli > checks | bench > stack > host > core),
+    mlx_service imports nothing from tasks, the model runner not the queue."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--no-cache"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout
 
 
 def test_every_task_module_lives_in_a_package():
     loose = [p.name for p in (REPO_ROOT / "tasks").glob("*.py") if p.name != "__init__.py"]
     assert not loose
     assert {p.name for p in (REPO_ROOT / "tasks").iterdir() if p.is_dir()
-            and p.name != "__pycache__"} == set(RANKS)
+            and p.name != "__pycache__"} == PACKAGES
 
 
 @pytest.mark.parametrize("package", ["tasks", "mlx_service"])
@@ -112,10 +109,3 @@ def test_the_product_ships_no_test_support():
     for path in (REPO_ROOT / "mlx_service").rglob("*.py"):
         assert not any(imported.split(".")[0] in ("tasks", "tests", "pytest")
                        for imported, _ in imports_of(path)), path
-
-
-def test_the_model_runner_does_not_import_the_queue():
-    edges = graph("mlx_service")
-    runner = [m for m in edges if m.startswith("mlx_service.models.")]
-    assert "mlx_service.models.embedder" in runner
-    assert not [m for m in runner if "mlx_service.worker" in edges[m]]
