@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
 from tasks.checks.roundtrip import run_roundtrip
 from tasks.checks.verify import as_document, run_checks, settings_unreadable, verdict
@@ -60,4 +60,4 @@ def roundtrip(c, json_=False, timeout=None):
 
 
 # invoke turns `json_` into --json
-TASKS = [verify, roundtrip]
+ns = Collection(verify, roundtrip)

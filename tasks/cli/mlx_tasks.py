@@ -4,7 +4,7 @@ once, by tasks/cli/task_edge.py."""
 from __future__ import annotations
 
 import inspect
-import json as _json
+import json
 import sys
 from pathlib import Path
 
@@ -83,11 +83,11 @@ def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
 
 
 @task(help={"json": "print the status document as JSON (only JSON on stdout)"})
-def status(c, json=False):
+def status(c, json_=False):
     """Is the service running, responding, healthy? Stale PID files are reported and removed."""
     result = mp.service_status(_settings(), say=say)
-    if json:
-        print(_json.dumps(result, indent=2))
+    if json_:
+        print(json.dumps(result, indent=2))
     else:
         print(format_status(result))
 
@@ -150,7 +150,7 @@ def print_actions() -> None:
     "force": "install: reinstall", "json": "status: JSON only on stdout",
     "follow": "logs: keep following", "n": "logs: how many lines",
     "blas": "install: mkl adds oneMKL, default removes it"})
-def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout=None, json=False,
+def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout=None, json_=False,
              venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
@@ -165,7 +165,7 @@ def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout
                    + ", ".join(ACTIONS), code=2)
     given = {"f": f, "foreground": foreground, "install": install, "wait": wait,
              "timeout": timeout, "venv": venv, "watch": watch, "grace": grace, "force": force,
-             "json": json, "follow": follow, "n": n, "blas": blas}
+             "json_": json_, "follow": follow, "n": n, "blas": blas}
     chosen(c, **flags_for(action, given))
 
 

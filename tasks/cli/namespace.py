@@ -16,10 +16,13 @@ from tasks.cli.task_edge import quiet_collection
 
 
 def build_namespace() -> Collection:
+    """Each task module exports its Collection (`ns`; invoke's from_module collects the tasks
+    of a module without one): the stack's, the checks', bench and stress at the root, mlx and
+    test as collections of their own."""
     ns = Collection()
     for module in (stack_tasks, check_tasks, bench_tasks, stress_tasks):
-        for t in module.TASKS:
-            ns.add_task(t)
+        for name, t in Collection.from_module(module).tasks.items():
+            ns.add_task(t, name=name)
     ns.add_collection(mlx_tasks.ns, name="mlx")
     ns.add_collection(test_tasks.ns, name="test")
     return quiet_collection(ns)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
 from tasks.core.flags import count, mlx_flags, seconds
 from tasks.core.say import untagged
@@ -81,12 +81,12 @@ def stop(c, keep_mlx=False):
 
 
 @task(help={"json": "print only the status document (JSON, schemas/status.schema.json)"})
-def status(c, json=False):
+def status(c, json_=False):
     """What runs: host service, containers (running / healthy / ready), ports, connectivity."""
     from tasks.stack.status_doc import build_status, status_json
     from tasks.stack.status_text import status_text
     settings = load_settings()
-    if json:
+    if json_:
         print(status_json(settings))
         return
     print(status_text(build_status(settings)))
@@ -137,4 +137,4 @@ def clean(c, yes=False):
     untagged("removed containers, volumes and networks")
 
 
-TASKS = [setup, start, stop, status, logs, health, clean]
+ns = Collection(setup, start, stop, status, logs, health, clean)

@@ -5,7 +5,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
 from tasks.core.say import say_as
 
@@ -52,4 +52,4 @@ def stress(c, json_=False, quick=False, soak=None, fuzz=None, flood=None):
     say(f"service logs: {logs}")
 
 
-TASKS = [stress]
+ns = Collection(stress)
