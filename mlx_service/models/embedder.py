@@ -106,7 +106,7 @@ class Embedder:
 
             def embed(name: str):
                 self._fast.use(name)
-                return self._forward(probes)
+                return self.embed(probes)
             choice, self.precision_check = precision.self_check(choice, embed)
             self._fast.use(choice.precision)
             for name in ("reference", "fp32", "bf16", "bf16-emulated"):
