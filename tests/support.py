@@ -80,3 +80,14 @@ def live_group_members(pgid: int) -> list[int]:
         except (ProcessLookupError, psutil.Error):
             pass
     return found
+
+
+def remove_services(env: dict[str, str], *services: str) -> None:
+    """Remove a module's extra containers when it is done: `inv health` rightly counts a
+    stopped container as unhealthy, so one left behind would fail a later module's check."""
+    from tasks.core.settings import load_settings
+    from tasks.stack.engine import find_engine
+    from tasks.stack.project import make_stack
+    stack = make_stack(load_settings(environ=env), find_engine(env), offline=True)
+    subprocess.run(stack.compose.argv("rm", "--stop", "--force", *services), env=env,
+                   capture_output=True, timeout=180)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import inv
+from tests.support import inv, remove_services
 
 TRACE_ID = "3d1c9e5f7a2b4c6d8e0f1a2b3c4d5e6f"
 PARENT_ID = "1a2b3c4d5e6f7a8b"
@@ -94,7 +94,8 @@ def fake_tempo(stack_env, tmp_path_factory):
     inv("mlx", "stop", env=env, timeout=120)  # an earlier module's service runs without OTLP
     _ok(inv("start", "--services=tempo,model-gateway", env=env, timeout=900),
         "inv start --services=tempo,model-gateway (Tempo stand-in)")
-    return env  # the session's teardown removes the stand-in with the rest of the project
+    yield env
+    remove_services(env, "tempo")  # later modules' health checks must not meet a stopped one
 
 
 def test_start_points_host_service_and_gateway_at_tempo(fake_tempo):
