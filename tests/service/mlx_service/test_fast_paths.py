@@ -113,3 +113,22 @@ def test_bf16_rounding_emulation_and_the_self_checks_verdicts(service_py):
     assert "bf16 failed the self-check" in got["fallback"][1]
     assert got["wrong_blas"][0] == "fp32"
     assert "SELF-CHECK FAILED" in got["wrong_blas"][1] and "computes wrong" in got["wrong_blas"][1]
+
+
+def test_a_service_forced_to_bf16_says_so_and_keeps_parity(service_factory, reference):
+    """MLX_PRECISION=bf16 through the real service: /info names the precision it runs (here,
+    without bf16 units or oneMKL: emulated) with the self-check's figure, and the vectors keep
+    parity with the sentence-transformers reference (assert_parity's minimum)."""
+    from tests.service_support import assert_parity
+    svc = service_factory(env={"MLX_PRECISION": "bf16"})
+    info = svc.get("/info")[1]
+    if info["device"] != "cpu":
+        pytest.skip("the fast path is for the CPU device")
+    assert info["precision"] in ("bf16", "bf16-emulated")
+    assert info["precision_reason"].startswith(("bf16: MLX_PRECISION=bf16",
+                                                "bf16 emulated: MLX_PRECISION=bf16"))
+    assert "self-check min cos 0.9999" in info["precision_reason"]
+    items = reference["items"]
+    status, body = svc.post("/embed", {"input": [i["text"] for i in items]})
+    assert status == 200
+    assert_parity(items, body["embeddings"])
