@@ -92,7 +92,14 @@ def self_check(choice: Choice, embed: Callable[[str], object]) -> tuple[Choice, 
     """Runs the probes with `embed(precision)` on the chosen path and on `reference`; a
     failure falls back to fp32 (checked in turn) and says so. Returns (final, min cos)."""
     want = embed("reference")
-    cos = min_cosine(embed(choice.precision), want)
+    try:
+        cos = min_cosine(embed(choice.precision), want)
+    except Exception as exc:  # a bf16 GEMM that refuses (bad library): fp32 serves instead
+        if choice.precision == "fp32":
+            raise
+        fp32_cos = min_cosine(embed("fp32"), want)
+        return Choice("fp32", f"fp32: {choice.precision} failed the self-check "
+                      f"({type(exc).__name__}: {exc}); fp32 min cos {fp32_cos:.6f}"), fp32_cos
     if cos >= CHECK_MIN_COS:
         return Choice(choice.precision, f"{choice.reason}; self-check min cos {cos:.6f}"), cos
     if choice.precision == "fp32":

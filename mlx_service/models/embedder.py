@@ -48,8 +48,9 @@ def describe_device(mx) -> str:
 class Embedder:
     def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0,
                  precision: str = "auto"):
-        """cpu_fast: take mlx_service/cpu_fast.py's forward pass where it applies (BERT and
-        XLM-R on the CPU); lanes: threads a batch is split over there (0: one per core);
+        """cpu_fast: take the fast forward pass where it applies (BERT, XLM-R, ModernBERT,
+        Qwen3 on the CPU: models/fast_forward.py); lanes: threads a batch is split over there
+        (0: one per core);
         precision: MLX_PRECISION (mlx_service/precision.py), checked at start."""
         import mlx.core as mx
         from transformers import AutoTokenizer

@@ -95,12 +95,19 @@ table = {"reference": good, "fp32": good, "bf16": bad}
 bf16_falls_back = precision.self_check(precision.Choice("bf16", "auto: bf16"), table.__getitem__)
 table = {"reference": good, "fp32": bad}
 blas_wrong = precision.self_check(precision.Choice("fp32", "auto: fp32"), table.__getitem__)
+
+def refusing(name):
+    if name == "bf16":
+        raise OSError("no bf16 kernel")
+    return good
+refused = precision.self_check(precision.Choice("bf16", "auto: bf16"), refusing)
 print(json.dumps({
     "same_bits": bool(np.array_equal(ours, mlx_bits)),
     "emulated_err": float(np.abs(emulated - exact).max()),
     "reference_err": float(np.abs(reference - (a @ w.T + w[:, 0])).max()),
     "fallback": [bf16_falls_back[0].precision, bf16_falls_back[0].reason],
     "wrong_blas": [blas_wrong[0].precision, blas_wrong[0].reason],
+    "refused": [refused[0].precision, refused[0].reason],
 }))
 """
 
@@ -113,6 +120,8 @@ def test_bf16_rounding_emulation_and_the_self_checks_verdicts(service_py):
     assert "bf16 failed the self-check" in got["fallback"][1]
     assert got["wrong_blas"][0] == "fp32"
     assert "SELF-CHECK FAILED" in got["wrong_blas"][1] and "computes wrong" in got["wrong_blas"][1]
+    assert got["refused"][0] == "fp32"  # a bf16 GEMM that raises: fp32 serves, and says why
+    assert "OSError: no bf16 kernel" in got["refused"][1]
 
 
 def test_a_service_forced_to_bf16_says_so_and_keeps_parity(service_factory, reference):
