@@ -370,6 +370,12 @@ def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = s
     path = cache_path(environ, prefix)
     cache = read_cache(path)
     hits = cached_probes(cache, machine, candidates)
+    if mode == "auto" and platform.startswith("linux") and not preloaded:
+        from mlx_service.precision import cpu_bf16_units, wants_onemkl
+        why = wants_onemkl(environ.get("MLX_PRECISION", "auto"), cpu_bf16_units(),
+                           "mkl" in candidates)
+        if why:  # bf16 units: oneMKL's bf16 GEMM beats any float32 one (precision.py)
+            return Decision("mkl", candidates["mkl"].path, why)
     decision = decide(mode, platform, candidates, {}, hits, preloaded)
     if not decision.to_probe:
         return decision

@@ -78,6 +78,17 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool) -> C
     return Choice("bf16", f"auto: bf16, {'/'.join(units)} with oneMKL's bf16 GEMM")
 
 
+def wants_onemkl(precision_mode: str, units: Iterable[str], mkl_found: bool) -> str | None:
+    """MLX_BLAS=auto's reason to take oneMKL without comparing float32 speed: the CPU has bf16
+    units, oneMKL is installed and MLX_PRECISION allows bf16 (OpenBLAS has no bf16 GEMM, so
+    picking it on float32 speed alone would rule bf16 out). None: let the probe decide."""
+    units = tuple(units)
+    if not (units and mkl_found) or precision_mode.strip().lower() == "fp32":
+        return None
+    return (f"auto: mkl for its bf16 GEMM (this CPU has {'/'.join(units)}, "
+            f"MLX_PRECISION={precision_mode.strip().lower() or 'auto'})")
+
+
 def min_cosine(a, b) -> float:
     """Smallest row-wise cosine between two (rows, dim) arrays."""
     import numpy as np

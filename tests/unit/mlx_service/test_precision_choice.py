@@ -64,3 +64,11 @@ def test_inv_mlx_install_says_what_bf16_needs_on_a_cpu_with_units():
     hint = bf16_hint((), ZEN4_FLAGS)
     assert "avx512_bf16" in hint and "inv mlx install --blas mkl" in hint and "1 GB" in hint
     assert "self-check" in bf16_hint(("mkl",), SPR_FLAGS)
+
+
+def test_blas_auto_takes_onemkl_on_a_bf16_cpu_unless_fp32_is_asked():
+    assert precision.wants_onemkl("auto", ("avx512_bf16",), True).startswith(
+        "auto: mkl for its bf16 GEMM (this CPU has avx512_bf16")
+    assert precision.wants_onemkl("fp32", ("avx512_bf16",), True) is None
+    assert precision.wants_onemkl("auto", (), True) is None        # Zen 3: the probe decides
+    assert precision.wants_onemkl("bf16", ("amx_bf16",), False) is None  # nothing to take
