@@ -18,7 +18,7 @@ def test_status_names_the_served_model(tmp_path, service_factory):
     assert model["name"] == "qwen3-last" and model["architecture"] == "qwen3"
     assert model["pooling"] == ["lasttoken"] and model["pooling_source"] == "1_Pooling/config.json"
     assert model["prompts"] == {"names": ["query", "document"], "default": None}
-    assert model["weights"] == "float32 safetensors" and model["forward"] == "mlx"
+    assert model["weights"] == "float32 safetensors" and model["forward"] == "cpu-fast"
     assert model["layers"] == "mlx_embeddings.models.qwen3"
     schema = load_schema()
     jsonschema.Draft202012Validator({**schema["properties"]["mlx"],
