@@ -1,7 +1,8 @@
 """OTLP/HTTP export of spans and log records, configured only by the standard OTEL_* variables.
 
-The same file is mlx_service/otlp.py (the host service) and compose/pyserve/otlp.py (the
-containers' services); tests/unit/test_otlp_copies.py keeps them identical.
+One file for both sides: the host service imports it, and the gateway and registry images
+copy it next to compose/pyserve/telemetry.py (compose/pyserve/Dockerfile), so it imports
+nothing of mlx_service.
 
 - OTEL_SDK_DISABLED=true: nothing is set up. OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER:
   "otlp" (the default), "console" or "none".
