@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mlx_service.batch_plan import plan_batches
+from mlx_service.cycle_policy import CycleLimits, coalesce_tokens, requests_to_expect, take_cycle
 from mlx_service.enums import StrEnum
 
 log = logging.getLogger("mlx_service.worker")
@@ -104,9 +105,6 @@ class Job:
         return JobOutcome.FAILED
 
 
-# How many full passes of work one cycle may coalesce from several requests.
-COALESCE_PASSES = 4
-
 _STOP = object()
 
 
@@ -120,7 +118,7 @@ class Worker(threading.Thread):
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.max_batch_tokens = max_batch_tokens
         self.coalesce_rows = coalesce_rows
-        self.coalesce_tokens = COALESCE_PASSES * max_batch_tokens
+        self.coalesce_tokens = coalesce_tokens(max_batch_tokens)
         self.batch_wait_s = max(0.0, batch_wait_ms) / 1000
         self._last_jobs = 0  # requests in play at the end of the previous cycle
         self.metrics = metrics
@@ -211,38 +209,12 @@ class Worker(threading.Thread):
             item = self._queue.get()
             if item is _STOP:
                 return
-            jobs = [item]
-            rows = len(item.rows)
-            stop_after = False
-            # Coalesce whatever else is already waiting (bounded, so one cycle stays short).
-            # Under concurrent load the clients the previous pass answered are about to send
-            # their next request: wait up to batch_wait for as many requests as were in play
-            # then (that pass's, plus those queued behind it), so all clients share one pass
-            # instead of splitting into groups that alternate between half-full passes. A
-            # lone client (previous pass: one request, none queued) never waits.
-            # (Capping the wait at the previous pass's duration measured worse: smaller passes,
-            # more of them, under steady load.)
-            expect = self._last_jobs if self._last_jobs > 1 and self.coalesce_rows > 1 else 0
-            deadline = time.monotonic() + self.batch_wait_s
-            # Requests coalesced into one cycle finish together: a cycle stops taking more once
-            # it holds a few passes' worth of tokens, so a large request is answered when its
-            # own work is done, not when that of everything queued with it is.
-            tokens = sum(len(r) for r in item.rows)
-            while rows < self.coalesce_rows and tokens < self.coalesce_tokens:
-                try:
-                    left = deadline - time.monotonic()
-                    if len(jobs) < expect and left > 0:
-                        nxt = self._queue.get(timeout=left)
-                    else:
-                        nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop_after = True
-                    break
-                jobs.append(nxt)
-                rows += len(nxt.rows)
-                tokens += sum(len(r) for r in nxt.rows)
+            # Under concurrent load, wait up to batch_wait for as many requests as were in
+            # play after the previous cycle, so all clients share one pass (README, "Under load").
+            limits = CycleLimits(self.coalesce_rows, self.coalesce_tokens,
+                                 requests_to_expect(self._last_jobs, self.coalesce_rows))
+            jobs, stop_after = take_cycle(self._queue, item, limits,
+                                          time.monotonic() + self.batch_wait_s, _STOP)
             self._current = self._live(jobs)
             self._run_jobs(self._current)
             self._last_jobs = len(jobs) + self._queue.qsize()
