@@ -202,7 +202,6 @@ class CpuBertForward:
         import mlx.core as mx
         self._mx = mx
         self.model = model
-        self.real_rows_only = True  # False: exp_rows_ over everything (A/B comparisons)
         self.bf16_gemm = gemm  # oneMKL's cblas_gemm_bf16bf16f32 (mlx_service/gemm.py)
         self._kernels: dict[str, list] = {}
         self.precision = precision
@@ -252,7 +251,7 @@ class CpuBertForward:
         bias = None
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
-        lengths = right_padded_lengths(mask) if self.real_rows_only else None
+        lengths = right_padded_lengths(mask)
         for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self._kernels[self.precision]:
             hidden = heads * head_dim
             qkv = qkv_k(x.reshape(batch * width, hidden))

@@ -136,9 +136,6 @@ class Worker(threading.Thread):
         self.dropped = 0  # requests dropped unrun: client gone or deadline passed
 
     # --- called from HTTP threads ---------------------------------------------------------
-    def alive(self) -> bool:
-        return self.is_alive() and self.state == WorkerState.READY
-
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
@@ -165,12 +162,6 @@ class Worker(threading.Thread):
             self._queue.put_nowait(_STOP)
         except queue.Full:
             pass  # the worker sees _draining after its pass
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then end the thread."""
-        if self.is_alive():
-            self._queue.put(_STOP)
-            self.join(timeout)
 
     # --- the inference thread --------------------------------------------------------------
     def run(self) -> None:

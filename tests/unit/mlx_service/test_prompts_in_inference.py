@@ -60,7 +60,8 @@ def test_named_and_default_prompts_and_token_counts():
     assert (error.status, error.param, error.code) == (400, "prompt_name", "unknown_prompt_name")
     assert "'query', 'document'" in error.message
     inference.release(ticket)
-    inference.worker.stop()
+    inference.worker.drain()  # nothing queued: the thread just ends
+    inference.worker.join(5)
 
 
 def test_lowercased_when_the_model_says_so():
@@ -69,7 +70,8 @@ def test_lowercased_when_the_model_says_so():
     inference.tokenize(ticket, ["Tokyo IS Big"], "q")
     assert embedder.seen[-1] == "query: tokyo is big"
     inference.release(ticket)
-    inference.worker.stop()
+    inference.worker.drain()  # nothing queued: the thread just ends
+    inference.worker.join(5)
 
 
 def test_prompt_name_is_parsed_on_both_endpoints():

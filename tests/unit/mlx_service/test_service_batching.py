@@ -68,7 +68,8 @@ def test_rows_come_back_to_their_request_in_order():
     for i, job in enumerate(jobs):
         assert job.result == [[float(sum(r)), float(len(r))] for r in job.rows]
     assert len(emb.calls) < 11  # coalesced, not one pass per request
-    w.stop()
+    w.drain()  # nothing queued: the thread just ends
+    w.join(5)
     assert w.state == "stopped" and not w.is_alive()
 
 
@@ -79,8 +80,9 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on():
     assert bad.done.wait(5) and isinstance(bad.error, MemoryError)
     good = w.submit([[1, 2]])
     assert good.done.wait(5) and good.error is None and good.result == [[3.0, 2.0]]
-    assert w.alive()
-    w.stop()
+    assert w.is_alive() and w.state == "ready"
+    w.drain()  # nothing queued: the thread just ends
+    w.join(5)
 
 
 def test_full_queue_raises():
@@ -99,7 +101,8 @@ def test_full_queue_raises():
         w.submit([[3]])
     gate.set()
     assert first.done.wait(5)
-    w.stop()
+    w.drain()  # nothing queued: the thread just ends
+    w.join(5)
 
 
 def test_load_failure_is_reported_not_raised():
@@ -110,4 +113,4 @@ def test_load_failure_is_reported_not_raised():
     w.start()
     assert w.ready.wait(5)
     w.join(5)
-    assert w.state == "error" and "model.safetensors" in w.error and not w.alive()
+    assert w.state == "error" and "model.safetensors" in w.error and not w.is_alive()

@@ -52,7 +52,8 @@ def test_status_follows_the_worker_and_shutdown():
     with pytest.raises(RequestError) as refused:
         inference.admit()
     assert (refused.value.status, refused.value.code) == (503, "service_unavailable")
-    inference.worker.stop()
+    inference.worker.drain()  # nothing queued: the thread just ends
+    inference.worker.join(5)
 
 
 def test_a_failed_load_is_an_error_status_with_its_reason():
@@ -81,4 +82,5 @@ def test_slots_and_tokens_are_admitted_counted_and_given_back():
     assert (refused.value.status, refused.value.code) == (413, "too_many_tokens")
     inference.release(ticket)
     assert inference.in_flight()["requests"] == 0 and inference.in_flight()["tokens"] == 0
-    inference.worker.stop()
+    inference.worker.drain()  # nothing queued: the thread just ends
+    inference.worker.join(5)

@@ -108,7 +108,8 @@ def test_coalesce_rows_1_runs_one_request_per_pass(coalesce_rows, passes):
         assert job.done.wait(5) and job.error is None
     assert len(emb.calls) == passes
     assert [job.result for job in rest] == [[[float(2 * i)]] for i in range(2, 5)]
-    worker.stop()
+    worker.drain()  # nothing queued: the thread just ends
+    worker.join(5)
 
 
 # --- waiting for the clients just answered, under load only -----------------------------------
@@ -159,7 +160,8 @@ def test_under_load_the_worker_waits_for_the_clients_it_just_answered(wait_ms, p
     second = worker.submit([[5]])
     assert first.done.wait(5) and second.done.wait(5)
     assert len(emb.calls) - before == passes_after
-    worker.stop()
+    worker.drain()  # nothing queued: the thread just ends
+    worker.join(5)
 
 
 def test_a_lone_client_never_waits():
@@ -173,7 +175,8 @@ def test_a_lone_client_never_waits():
         job = worker.submit([[i]])
         assert job.done.wait(5)
     assert time.monotonic() - t0 < 1.0
-    worker.stop()
+    worker.drain()  # nothing queued: the thread just ends
+    worker.join(5)
 
 
 def test_batch_wait_setting():
