@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from invoke import Exit, task
+from invoke import Collection, Exit, task
 
 from tasks.bench.document import save_result
 from tasks.bench.errors import BenchError
@@ -53,4 +53,4 @@ def bench(c, json_=False, quick=False, no_peer=False, setup_peer=False, repeats=
 
 
 # invoke turns `json_` into --json, `no_peer` into --no-peer, `setup_peer` into --setup-peer
-TASKS = [bench]
+ns = Collection(bench)
