@@ -9,21 +9,22 @@ time), cached per machine and library version in a small JSON file in the venv. 
 only read by the dynamic loader at exec time, hence the re-exec of the same command line
 (os.execve keeps the PID, so PID files and process supervisors keep working).
 
-`decide` is the one pure function that picks; the rest gathers its inputs or acts on it.
+`decide` is the one pure function that picks; the rest gathers its inputs or acts on it. The
+probe's own process is mlx_service/blas_probe.py, the per-machine cache mlx_service/blas_cache.py.
 """
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
+
+from mlx_service.blas_cache import (cache_path, cached_probes, machine_identity, mlx_version,
+                                    read_cache, write_cache)
 
 # Debian/Ubuntu `libopenblas0-pthread` (the threaded build). MLX_OPENBLAS_PATH overrides.
 OPENBLAS_CANDIDATES = (
@@ -44,8 +45,6 @@ INSTALL_HINTS = {
 PROBE_SHAPES = ((2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384))
 PROBE_BUDGET_S = 0.3     # GEMM seconds per library; the import of MLX comes on top
 PROBE_TIMEOUT_S = 30.0
-CACHE_NAME = "mlx-blas-choice.json"
-CACHE_SCHEMA = 1
 # Set on the re-exec'd process: guards against a loop if the preload does not stick.
 REEXEC_MARKER = "MLX_SERVICE_BLAS_REEXEC"
 # The decision as JSON, for /info of the process that acts on it (set before any re-exec).
@@ -130,23 +129,6 @@ def _preload_entries(environ: Mapping[str, str]) -> list[str]:
 
 
 # --- the decision (pure) ------------------------------------------------------------------------
-def cache_key(machine: str, candidate: Candidate) -> str:
-    text = f"{machine}\n{candidate.name}\n{candidate.identity}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def cached_probes(cache: Mapping, machine: str,
-                  candidates: Mapping[str, Candidate]) -> dict[str, dict]:
-    """The cache's probe results that still hold for this machine and these library versions."""
-    entries = cache.get("entries", {}) if cache.get("schema") == CACHE_SCHEMA else {}
-    out = {}
-    for name, candidate in candidates.items():
-        hit = entries.get(cache_key(machine, candidate))
-        if isinstance(hit, dict):
-            out[name] = hit
-    return out
-
-
 def _figure(result: Mapping | None) -> float | None:
     value = (result or {}).get("gflops")
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
@@ -233,46 +215,10 @@ def thread_env(library: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {}
 
 
-# --- the probe -----------------------------------------------------------------------------------
-def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
-                budget_s: float = PROBE_BUDGET_S) -> dict:
-    """GFLOPS of this process's BLAS on each shape (one BLAS thread, as a lane runs).
-
-    A first multiply on a slice of the rows tells how fast the library is; a fast one is then
-    timed on the full shape (best of a few), a slow one (MLX's reference) keeps the estimate,
-    so no library takes more than about budget_s.
-    """
-    import mlx.core as mx
-
-    per_shape = budget_s / len(shapes)
-    figures = {}
-    for m, k, n in shapes:
-        b = mx.random.normal((k, n))
-        small = mx.random.normal((max(1, m // 8), k))
-        mx.eval(b, small)
-        mx.eval(small @ b)  # warm: page in, thread pools up
-        t = _timed(lambda: mx.eval(small @ b))
-        rows, best = small.shape[0], t
-        if t * 8 * 3 < per_shape:
-            a = mx.random.normal((m, k))
-            mx.eval(a)
-            rows = m
-            best = min(_timed(lambda: mx.eval(a @ b)) for _ in range(3))
-        figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
-    mean = math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
-    return {"gflops": round(mean, 1), "shapes": {s: round(v, 1) for s, v in figures.items()},
-            "library": blas_in_use()}
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return max(time.perf_counter() - t0, 1e-9)
-
-
+# --- the probe, in a subprocess per library ------------------------------------------------------
 def probe_library(candidate: Candidate, environ: Mapping[str, str],
                   python: str = sys.executable, timeout: float = PROBE_TIMEOUT_S) -> dict:
-    """Run probe_gemms in a subprocess with this candidate preloaded (and nothing else)."""
+    """Run blas_probe.probe_gemms in a subprocess with this candidate preloaded (and nothing else)."""
     env = {k: v for k, v in environ.items() if k not in (REEXEC_MARKER, CHOICE_ENV)}
     preload = preload_for(Decision(candidate.name, candidate.path, "probe"), env)
     if preload is not None:
@@ -282,7 +228,7 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
     env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     package_root = str(Path(__file__).resolve().parent.parent)
     try:
-        done = subprocess.run([python, "-m", "mlx_service.blas", "probe"], env=env,
+        done = subprocess.run([python, "-m", "mlx_service.blas_probe"], env=env,
                               cwd=package_root, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"probe did not finish: {exc}"}
@@ -296,62 +242,6 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
     if result.get("library") != candidate.name:
         return {"error": f"asked for {candidate.name}, the probe ran on {result.get('library')}"}
     return result
-
-
-# --- the cache -----------------------------------------------------------------------------------
-def cache_path(environ: Mapping[str, str], prefix: str = sys.prefix) -> Path:
-    return Path(environ.get("MLX_BLAS_CACHE") or os.path.join(prefix, CACHE_NAME))
-
-
-def read_cache(path: Path) -> dict:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def write_cache(path: Path, cache: Mapping, machine: str, candidates: Mapping[str, Candidate],
-                probes: Mapping[str, Mapping]) -> None:
-    """Add fresh probe results; atomic, and silent when the venv is read-only."""
-    entries = dict(cache.get("entries", {})) if cache.get("schema") == CACHE_SCHEMA else {}
-    for name, result in probes.items():
-        entries[cache_key(machine, candidates[name])] = {**result, "name": name,
-                                                         "measured": time.time()}
-    doc = {"schema": CACHE_SCHEMA, "entries": entries}
-    tmp = Path(f"{path}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-
-
-def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU model and its feature flags, and how many cores this process may use."""
-    model = flags = ""
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and not model:
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = hashlib.sha256(value.strip().encode()).hexdigest()[:12]
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return f"{model} flags:{flags} cores:{cores}"
-
-
-def mlx_version(prefix: str = sys.prefix) -> str:
-    """MLX's version in the venv at prefix (its dist-info), part of every cache key."""
-    found = sorted(glob.glob(os.path.join(prefix, "lib", "python*", "site-packages",
-                                          "mlx-*.dist-info")))
-    return found[-1].rsplit("mlx-", 1)[1].removesuffix(".dist-info") if found else ""
 
 
 # --- acting on it --------------------------------------------------------------------------------
@@ -446,11 +336,3 @@ def blas_in_use(maps_path: str = "/proc/self/maps", platform: str = sys.platform
                 return name
     return "reference"
 
-
-if __name__ == "__main__":
-    # `python -m mlx_service.blas probe`: one JSON line with this process's GEMM figures.
-    if sys.argv[1:] == ["probe"]:
-        print(json.dumps(probe_gemms()))
-    else:
-        print("usage: python -m mlx_service.blas probe", file=sys.stderr)
-        sys.exit(2)

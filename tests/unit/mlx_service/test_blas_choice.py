@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_service.blas import (CACHE_SCHEMA, BlasError, Candidate, cache_key, cached_probes,
-                              decide)
+from mlx_service.blas import BlasError, Candidate, decide
+from mlx_service.blas_cache import CACHE_SCHEMA, cache_key, cached_probes
 
 OPENBLAS = Candidate("openblas", "/usr/lib/libopenblas.so.0", "openblas 0.3.21")
 MKL = Candidate("mkl", "/venv/lib/libmkl_rt.so.3", "mkl 2026.2")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 
 from mlx_service.blas import (OPENBLAS_CANDIDATES, REEXEC_MARKER, Candidate, Decision,
-                              blas_in_use, cache_path, exec_env, find_candidates, find_mkl,
-                              preload_for, preloaded_library, read_cache, write_cache)
+                              blas_in_use, exec_env, find_candidates, find_mkl, preload_for,
+                              preloaded_library)
+from mlx_service.blas_cache import cache_path, read_cache, write_cache
 
 LIB = OPENBLAS_CANDIDATES[0]
 MKL = "/venv/lib/libmkl_rt.so.3"

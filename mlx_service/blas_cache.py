@@ -1,0 +1,93 @@
+"""The per-machine cache of BLAS probe results (mlx_service/blas.py): one small JSON file in
+the venv, keyed by the CPU, the library file and MLX's version, so a probe runs once."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Mapping, Protocol
+
+CACHE_NAME = "mlx-blas-choice.json"
+CACHE_SCHEMA = 1
+
+
+class Candidate(Protocol):
+    """What a cache entry is keyed by (blas.Candidate; blas.py imports this module)."""
+    name: str
+    identity: str
+
+
+def cache_key(machine: str, candidate: Candidate) -> str:
+    text = f"{machine}\n{candidate.name}\n{candidate.identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cached_probes(cache: Mapping, machine: str,
+                  candidates: Mapping[str, Candidate]) -> dict[str, dict]:
+    """The cache's probe results that still hold for this machine and these library versions."""
+    entries = cache.get("entries", {}) if cache.get("schema") == CACHE_SCHEMA else {}
+    out = {}
+    for name, candidate in candidates.items():
+        hit = entries.get(cache_key(machine, candidate))
+        if isinstance(hit, dict):
+            out[name] = hit
+    return out
+
+
+def cache_path(environ: Mapping[str, str], prefix: str = sys.prefix) -> Path:
+    return Path(environ.get("MLX_BLAS_CACHE") or os.path.join(prefix, CACHE_NAME))
+
+
+def read_cache(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_cache(path: Path, cache: Mapping, machine: str, candidates: Mapping[str, Candidate],
+                probes: Mapping[str, Mapping]) -> None:
+    """Add fresh probe results; atomic, and silent when the venv is read-only."""
+    entries = dict(cache.get("entries", {})) if cache.get("schema") == CACHE_SCHEMA else {}
+    for name, result in probes.items():
+        entries[cache_key(machine, candidates[name])] = {**result, "name": name,
+                                                         "measured": time.time()}
+    doc = {"schema": CACHE_SCHEMA, "entries": entries}
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU model and its feature flags, and how many cores this process may use."""
+    model = flags = ""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = hashlib.sha256(value.strip().encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return f"{model} flags:{flags} cores:{cores}"
+
+
+def mlx_version(prefix: str = sys.prefix) -> str:
+    """MLX's version in the venv at prefix (its dist-info), part of every cache key."""
+    found = sorted(glob.glob(os.path.join(prefix, "lib", "python*", "site-packages",
+                                          "mlx-*.dist-info")))
+    return found[-1].rsplit("mlx-", 1)[1].removesuffix(".dist-info") if found else ""

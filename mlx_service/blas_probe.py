@@ -1,0 +1,51 @@
+"""The BLAS probe's own process: `python -m mlx_service.blas_probe` prints one JSON line with
+the GEMM figures of the BLAS it runs on (mlx_service/blas.py starts one per library, each with
+that library preloaded)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Callable, Sequence
+
+from mlx_service.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use
+
+
+def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
+                budget_s: float = PROBE_BUDGET_S) -> dict:
+    """GFLOPS of this process's BLAS on each shape (one BLAS thread, as a lane runs).
+
+    A first multiply on a slice of the rows tells how fast the library is; a fast one is then
+    timed on the full shape (best of a few), a slow one (MLX's reference) keeps the estimate,
+    so no library takes more than about budget_s.
+    """
+    import mlx.core as mx
+
+    per_shape = budget_s / len(shapes)
+    figures = {}
+    for m, k, n in shapes:
+        b = mx.random.normal((k, n))
+        small = mx.random.normal((max(1, m // 8), k))
+        mx.eval(b, small)
+        mx.eval(small @ b)  # warm: page in, thread pools up
+        t = _timed(lambda: mx.eval(small @ b))
+        rows, best = small.shape[0], t
+        if t * 8 * 3 < per_shape:
+            a = mx.random.normal((m, k))
+            mx.eval(a)
+            rows = m
+            best = min(_timed(lambda: mx.eval(a @ b)) for _ in range(3))
+        figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
+    mean = math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
+    return {"gflops": round(mean, 1), "shapes": {s: round(v, 1) for s, v in figures.items()},
+            "library": blas_in_use()}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return max(time.perf_counter() - t0, 1e-9)
+
+
+if __name__ == "__main__":
+    print(json.dumps(probe_gemms()))
