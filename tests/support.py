@@ -91,3 +91,12 @@ def remove_services(env: dict[str, str], *services: str) -> None:
     stack = make_stack(load_settings(environ=env), find_engine(env), offline=True)
     subprocess.run(stack.compose.argv("rm", "--stop", "--force", *services), env=env,
                    capture_output=True, timeout=180)
+
+
+def bridge_gateway() -> str:
+    """The host's address on Docker's bridge: where a test's own server is reached from the
+    project's containers (host.docker.internal)."""
+    from tasks.host.bind_addresses import docker_bridge_gateway
+    address = docker_bridge_gateway()
+    assert address, "no Docker bridge address on this host: containers cannot reach it"
+    return address

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import free_port, inv, isolated_env
+from tests.support import bridge_gateway, free_port, inv, isolated_env
 
 IDLE_TIMEOUT = 3  # the containers' channel timeout in this module, seconds
 MAX_BODY = 1024 * 1024  # the gateway's body limit in this module
@@ -253,19 +253,12 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def _bridge_gateway() -> str:
-    from tasks.host.bind_addresses import docker_bridge_gateway
-    address = docker_bridge_gateway()
-    assert address, "no Docker bridge address on this host: containers cannot reach it"
-    return address
-
-
 @pytest.fixture
 def recording_gateway(engine, tmp_path):
     """A gateway container of its own compose project, with MLX_API_KEY set, in front of a
     recorder listening where containers reach the host (the bridge's address, as the host
     service does)."""
-    server = ThreadingHTTPServer((_bridge_gateway(), 0), _Recorder)
+    server = ThreadingHTTPServer((bridge_gateway(), 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Recorder.seen = []
     env = isolated_env(tmp_path, CORTEX_IMAGES="local", CORTEX_READY_TIMEOUT="120",

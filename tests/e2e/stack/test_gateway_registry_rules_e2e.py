@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT, free_port, inv, isolated_env
+from tests.support import REPO_ROOT, bridge_gateway, free_port, inv, isolated_env
 
 PROBE_LIMIT_S = 0.25  # the bound for /health
 CONNECTION_LIMIT = 100  # the gateway's and registry's, in this module
@@ -145,13 +145,6 @@ class _NotTheService(BaseHTTPRequestHandler):
         pass
 
 
-def _bridge_gateway() -> str:
-    from tasks.host.bind_addresses import docker_bridge_gateway
-    address = docker_bridge_gateway()
-    assert address, "no Docker bridge address on this host: containers cannot reach it"
-    return address
-
-
 def _compose(env: dict, *args: str, timeout: float = 600):
     import subprocess
 
@@ -164,7 +157,7 @@ def _compose(env: dict, *args: str, timeout: float = 600):
 
 
 def test_gateway_is_not_ready_unless_its_upstream_is_the_embedding_service(engine, tmp_path):
-    other = ThreadingHTTPServer((_bridge_gateway(), 0), _NotTheService)
+    other = ThreadingHTTPServer((bridge_gateway(), 0), _NotTheService)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     upstream = f"http://host.docker.internal:{other.server_address[1]}"
     port = free_port()
