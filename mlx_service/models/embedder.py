@@ -53,18 +53,20 @@ class Embedder:
         (0: one per core);
         precision: MLX_PRECISION (mlx_service/precision.py), checked at start."""
         import mlx.core as mx
-        from transformers import AutoTokenizer
 
         from mlx_service.models.loading import load_module
+        from mlx_service.models.tokenizer_cache import load_tokenizer
 
         self.spec = spec
         self._mx = mx
         self.device = describe_device(mx)
         self.arch = ARCHITECTURES[spec.architecture]
         self.model, self.dtype = load_module(spec, cpu=self.device == "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(spec.path))
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else 0
+        # As transformers builds it, kept from the first start (models/tokenizer_cache.py).
+        loaded = load_tokenizer(spec.path)
+        self.tokenizer = loaded.slow
+        self.pad_id = loaded.pad_id
+        self.tokenizer_cached = loaded.cached
         # transformers' wrapper re-applies truncation settings on every call, which makes
         # concurrent calls fail ("Already borrowed"): it needs a lock. A Rust tokenizer of our
         # own only reads its settings, so HTTP threads tokenize in parallel; it tokenizes only
@@ -73,10 +75,9 @@ class Embedder:
         # <|endoftext|>, the token it pools, is never cut).
         self._tok_lock = threading.Lock()
         self._bounded = None
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None:
+        if loaded.backend is not None:
             from mlx_service.truncation import BoundedTokenizer
-            self._bounded = BoundedTokenizer(backend, spec.max_seq_length)
+            self._bounded = BoundedTokenizer(loaded.backend, spec.max_seq_length)
         self.forward = "mlx"  # or cpu-fast below
         self.layers = ("mlx_service.models.modernbert" if self.arch.forward == "ours"
                        else f"mlx_embeddings.models.{self.arch.library_module}")

@@ -22,7 +22,8 @@ SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
 def supports(model) -> bool:
     """mlx-embeddings' qwen3 Model (model.model.layers of Qwen3DecoderLayer), not quantized."""
     try:
-        from mlx_embeddings.models.qwen3 import Qwen3DecoderLayer
+        from mlx_service.models import library
+        Qwen3DecoderLayer = library.layers("qwen3").Qwen3DecoderLayer
         layers = list(model.model.layers)
         model.model.embed_tokens, model.model.norm  # noqa: B018 (attribute probes)
     except (ImportError, AttributeError, TypeError):

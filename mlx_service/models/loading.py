@@ -8,11 +8,11 @@ weight the forward pass needs but the folder lacks is still an error that names 
 """
 from __future__ import annotations
 
-import importlib
 import logging
 
 from mlx_service.models.architectures import Architecture, architecture_of
 from mlx_service.models.folder import ModelError, ModelSpec, read_config
+from mlx_service.models.library import layers
 
 log = logging.getLogger("mlx_service.models")
 
@@ -28,7 +28,7 @@ def build_module(arch: Architecture, cfg: dict):
         from mlx_service.models import modernbert
         model = modernbert.ModernBert(modernbert.ModernBertConfig.from_dict(cfg))
         return model, modernbert.ModernBert.sanitize
-    module = importlib.import_module(f"mlx_embeddings.models.{arch.library_module}")
+    module = layers(arch.library_module)
     args = module.ModelArgs.from_dict(cfg)
     model = module.Model(args)
     return model, getattr(model, "sanitize", lambda w: w)
