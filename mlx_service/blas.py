@@ -35,7 +35,8 @@ OPENBLAS_CANDIDATES = (
 MKL_GLOB = "lib/libmkl_rt.so.*"
 # Library names, in the order a tie is broken: no extra package first.
 LIBRARIES = ("openblas", "mkl", "reference")
-# The file name each library is recognised by, in LD_PRELOAD and in /proc/self/maps.
+# The file name each library is recognised by in LD_PRELOAD; also threadpoolctl's
+# internal_api name for it.
 MARKERS = {"openblas": "libopenblas", "mkl": "libmkl_rt"}
 INSTALL_HINTS = {
     "openblas": "install Debian's libopenblas0-pthread or set MLX_OPENBLAS_PATH",
@@ -322,17 +323,35 @@ def current_choice(environ: Mapping[str, str] = os.environ) -> dict:
     return {**choice, "library": in_use}
 
 
-def blas_in_use(maps_path: str = "/proc/self/maps", platform: str = sys.platform) -> str:
-    """What this process's matmuls really run on, read from the libraries mapped into it."""
+def preloaded_paths(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The real files behind LD_PRELOAD's entries (threadpoolctl reports real paths)."""
+    return tuple(os.path.realpath(p) for p in _preload_entries(environ))
+
+
+def matmul_blas(infos: Sequence[Mapping], preloaded: Sequence[str] = ()) -> Mapping | None:
+    """Of threadpoolctl's info dicts, the BLAS MLX's matmuls run on; None: MLX's own.
+
+    A wheel's private copy, in its auditwheel `NAME.libs/` folder (numpy's
+    `numpy.libs/libscipy_openblas64_*.so`, symbols renamed), is one MLX never calls and is
+    passed over. Of the rest, a preloaded library wins the symbol lookup, so it comes first.
+    """
+    found = [info for info in infos if info.get("internal_api") in MARKERS
+             and not _wheel_private(str(info.get("filepath") or ""))]
+    return next((i for i in found if i.get("filepath") in preloaded), found[0] if found else None)
+
+
+def _wheel_private(filepath: str) -> bool:
+    return os.path.basename(os.path.dirname(filepath)).endswith(".libs")
+
+
+def blas_in_use(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> str:
+    """What this process's matmuls really run on, from the libraries threadpoolctl finds
+    loaded (about 0.6 ms: it walks them all)."""
     if platform == "darwin":
         return "accelerate"
     try:
-        maps = Path(maps_path).read_text()
-    except OSError:
+        from threadpoolctl import threadpool_info
+    except ImportError:
         return "unknown"
-    for line in maps.splitlines():
-        for name, marker in MARKERS.items():
-            if marker in line:
-                return name
-    return "reference"
-
+    found = matmul_blas(threadpool_info(), preloaded_paths(environ))
+    return str(found["internal_api"]) if found else "reference"

@@ -24,16 +24,16 @@ turns it off.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import queue
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from mlx_service import gemm
+from mlx_service.blas import matmul_blas, preloaded_paths
 
 # erfc(z) ~= t * poly(t) * exp(-z^2), t = 1 / (1 + P z), z >= 0  (A&S 7.1.26)
 _P = 0.3275911
@@ -273,29 +273,42 @@ class CpuBertForward:
 
 # --- both cores -----------------------------------------------------------------------------------
 class BlasThreads:
-    """The preloaded BLAS's thread count (OpenBLAS or oneMKL; MLX's own has none: a no-op).
+    """The thread count of the BLAS MLX's matmuls run on, through threadpoolctl: OpenBLAS or
+    oneMKL, the library blas.matmul_blas picks by file path (MLX's own has none: a no-op).
+    numpy's bundled OpenBLAS is another library and keeps its own count.
 
-    Both set a process-wide count, which is what the lanes need: while a batch is split over
-    lanes every lane's matmuls run on one thread, between batches on all of them.
+    The lanes need a process-wide count (each MLX stream runs its ops on a native thread of
+    its own, which no per-thread setting reaches): while a batch is split over lanes every
+    lane's matmuls run on one thread, between batches on all of them. OpenBLAS's pthreads
+    build has only a process-wide count, which threadpoolctl's set_num_threads sets. For
+    oneMKL threadpoolctl sets a per-thread one (MKL_Set_Num_Threads_Local), so the
+    process-wide MKL_Set_Num_Threads is called through the controller's own handle instead.
     """
 
-    # (set, get) symbol pairs, first found wins: the preloaded library's exports are global.
-    SYMBOLS = (("openblas_set_num_threads", "openblas_get_num_threads"),
-               ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"))
+    PROCESS_WIDE = {"mkl": "MKL_Set_Num_Threads"}
 
-    def __init__(self):
-        self._set, self.default = None, None
-        try:
-            lib = ctypes.CDLL(None)
-        except OSError:
-            return
-        for set_name, get_name in self.SYMBOLS:
+    def __init__(self, controller=None, environ: Mapping[str, str] = os.environ):
+        """controller: a threadpoolctl ThreadpoolController, built here when None (once per
+        Embedder: it walks every loaded library, about 2 ms)."""
+        self._lib, self._set, self.default = None, None, None
+        if controller is None:
             try:
-                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
-            except AttributeError:
-                continue
-            self._set, self.default = setter, int(getter())
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                return
+            controller = ThreadpoolController()
+        chosen = matmul_blas(controller.info(), preloaded_paths(environ))
+        if chosen is None:
             return
+        self._lib = controller.select(filepath=chosen["filepath"]).lib_controllers[0]
+        name = self.PROCESS_WIDE.get(chosen["internal_api"])
+        self._set = getattr(self._lib.dynlib, name) if name else self._lib.set_num_threads
+        self.default = int(self._lib.num_threads)
+
+    @property
+    def library(self) -> str | None:
+        """The file whose count is set; None when MLX runs on its own BLAS."""
+        return self._lib.filepath if self._lib is not None else None
 
     def set(self, n: int) -> None:
         if self._set is not None:
@@ -304,6 +317,11 @@ class BlasThreads:
     def restore(self) -> None:
         if self._set is not None and self.default:
             self._set(self.default)
+            # threadpoolctl lets one live thread at a time set OpenBLAS's count: hand it
+            # back, as its own limit() does on exit, so that any thread may set it next.
+            release = getattr(type(self._lib), "clear_controlling_thread", None)
+            if release is not None:
+                release()
 
 
 def cores() -> int:

@@ -27,8 +27,9 @@ print(json.dumps({"decision": decision.as_dict(), "said": said,
                   "seconds": time.perf_counter() - t0}))
 """
 
-# The child of the re-exec reports what it runs on, with MLX imported.
-CHILD = ("import json, mlx.core as mx; from mlx_service import blas; "
+# The child of the re-exec reports what it runs on, with MLX imported, and numpy (whose wheel
+# bundles an OpenBLAS of its own that MLX never calls: not what the matmuls run on).
+CHILD = ("import json, mlx.core as mx, numpy; from mlx_service import blas; "
          "mx.eval(mx.ones((64, 64)) @ mx.ones((64, 64))); "
          "print(json.dumps({'in_use': blas.blas_in_use(), 'choice': blas.current_choice()}))")
 REEXEC = r"""

@@ -1,11 +1,12 @@
-"""Acting on the BLAS decision: what to preload, what is found, the cache file, what is mapped."""
+"""Acting on the BLAS decision: what to preload, what is found, the cache file, and which
+loaded library the matmuls run on."""
 from __future__ import annotations
 
 import json
 
 from mlx_service.blas import (OPENBLAS_CANDIDATES, REEXEC_MARKER, Candidate, Decision,
-                              blas_in_use, exec_env, find_candidates, find_mkl, preload_for,
-                              preloaded_library)
+                              blas_in_use, exec_env, find_candidates, find_mkl, matmul_blas,
+                              preload_for, preloaded_library, preloaded_paths)
 from mlx_service.blas_cache import cache_path, read_cache, write_cache
 
 LIB = OPENBLAS_CANDIDATES[0]
@@ -73,12 +74,38 @@ def test_cache_file_round_trip(tmp_path):
     assert json.loads(json.dumps(doc))
 
 
-def test_blas_in_use_reads_the_mapped_libraries(tmp_path):
-    maps = tmp_path / "maps"
-    maps.write_text(f"7f00-7f01 r-xp 0 08:01 1 {LIB}\n7f02-7f03 r-xp 0 08:01 2 /lib/libc.so.6\n")
-    assert blas_in_use(str(maps), "linux") == "openblas"
-    maps.write_text(f"7f00-7f01 r-xp 0 08:01 1 {MKL}\n")
-    assert blas_in_use(str(maps), "linux") == "mkl"
-    maps.write_text("7f02-7f03 r-xp 0 08:01 2 /x/libmlx.so\n")
-    assert blas_in_use(str(maps), "linux") == "reference"
-    assert blas_in_use(str(maps), "darwin") == "accelerate"
+# What threadpoolctl's threadpool_info() reports in the service with OpenBLAS preloaded.
+NUMPY_OWN = {"user_api": "blas", "internal_api": "openblas", "prefix": "libscipy_openblas",
+             "filepath": "/venv/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so"}
+DEBIAN = {"user_api": "blas", "internal_api": "openblas", "prefix": "libopenblas",
+          "filepath": "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so"}
+ONEMKL = {"user_api": "blas", "internal_api": "mkl", "prefix": "libmkl_rt", "filepath": MKL}
+GOMP = {"user_api": "openmp", "internal_api": "openmp", "prefix": "libgomp",
+        "filepath": "/lib/x86_64-linux-gnu/libgomp.so.1"}
+
+
+def test_the_matmul_blas_is_picked_from_threadpoolctls_list():
+    assert matmul_blas([NUMPY_OWN, DEBIAN]) == DEBIAN
+    assert matmul_blas([NUMPY_OWN, GOMP, ONEMKL]) == ONEMKL
+    assert matmul_blas([ONEMKL, DEBIAN], preloaded=(DEBIAN["filepath"],)) == DEBIAN
+    assert matmul_blas([ONEMKL, DEBIAN], preloaded=("/x/libfoo.so",)) == ONEMKL
+
+
+def test_numpys_bundled_openblas_is_not_the_matmul_blas():
+    assert matmul_blas([NUMPY_OWN, GOMP]) is None
+    scipy_own = dict(NUMPY_OWN, filepath="/venv/site-packages/scipy.libs/libscipy_openblas.so")
+    assert matmul_blas([scipy_own], preloaded=(scipy_own["filepath"],)) is None
+    assert matmul_blas([]) is None
+
+
+def test_preloaded_paths_are_the_real_files(tmp_path):
+    real = tmp_path / "libopenblasp-r0.3.21.so"
+    real.write_bytes(b"x")
+    (tmp_path / "libopenblas.so.0").symlink_to(real.name)
+    environ = {"LD_PRELOAD": f"{tmp_path / 'libopenblas.so.0'}:/x/libfoo.so"}
+    assert preloaded_paths(environ) == (str(real), "/x/libfoo.so")
+    assert preloaded_paths({}) == ()
+
+
+def test_macos_runs_on_accelerate():
+    assert blas_in_use("darwin") == "accelerate"
