@@ -22,10 +22,11 @@ import json
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from waitress import create_server
 from werkzeug.exceptions import HTTPException
 
@@ -131,10 +132,20 @@ class Limits:
 
 
 def log_requests(app: Flask, name: str) -> None:
+    """One access line per request, as the host service writes them ("http" logger): a log
+    record, so that where OTEL_* exports logs it reaches Loki with the request's trace id
+    (the span is still current here), and stderr (`docker logs`) shows it as before."""
+    access = logging.getLogger("http")
+
+    @app.before_request
+    def _stamp() -> None:
+        g.access_t0 = time.monotonic()
+
     @app.after_request
     def _log(response: Response) -> Response:
-        print(f"{name}: {request.remote_addr} {request.method} {request.full_path.rstrip('?')} "
-              f"{response.status_code}", file=sys.stderr, flush=True)
+        seconds = time.monotonic() - getattr(g, "access_t0", time.monotonic())
+        access.info("%s %s %s %d %.1fms", request.remote_addr, request.method,
+                    request.full_path.rstrip("?"), response.status_code, seconds * 1000)
         return response
 
 

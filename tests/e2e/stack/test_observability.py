@@ -36,7 +36,9 @@ def observed(stack_env):
         env = dict(stack_env, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                    OTEL_BSP_SCHEDULE_DELAY="200", OTEL_BLRP_SCHEDULE_DELAY="200",
                    CORTEX_CONTAINERS_OTLP_TRACES_ENDPOINT=(
-                       f"http://host.docker.internal:{receiver.port}/v1/traces"))
+                       f"http://host.docker.internal:{receiver.port}/v1/traces"),
+                   CORTEX_CONTAINERS_OTLP_LOGS_ENDPOINT=(
+                       f"http://host.docker.internal:{receiver.port}/v1/logs"))
         # A host service an earlier module started runs without these OTEL_* settings.
         inv("mlx", "stop", env=env, timeout=120)
         started = inv("start", "--services=prometheus,model-gateway,mcp-registry", env=env,
@@ -132,8 +134,15 @@ def test_one_trace_runs_from_the_gateway_into_the_host_service(observed):
     assert host.name == "POST /v1/embeddings"
     assert host.parent_id == client.span_id, "the host's span is a child of the gateway's call"
     assert by_id[host.parent_id].service == "model-gateway"
-    logs = receiver.wait_for(lambda: receiver.logs_of(TRACE_ID), timeout=20)
-    assert logs and all(r.service == "mlx-embeddings" for r in logs)
+
+    def both_services_logged():
+        logs = receiver.logs_of(TRACE_ID)
+        return logs if {r.service for r in logs} >= {"mlx-embeddings", "model-gateway"} else None
+
+    logs = receiver.wait_for(both_services_logged, timeout=20)
+    assert logs, f"log lines of the trace: {[(r.service, r.body) for r in receiver.logs_of(TRACE_ID)]}"
+    gateway_lines = [str(r.body) for r in logs if r.service == "model-gateway"]
+    assert any("POST /v1/embeddings 200" in line for line in gateway_lines), gateway_lines
 
 
 def test_status_lists_prometheus_and_a_stopped_host_service_is_a_down_target(observed):
