@@ -6,6 +6,7 @@ before anything heavy is imported.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 from dataclasses import dataclass
@@ -170,11 +171,31 @@ def check_listen_host(name: str, raw: str, host: str) -> None:
     """A name the service cannot listen on is the user's to fix, said before anything starts
     (waitress would fail later with a resolver traceback)."""
     try:
-        socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP,
+                                   flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"{name}={raw!r}: {host!r} is not an address to listen on "
                           f"({reason})") from None
+    # A name that resolves to another machine's address (8.8.8.8, a LAN peer) fails only at
+    # bind time: tried here on port 0, so it is a setting to fix (exit 2), said by verify too.
+    refusals = [_bind_refusal(family, sockaddr) for family, _, _, _, sockaddr in found]
+    if refusals and all(refusals):
+        raise ConfigError(f"{name}={raw!r}: {host!r} is not an address of this machine "
+                          f"({refusals[0]}): use 127.0.0.1, 0.0.0.0 or one of its own "
+                          "addresses")
+
+
+def _bind_refusal(family: int, sockaddr: tuple) -> str | None:
+    """Why binding a socket to this address on port 0 fails as not ours, else None (any
+    other failure, e.g. no IPv6 at all, is left to the real bind)."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return exc.strerror or str(exc)
+    return None
 
 
 def check_log_level(raw: str) -> str:

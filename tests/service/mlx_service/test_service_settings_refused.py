@@ -13,6 +13,8 @@ from tests.support import REPO_ROOT, free_port
 
 REFUSED = [
     ("MLX_HOST", "bogus.invalid", "not an address to listen on"),
+    # TEST-NET-1 (RFC 5737): resolves, but is never this machine's (was exit 1 at bind time).
+    ("MLX_HOST", "192.0.2.1", "not an address of this machine"),
     ("MLX_LOG_LEVEL", "LOUD", "is not one of"),
     ("MLX_LOG_FILE", "/proc/nope/x", "cannot be written"),
 ]

@@ -147,7 +147,8 @@ def test_verify_fails_on_the_broken_line(tmp_path):
 
 # --- row 12, the tasks half: the service's settings, named as the user set them -----------------
 
-@pytest.mark.parametrize("name, value", [("MLX_HOST", "bogus.invalid"), ("MLX_LOG_LEVEL", "LOUD"),
+@pytest.mark.parametrize("name, value", [("MLX_HOST", "bogus.invalid"), ("MLX_HOST", "192.0.2.1"),
+                                         ("MLX_LOG_LEVEL", "LOUD"),
                                          ("EMBEDDINGS_DIM", "0"), ("MLX_MAX_BATCH_ITEMS", "0")])
 def test_the_service_settings_are_refused_before_a_start(tmp_path, name, value):
     env = isolated_env(tmp_path, **{name: value})
