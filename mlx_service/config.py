@@ -10,7 +10,9 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
+
+T = TypeVar("T")
 
 BLAS_MODES = ("auto", "openblas", "mkl", "reference")
 PRECISION_MODES = ("auto", "fp32", "bf16")  # MLX_PRECISION, mlx_service/precision.py
@@ -229,11 +231,39 @@ def parse_log_max_bytes(environ: Mapping[str, str]) -> int:
     return _int("MLX_LOG_MAX_BYTES", raw, 1) if raw is not None else LOG_MAX_BYTES
 
 
+class _Problems:
+    """Every setting the service refuses, not only the first: a user fixes them in one go."""
+
+    def __init__(self):
+        self.found: list[str] = []
+
+    def read(self, reader: Callable[[], T], fallback: T) -> T:
+        try:
+            return reader()
+        except ConfigError as exc:
+            self.found.append(str(exc))
+            return fallback
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError("; ".join(self.found))
+
+
+def _choice(name: str, raw: str, allowed: Sequence[str]) -> str:
+    if raw not in allowed:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
+    return raw
+
+
 def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
-    """Flags > env > defaults. Raises ConfigError (or SystemExit from argparse for bad flags)."""
+    """Flags > env > defaults. Raises ConfigError naming every bad setting (or SystemExit from
+    argparse for bad flags)."""
     args = build_parser().parse_args(list(argv) if argv is not None else [])
+    problems = _Problems()
 
     host_raw = args.host or _env(environ, "MLX_HOST") or "127.0.0.1"
+    hosts = problems.read(lambda: parse_hosts(host_raw, "--host" if args.host else "MLX_HOST"),
+                          ("127.0.0.1",))
     port_name, port_raw = "--port", args.port
     if port_raw is None:
         # MLX_PORT wins over the seed's CORTEX_MLX_PORT (same rule as tasks/core/settings.py).
@@ -241,41 +271,46 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
             if _env(environ, name) is not None:
                 port_name, port_raw = name, environ[name]
                 break
-    port = _int(port_name, port_raw, 0, 65535) if port_raw is not None else 8081
+    port = (problems.read(lambda: _int(port_name, port_raw, 0, 65535), 8081)
+            if port_raw is not None else 8081)
 
     dim_name, dim_raw = ("--dim", args.dim) if args.dim is not None else \
         ("EMBEDDINGS_DIM", _env(environ, "EMBEDDINGS_DIM"))
-    dim = _int(dim_name, dim_raw, 1) if dim_raw is not None else None
+    dim = problems.read(lambda: _int(dim_name, dim_raw, 1), None) if dim_raw is not None else None
 
     blas = (args.blas or _env(environ, "MLX_BLAS") or "auto").lower()
-    if blas not in BLAS_MODES:
-        raise ConfigError(f"MLX_BLAS={blas!r} is not one of {', '.join(BLAS_MODES)}")
+    blas = problems.read(lambda: _choice("MLX_BLAS", blas, BLAS_MODES), "auto")
 
     limits = {}
     for attr, (env_name, default, minimum) in LIMITS.items():
         raw = _env(environ, env_name)
-        limits[attr] = _int(env_name, raw, minimum) if raw is not None else default
+        limits[attr] = (problems.read(lambda: _int(env_name, raw, minimum), default)
+                        if raw is not None else default)
     if limits["max_batch_tokens"] < 16:
-        raise ConfigError("MLX_MAX_BATCH_TOKENS must be at least 16")
+        problems.found.append("MLX_MAX_BATCH_TOKENS must be at least 16")
     if limits["http_threads"] is not None:  # unset: Config derives it
-        check_http_threads(limits["http_threads"], limits["max_concurrent_requests"])
+        problems.read(lambda: check_http_threads(limits["http_threads"],
+                                                 limits["max_concurrent_requests"]), None)
 
     fast_raw = (_env(environ, "MLX_CPU_FAST") or "1").strip().lower()
     if fast_raw not in SWITCHES:
-        raise ConfigError(f"MLX_CPU_FAST={fast_raw!r} is not one of 1, 0, on, off")
+        problems.found.append(f"MLX_CPU_FAST={fast_raw!r} is not one of 1, 0, on, off")
+        fast_raw = "1"
     lanes_raw = _env(environ, "MLX_CPU_LANES")
-    lanes = _int("MLX_CPU_LANES", lanes_raw, 0, 64) if lanes_raw is not None else 0
+    lanes = (problems.read(lambda: _int("MLX_CPU_LANES", lanes_raw, 0, 64), 0)
+             if lanes_raw is not None else 0)
     precision = (_env(environ, "MLX_PRECISION") or "auto").strip().lower()
-    if precision not in PRECISION_MODES:
-        raise ConfigError(f"MLX_PRECISION={precision!r} is not one of "
-                          f"{', '.join(PRECISION_MODES)}")
+    precision = problems.read(lambda: _choice("MLX_PRECISION", precision, PRECISION_MODES),
+                              "auto")
 
-    level = check_log_level(_env(environ, "MLX_LOG_LEVEL") or "INFO")
+    level = problems.read(lambda: check_log_level(_env(environ, "MLX_LOG_LEVEL") or "INFO"),
+                          "INFO")
     log_file = _env(environ, "MLX_LOG_FILE")
-    return Config(hosts=parse_hosts(host_raw, "--host" if args.host else "MLX_HOST"), port=port,
+    log_file = problems.read(lambda: check_log_file(log_file), None) if log_file else None
+    log_max_bytes = problems.read(lambda: parse_log_max_bytes(environ), LOG_MAX_BYTES)
+    problems.raise_any()
+    return Config(hosts=hosts, port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
-                  log_level=level,
-                  log_file=check_log_file(log_file) if log_file else None,
-                  log_max_bytes=parse_log_max_bytes(environ),
+                  log_level=level, log_file=log_file, log_max_bytes=log_max_bytes,
                   api_key=_env(environ, "MLX_API_KEY"), **limits)

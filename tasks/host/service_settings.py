@@ -20,20 +20,22 @@ SET_BY_THE_TASKS = ("MLX_LOG_FILE",)
 
 
 def service_setting_problem(settings: Settings) -> str | None:
-    """The first setting the service would refuse, in its own words; None when all are good."""
-    try:
-        settings.mlx_port
-        settings.mlx_wait_timeout
-        settings.mlx_stop_grace
-        settings.mlx_api_key
-    except SettingsError as exc:
-        return str(exc)
+    """Every setting the service (or the tasks that run it) would refuse, in their own words,
+    in one line; None when all are good."""
+    problems = []
+    for read in (lambda: settings.mlx_port, lambda: settings.mlx_wait_timeout,
+                 lambda: settings.mlx_stop_grace, lambda: settings.mlx_api_key):
+        try:
+            read()
+        except SettingsError as exc:
+            problems.append(str(exc))
     environ = {k: v for k, v in settings.env.items() if k not in SET_BY_THE_TASKS}
     try:
         load_config([], environ)
     except ConfigError as exc:
-        return str(exc)
-    return None
+        named = {p.split("=", 1)[0] for p in problems}  # said once, in the tasks' words
+        problems += [p for p in str(exc).split("; ") if p.split("=", 1)[0] not in named]
+    return "; ".join(problems) or None
 
 
 def folder_problem(folder: Path, variable: str) -> str | None:

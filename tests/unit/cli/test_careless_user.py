@@ -212,3 +212,11 @@ def test_a_run_folder_under_a_file_is_one_line(tmp_path, args):
     one_line_refusal(done, str(blocker / "run"))
     debug = inv(*args, env=dict(env, CORTEX_DEBUG="1"), timeout=120)
     assert "Traceback" in debug.stderr  # for whoever fixes the tasks
+
+
+def test_several_bad_service_settings_are_named_in_one_refusal(tmp_path):
+    env = isolated_env(tmp_path, MLX_BLAS="x", MLX_LOG_LEVEL="LOUD", MLX_PORT="99999")
+    done = inv("mlx", "start", "--no-install", env=env, timeout=120)
+    line = one_line_refusal(done, "MLX_BLAS='x'", "MLX_LOG_LEVEL='LOUD'", "MLX_PORT=99999")
+    assert done.returncode == 2 and line.count("MLX_PORT") == 1, line
+    nothing_started(env)

@@ -70,3 +70,14 @@ def test_a_config_built_directly_keeps_the_concurrency_plus_8_rule():
         Config(max_concurrent_requests=100, http_threads=50)
     with pytest.raises(ConfigError, match="MLX_HTTP_THREADS=50"):
         load_config([], {"MLX_MAX_CONCURRENT_REQUESTS": "100", "MLX_HTTP_THREADS": "50"})
+
+
+def test_every_bad_setting_is_named_at_once_not_only_the_first():
+    env = {"MLX_BLAS": "x", "MLX_MAX_BATCH_ITEMS": "0", "MLX_PRECISION": "y",
+           "MLX_LOG_LEVEL": "LOUD", "MLX_CPU_FAST": "maybe", "MLX_PORT": "99999"}
+    with pytest.raises(ConfigError) as refused:
+        load_config([], env)
+    message = str(refused.value)
+    for name in env:
+        assert f"{name}=" in message, message
+    assert "\n" not in message
