@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if worker.state == WorkerState.READY:
             log.info("ready: %s serving %d dimensions on %s (device %s, blas %s, load %.2fs)",
                      spec.name, dim, urls, worker.device, inference.blas, worker.load_seconds)
-        else:
+        elif worker.state == WorkerState.ERROR:
             # A model that cannot load never will: end now (exit 2, one sentence) rather
             # than answer 503 forever.
             log.error("not ready: %s; exiting", worker.error)
