@@ -9,7 +9,7 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
    it with Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), so the activation stays the exact
    (erf) GELU the model was trained with: cosine against the sentence-transformers reference
    >= 0.99999. Both run in chunks that stay in cache, in place in the buffers MLX has just
-   produced (see `_writable`), and softmax's division is done after multiplying by V, on
+   produced (see `writable`), and softmax's division is done after multiplying by V, on
    T/head_dim times fewer numbers. Matmuls stay in MLX, on its BLAS.
 2. **Fused Q/K/V**: one matmul, with the 1/sqrt(head_dim) scale folded into the weights.
 3. **Both cores** (models.embedder.Embedder, batch_plan.split_rows): numpy and MLX's element-wise kernels
@@ -107,11 +107,15 @@ def right_padded_lengths(mask: np.ndarray) -> np.ndarray | None:
     return lengths.astype(np.int64)
 
 
-def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray,
+                   hidden: Callable[[int], np.ndarray | None] | None = None) -> np.ndarray:
     """exp_rows_ for right-padded rows, in place over (B, H, T, T) scores: exp(scores - row
     max) on each row's real keys and 0 on its padding keys (what BertModel's -10000 bias
     gives after exp); the query rows of padding put all their weight on key 0 (their output
     is never pooled, only kept finite). Returns the row sums (B, H, T, 1).
+
+    `hidden(length)`: the (length, length) bool matrix of the real pairs a query may not see
+    either (Qwen3's future keys, ModernBERT's beyond its window), None for none.
 
     No bias pass, and only the real part of each row is touched: on a batch padded to twice
     its rows' length, a quarter of exp_rows_'s work.
@@ -126,6 +130,9 @@ def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray) -> np.ndarray:
             s[:, length:, 0] = 1.0
             s[:, :length, length:] = 0.0
         real = s[:, :length, :length]
+        masked = hidden(length) if hidden is not None else None
+        if masked is not None:
+            real[:, masked] = -np.inf
         np.subtract(real, real.max(axis=-1, keepdims=True), out=real)
         np.exp(real, out=real)
         np.sum(real, axis=-1, keepdims=True, out=sums[b, :, :length])
@@ -142,7 +149,7 @@ def gelu_real_rows_(inner: np.ndarray, lengths: np.ndarray | None) -> None:
         gelu_erf_(inner[b, :max(int(length), 1)])
 
 
-def _writable(array) -> np.ndarray:
+def writable(array) -> np.ndarray:
     """numpy's view of an evaluated MLX array's own buffer, to be overwritten in place.
 
     Only used on arrays this module has just computed and holds the one reference to (a
@@ -238,7 +245,7 @@ class CpuBertForward:
         mx = self._mx
         scores = q @ k.transpose(0, 1, 3, 2)
         mx.eval(scores)
-        weights = _writable(scores)
+        weights = writable(scores)
         sums = exp_rows_(weights, bias) if lengths is None else exp_real_rows_(weights, lengths)
         if not np.shares_memory(weights, np.asarray(scores)):
             scores = mx.array(weights)
@@ -263,7 +270,7 @@ class CpuBertForward:
                 out_k(ctx).reshape(batch, width, hidden) + x)
             inner = inner_k(attended.reshape(batch * width, hidden))
             mx.eval(inner)
-            activated = _writable(inner)
+            activated = writable(inner)
             gelu_real_rows_(activated.reshape(batch, width, -1), lengths)
             if not np.shares_memory(activated, np.asarray(inner)):
                 inner = mx.array(activated)

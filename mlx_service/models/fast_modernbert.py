@@ -14,8 +14,7 @@ import math
 import numpy as np
 
 from mlx_service import gemm
-from mlx_service.cpu_fast import gelu_real_rows_
-from mlx_service.models.fast_qwen3 import masked_exp_rows_
+from mlx_service.cpu_fast import exp_real_rows_, gelu_real_rows_
 
 
 def supports(model) -> bool:
@@ -98,7 +97,7 @@ class CpuModernBertForward:
             if not (weights.flags.c_contiguous and weights.flags.writeable):
                 weights = np.array(weights, dtype=np.float32, order="C")
             hide = self._outside_window if att.sliding else (lambda _length: None)
-            sums = masked_exp_rows_(weights, lengths, hide)
+            sums = exp_real_rows_(weights, lengths, hide)
             if not np.shares_memory(weights, np.asarray(scores)):
                 scores = mx.array(weights)
             ctx = (scores @ v) * mx.array(np.reciprocal(sums))

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from mlx_service import gemm
+from mlx_service.cpu_fast import exp_real_rows_, writable
 
 SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
 
@@ -56,42 +57,11 @@ def swiglu_rows_(gate_up: np.ndarray, inter: int) -> np.ndarray:
     return gate
 
 
-def masked_exp_rows_(scores: np.ndarray, lengths: np.ndarray, hidden) -> np.ndarray:
-    """In place over (B, H, T, T) scores: exp(score - row max) over the real keys a real
-    query may see, 0 elsewhere; `hidden(length)` gives the (length, length) bool matrix of
-    the pairs it may not (causal: the future; a sliding window: beyond it), None for none.
-    Padding queries put their weight on key 0. Returns the row sums (B, H, T, 1)."""
-    width = scores.shape[-1]
-    sums = np.ones(scores.shape[:-1] + (1,), np.float32)
-    for b, length in enumerate(lengths):
-        s = scores[b]
-        length = max(int(length), 1)
-        if length < width:
-            s[:, length:, :] = 0.0
-            s[:, length:, 0] = 1.0
-            s[:, :length, length:] = 0.0
-        real = s[:, :length, :length]
-        masked = hidden(length)
-        if masked is not None:
-            real[:, masked] = -np.inf
-        np.subtract(real, real.max(axis=-1, keepdims=True), out=real)
-        np.exp(real, out=real)
-        np.sum(real, axis=-1, keepdims=True, out=sums[b, :, :length])
-    return sums
-
-
 def future_of(length: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 (a cache)
     """The causal mask's hidden pairs: key after query."""
     if length not in _cache:
         _cache[length] = np.triu(np.ones((length, length), bool), 1)
     return _cache[length]
-
-
-def _writable(array) -> np.ndarray:
-    view = np.asarray(array)
-    if view.dtype == np.float32 and view.flags.c_contiguous and view.flags.writeable:
-        return view
-    return np.array(view, dtype=np.float32, order="C")
 
 
 class CpuQwen3Forward:
@@ -139,8 +109,8 @@ class CpuQwen3Forward:
         qg = q.reshape(b, kv, groups * t, d)
         scores = qg @ k.transpose(0, 1, 3, 2)  # (B, KV, G*T, T)
         mx.eval(scores)
-        weights = _writable(scores)
-        sums = masked_exp_rows_(weights.reshape(b, heads, t, t), lengths, future_of)
+        weights = writable(scores)
+        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, future_of)
         if not np.shares_memory(weights, np.asarray(scores)):
             scores = mx.array(weights)
         ctx = (scores @ v).reshape(b, heads, t, d)
@@ -172,7 +142,7 @@ class CpuQwen3Forward:
                                  layer.post_attention_layernorm.eps)
             gu = gate_up_k(h.reshape(batch * width, hidden))
             mx.eval(gu)
-            gu_np = _writable(gu)
+            gu_np = writable(gu)
             act = swiglu_rows_(gu_np, gu_np.shape[1] // 2)
             x = x + down_k(mx.array(act)).reshape(batch, width, hidden)
         return mx.fast.rms_norm(x, self.core.norm.weight, self.core.norm.eps)

@@ -31,9 +31,9 @@ ACT = "GELU / SiLU gate (numpy)"
 # (module, function name, stage): the numpy kernels, wherever a forward pass looks them up
 KERNELS = (("mlx_service.cpu_fast", "exp_rows_", EXP), ("mlx_service.cpu_fast", "exp_real_rows_", EXP),
            ("mlx_service.cpu_fast", "gelu_real_rows_", ACT),
-           ("mlx_service.models.fast_qwen3", "masked_exp_rows_", EXP),
+           ("mlx_service.models.fast_qwen3", "exp_real_rows_", EXP),
            ("mlx_service.models.fast_qwen3", "swiglu_rows_", ACT),
-           ("mlx_service.models.fast_modernbert", "masked_exp_rows_", EXP),
+           ("mlx_service.models.fast_modernbert", "exp_real_rows_", EXP),
            ("mlx_service.models.fast_modernbert", "gelu_real_rows_", ACT))
 
 

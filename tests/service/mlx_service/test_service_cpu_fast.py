@@ -79,10 +79,10 @@ gelu_rows_ok = bool(np.array_equal(gelu_rows[0], whole[0])
 
 fresh = mx.arange(12).astype(mx.float32) * 2
 mx.eval(fresh)
-shared = np.shares_memory(cpu_fast._writable(fresh), np.asarray(fresh))
+shared = np.shares_memory(cpu_fast.writable(fresh), np.asarray(fresh))
 t = mx.arange(12).reshape(3, 4).astype(mx.float32).T
 mx.eval(t)
-copied = not np.shares_memory(cpu_fast._writable(t), np.asarray(t))
+copied = not np.shares_memory(cpu_fast.writable(t), np.asarray(t))
 
 lanes = cpu_fast.Lanes(2)
 doubled = lanes.map(lambda v: v * 2, [1, 2])
