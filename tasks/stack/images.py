@@ -310,12 +310,9 @@ def build_nats(engine: Engine, compose_dir: Path, env: Mapping[str, str] | None 
         shutil.copy(compose_dir / "nats" / "Dockerfile", context / "Dockerfile")
         shutil.rmtree(context / "wheel")
         say(f"building {image} (nats-server {version}, FROM scratch)")
-        built = engine.run("build", "--pull=false", "--label", f"{INPUTS_LABEL}={digest}",
-                           "-t", image, "-t",
-                           f"{image.rsplit(':', 1)[0]}:{version}", str(context), env=env)
-        if built.exit_code != 0:
-            tail = "\n".join(built.stderr.strip().splitlines()[-10:])
-            raise ImageError(f"docker build of {image} failed:\n{tail}")
+        engine.run("build", "--pull=false", "--label", f"{INPUTS_LABEL}={digest}", "-t", image,
+                   "-t", f"{image.rsplit(':', 1)[0]}:{version}", str(context),
+                   env=env).check(ImageError, f"docker build of {image}")
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return True

@@ -76,12 +76,9 @@ def build_prometheus(engine: Engine, compose_dir: Path, env: Mapping[str, str] |
         shutil.copy(compose_dir / "prometheus" / "Dockerfile", context / "Dockerfile")
         shutil.rmtree(context / "deb")
         say(f"building {image} (Debian's Prometheus on {base_image})")
-        built = engine.run("build", "--pull=false", "--build-arg", f"BASE_IMAGE={base_image}",
-                           "--label", f"{INPUTS_LABEL}={digest}", "-t", image, str(context),
-                           env=env)
-        if built.exit_code != 0:
-            tail = "\n".join(built.stderr.strip().splitlines()[-10:])
-            raise ImageError(f"docker build of {image} failed:\n{tail}")
+        engine.run("build", "--pull=false", "--build-arg", f"BASE_IMAGE={base_image}",
+                   "--label", f"{INPUTS_LABEL}={digest}", "-t", image, str(context),
+                   env=env).check(ImageError, f"docker build of {image}")
     finally:
         shutil.rmtree(context, ignore_errors=True)
     return True
