@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     def load():
         t0 = time.monotonic()
         embedder = Embedder(spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
-                            precision=config.precision)
+                            precision=config.precision, native_kernels=config.native_kernels)
         embedder.embed(embedder.tokenize(["warm up"]))  # first pass allocates; keep it off a request
         # What loading made lives as long as the process: out of the collector's sight, so a
         # full collection under load does not walk it while holding the GIL.

@@ -102,6 +102,7 @@ class Config:
     admission_time_percent: int = LIMITS["admission_time_percent"][1]
     cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
     cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
+    native_kernels: bool = True       # MLX_NATIVE_KERNELS: mlx_service/native_math.py's exp/GELU
     precision: str = "auto"           # MLX_PRECISION: auto | fp32 | bf16 (mlx_service/precision.py)
     log_level: str = "INFO"
     log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
@@ -296,6 +297,10 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     if fast_raw not in SWITCHES:
         problems.found.append(f"MLX_CPU_FAST={fast_raw!r} is not one of 1, 0, on, off")
         fast_raw = "1"
+    native_raw = (_env(environ, "MLX_NATIVE_KERNELS") or "1").strip().lower()
+    if native_raw not in SWITCHES:
+        problems.found.append(f"MLX_NATIVE_KERNELS={native_raw!r} is not one of 1, 0, on, off")
+        native_raw = "1"
     lanes_raw = _env(environ, "MLX_CPU_LANES")
     lanes = (problems.read(lambda: _int("MLX_CPU_LANES", lanes_raw, 0, 64), 0)
              if lanes_raw is not None else 0)
@@ -312,5 +317,6 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     return Config(hosts=hosts, port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
+                  native_kernels=SWITCHES[native_raw],
                   log_level=level, log_file=log_file, log_max_bytes=log_max_bytes,
                   api_key=_env(environ, "MLX_API_KEY"), **limits)

@@ -5,10 +5,10 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
 
 1. **exp and erf in numpy.** MLX's CPU kernels for transcendental functions are scalar and
    single-threaded: the erf in GELU and the exp in softmax took about two thirds of the
-   forward pass. numpy's float32 exp is SIMD-vectorised (~30x faster here); erf is built from
-   it with Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), so the activation stays the exact
-   (erf) GELU the model was trained with: cosine against the sentence-transformers reference
-   >= 0.99999. Both run in chunks that stay in cache, in place in the buffers MLX has just
+   forward pass. numpy's float32 exp is ~10x faster than MLX's here; erf is built from it
+   (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7): the exact (erf) GELU, cosine to the
+   reference >= 0.99999. Where they build, mlx_service/native_math.py's C loops (libmvec's
+   SIMD expf/erff) replace both, 3-4x faster again. In place in the buffers MLX has just
    produced (see `writable`), and softmax's division is done after multiplying by V, on
    T/head_dim times fewer numbers. Matmuls stay in MLX, on its BLAS.
 2. **Fused Q/K/V**: one matmul, with the 1/sqrt(head_dim) scale folded into the weights.
@@ -108,14 +108,16 @@ def right_padded_lengths(mask: np.ndarray) -> np.ndarray | None:
 
 
 def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray,
-                   hidden: Callable[[int], np.ndarray | None] | None = None) -> np.ndarray:
+                   hidden: Callable[[int], np.ndarray | None] | None = None,
+                   native=None) -> np.ndarray:
     """exp_rows_ for right-padded rows, in place over (B, H, T, T) scores: exp(scores - row
     max) on each row's real keys and 0 on its padding keys (what BertModel's -10000 bias
     gives after exp); the query rows of padding put all their weight on key 0 (their output
     is never pooled, only kept finite). Returns the row sums (B, H, T, 1).
 
     `hidden(length)`: the (length, length) bool matrix of the real pairs a query may not see
-    either (Qwen3's future keys, ModernBERT's beyond its window), None for none.
+    either (Qwen3's future keys, ModernBERT's beyond its window), None for none. `native`:
+    mlx_service/native_math.py's kernels (C-contiguous scores), else numpy's.
 
     No bias pass, and only the real part of each row is touched: on a batch padded to twice
     its rows' length, a quarter of exp_rows_'s work.
@@ -133,20 +135,24 @@ def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray,
         masked = hidden(length) if hidden is not None else None
         if masked is not None:
             real[:, masked] = -np.inf
+        if native is not None:
+            native.exp_rows(s, length, sums[b])
+            continue
         np.subtract(real, real.max(axis=-1, keepdims=True), out=real)
         np.exp(real, out=real)
         np.sum(real, axis=-1, keepdims=True, out=sums[b, :, :length])
     return sums
 
 
-def gelu_real_rows_(inner: np.ndarray, lengths: np.ndarray | None) -> None:
-    """gelu_erf_ in place over (B, T, F) activations, on each row's real positions only
-    (padding positions are never attended to nor pooled)."""
+def gelu_real_rows_(inner: np.ndarray, lengths: np.ndarray | None, native=None) -> None:
+    """gelu_erf_ (or the native kernel's) in place over (B, T, F) C-contiguous activations,
+    on each row's real positions only (padding positions are never attended to nor pooled)."""
+    gelu = native.gelu if native is not None else gelu_erf_
     if lengths is None or int(lengths.min()) >= inner.shape[1]:
-        gelu_erf_(inner)
+        gelu(inner)
         return
     for b, length in enumerate(lengths):
-        gelu_erf_(inner[b, :max(int(length), 1)])
+        gelu(inner[b, :max(int(length), 1)])
 
 
 def writable(array) -> np.ndarray:
@@ -210,6 +216,7 @@ class CpuBertForward:
         self._mx = mx
         self.model = model
         self.bf16_gemm = gemm  # oneMKL's cblas_gemm_bf16bf16f32 (mlx_service/gemm.py)
+        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
         self._kernels: dict[str, list] = {}
         self.precision = precision
         self.use(precision)
@@ -246,7 +253,8 @@ class CpuBertForward:
         scores = q @ k.transpose(0, 1, 3, 2)
         mx.eval(scores)
         weights = writable(scores)
-        sums = exp_rows_(weights, bias) if lengths is None else exp_real_rows_(weights, lengths)
+        sums = (exp_rows_(weights, bias) if lengths is None
+                else exp_real_rows_(weights, lengths, native=self.native))
         if not np.shares_memory(weights, np.asarray(scores)):
             scores = mx.array(weights)
         return (scores @ v) * mx.array(np.reciprocal(sums))
@@ -271,7 +279,7 @@ class CpuBertForward:
             inner = inner_k(attended.reshape(batch * width, hidden))
             mx.eval(inner)
             activated = writable(inner)
-            gelu_real_rows_(activated.reshape(batch, width, -1), lengths)
+            gelu_real_rows_(activated.reshape(batch, width, -1), lengths, self.native)
             if not np.shares_memory(activated, np.asarray(inner)):
                 inner = mx.array(activated)
             x = layer.output.LayerNorm(down_k(inner).reshape(batch, width, hidden) + attended)

@@ -45,7 +45,7 @@ SERVICE_SETTINGS = ("MLX_HOST", "MLX_PORT", "CORTEX_MLX_PORT", "EMBEDDINGS_MODEL
                 "MLX_MAX_BATCH_TOKENS", "MLX_HTTP_THREADS", "MLX_REQUEST_TIMEOUT", "LD_PRELOAD",
                 "MLX_SERVICE_BLAS_REEXEC", "MLX_COALESCE_ROWS", "MLX_CPU_FAST", "MLX_CPU_LANES",
                 "MLX_BATCH_WAIT_MS", "MLX_ADMISSION_TIME_PERCENT", "MLX_MAX_CONNECTIONS",
-                "MLX_PRECISION")
+                "MLX_PRECISION", "MLX_NATIVE_KERNELS", "MLX_NATIVE_DIR", "MLX_TOKENIZER_CACHE")
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,

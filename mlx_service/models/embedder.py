@@ -47,11 +47,13 @@ def describe_device(mx) -> str:
 
 class Embedder:
     def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0,
-                 precision: str = "auto"):
+                 precision: str = "auto", native_kernels: bool = True):
         """cpu_fast: take the fast forward pass where it applies (BERT, XLM-R, ModernBERT,
         Qwen3 on the CPU: models/fast_forward.py); lanes: threads a batch is split over there
         (0: one per core);
-        precision: MLX_PRECISION (mlx_service/precision.py), checked at start."""
+        precision: MLX_PRECISION (mlx_service/precision.py), checked at start;
+        native_kernels: the fast path's exp/GELU/SiLU in C where they build
+        (mlx_service/native_math.py), else numpy's."""
         import mlx.core as mx
 
         from mlx_service.models.loading import load_module
@@ -82,6 +84,7 @@ class Embedder:
         self.layers = ("mlx_service.models.modernbert" if self.arch.forward == "ours"
                        else f"mlx_embeddings.models.{self.arch.library_module}")
         self.lanes = 1
+        self.kernels = "mlx"  # the element-wise kernels: mlx, numpy or native (in /info)
         self._fast = self._lanes = self._blas = None
         if cpu_fast and self.device == "cpu":
             from mlx_service import cpu_fast as fast
@@ -92,6 +95,8 @@ class Embedder:
                 self.lanes = lanes or fast.cores()
                 self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None
                 self.forward = "cpu-fast"
+                from mlx_service import native_math
+                self._fast.native, self.kernels = native_math.load(native_kernels)
         self.precision, self.precision_reason, self.precision_check = "fp32", "", None
         self._choose_precision(precision)
 
@@ -126,7 +131,8 @@ class Embedder:
         """How the model runs, once loaded (the folder's facts are the spec's): the dtype it
         computes in, the forward path and whose layers."""
         return {"dtype": self.dtype, "forward": self.forward, "layers": self.layers,
-                "precision": self.precision, "precision_reason": self.precision_reason}
+                "precision": self.precision, "precision_reason": self.precision_reason,
+                "kernels": self.kernels}
 
     # --- tokens -----------------------------------------------------------------------------
     def most_tokens(self, texts: list[str]) -> int:

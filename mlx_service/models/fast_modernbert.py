@@ -39,6 +39,7 @@ class CpuModernBertForward:
         self._mx = mx
         self.model = model
         self.bf16_gemm = gemm_fn
+        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
         self._kernels: dict[str, list] = {}
         half = model.config.local_attention // 2
         self._window: dict[int, np.ndarray] = {}
@@ -97,7 +98,7 @@ class CpuModernBertForward:
             if not (weights.flags.c_contiguous and weights.flags.writeable):
                 weights = np.array(weights, dtype=np.float32, order="C")
             hide = self._outside_window if att.sliding else (lambda _length: None)
-            sums = exp_real_rows_(weights, lengths, hide)
+            sums = exp_real_rows_(weights, lengths, hide, self.native)
             if not np.shares_memory(weights, np.asarray(scores)):
                 scores = mx.array(weights)
             ctx = (scores @ v) * mx.array(np.reciprocal(sums))
@@ -108,7 +109,7 @@ class CpuModernBertForward:
             both = np.asarray(inner_gate)
             inter = both.shape[1] // 2
             inner = np.ascontiguousarray(both[:, :inter])
-            gelu_real_rows_(inner.reshape(batch, width, inter), lengths)
+            gelu_real_rows_(inner.reshape(batch, width, inter), lengths, self.native)
             inner *= both[:, inter:]
             x = x + wo_k(mx.array(inner)).reshape(batch, width, hidden)
         return self.model.final_norm(x)

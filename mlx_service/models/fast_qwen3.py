@@ -40,10 +40,14 @@ def supports(model) -> bool:
                                 for layer in layers)
 
 
-def swiglu_rows_(gate_up: np.ndarray, inter: int) -> np.ndarray:
+def swiglu_rows_(gate_up: np.ndarray, inter: int, native=None) -> np.ndarray:
     """(N, 2I) [gate | up] -> (N, I) silu(gate) * up, written over the gate half; returns
-    that half (a strided view; the caller copies it into MLX)."""
+    that half (a strided view; the caller copies it into MLX). `native`:
+    mlx_service/native_math.py's kernels, else numpy's."""
     gate, up = gate_up[:, :inter], gate_up[:, inter:]
+    if native is not None:
+        native.silu_mul(gate_up, inter)
+        return gate
     rows_per_chunk = max(1, SILU_CHUNK // max(inter, 1))
     tmp = np.empty((rows_per_chunk, inter), np.float32)
     for i in range(0, gate.shape[0], rows_per_chunk):
@@ -72,6 +76,7 @@ class CpuQwen3Forward:
         self._mx = mx
         self.core = model.model
         self.bf16_gemm = gemm_fn
+        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
         self._kernels: dict[str, list] = {}
         self.use(precision)
 
@@ -110,7 +115,7 @@ class CpuQwen3Forward:
         scores = qg @ k.transpose(0, 1, 3, 2)  # (B, KV, G*T, T)
         mx.eval(scores)
         weights = writable(scores)
-        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, future_of)
+        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, future_of, self.native)
         if not np.shares_memory(weights, np.asarray(scores)):
             scores = mx.array(weights)
         ctx = (scores @ v).reshape(b, heads, t, d)
@@ -143,6 +148,6 @@ class CpuQwen3Forward:
             gu = gate_up_k(h.reshape(batch * width, hidden))
             mx.eval(gu)
             gu_np = writable(gu)
-            act = swiglu_rows_(gu_np, gu_np.shape[1] // 2)
+            act = swiglu_rows_(gu_np, gu_np.shape[1] // 2, self.native)
             x = x + down_k(mx.array(act)).reshape(batch, width, hidden)
         return mx.fast.rms_norm(x, self.core.norm.weight, self.core.norm.eps)

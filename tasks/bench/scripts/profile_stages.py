@@ -4,10 +4,11 @@
         [--tokens 256] [--precision fp32|bf16]
 
 Any architecture the fast path runs (BERT, XLM-R, ModernBERT, Qwen3: mlx_service/cpu_fast.py,
-mlx_service/models/fast_*.py). The weight matmuls (mlx_service/gemm.py's Linear) and the numpy
-kernels are timed by wrapping them, with evaluation forced before and after each (MLX is lazy:
-a sampling profiler charges a matmul to whichever line evaluates it, which is how an earlier
-profile blamed exp and erf for time the matmuls took); the rest of the pass (attention's two
+mlx_service/models/fast_*.py). The weight matmuls (mlx_service/gemm.py's Linear) and the
+element-wise kernels (native or numpy: `kernels` in the first line) are timed by wrapping
+them, with evaluation forced before and after each (MLX is lazy: a sampling profiler
+charges a matmul to whichever line evaluates it, which is how an earlier profile blamed
+exp and erf for time the matmuls took); the rest of the pass (attention's two
 matmuls, norms, RoPE, copies) is what remains. One lane, one BLAS thread, as each lane runs
 when a batch is split over the cores. Prints ms per pass and per layer, each kind's share,
 and the weight matmuls' GFLOPS.
@@ -26,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from mlx_service import blas  # noqa: E402
 
 LINEAR = "weight matmuls (gemm.Linear)"
-EXP = "softmax exp (numpy)"
-ACT = "GELU / SiLU gate (numpy)"
-# (module, function name, stage): the numpy kernels, wherever a forward pass looks them up
+EXP = "softmax exp"
+ACT = "GELU / SiLU gate"
+# (module, function name, stage): the element-wise kernels, wherever a forward pass looks them up
 KERNELS = (("mlx_service.cpu_fast", "exp_rows_", EXP), ("mlx_service.cpu_fast", "exp_real_rows_", EXP),
            ("mlx_service.cpu_fast", "gelu_real_rows_", ACT),
            ("mlx_service.models.fast_qwen3", "exp_real_rows_", EXP),
@@ -106,7 +107,8 @@ def main(argv: list[str]) -> int:
     per_pass = (time.perf_counter() - started) / args.repeats
     layers = int(read_config(spec.path).get("num_hidden_layers") or 1)
     print(f"{spec.name}: {rows} rows x {width} tokens, one lane, BLAS: {blas.blas_in_use()}, "
-          f"precision {embedder.precision}: {per_pass * 1e3:.0f} ms per pass, "
+          f"precision {embedder.precision}, kernels {embedder.kernels}: "
+          f"{per_pass * 1e3:.0f} ms per pass, "
           f"{per_pass * 1e3 / layers:.1f} ms per layer ({layers} layers)")
     rest = per_pass - sum(totals.values()) / args.repeats
     for name, seconds in sorted([*((k, v / args.repeats) for k, v in totals.items()),

@@ -74,7 +74,8 @@ def test_a_config_built_directly_keeps_the_concurrency_plus_8_rule():
 
 def test_every_bad_setting_is_named_at_once_not_only_the_first():
     env = {"MLX_BLAS": "x", "MLX_MAX_BATCH_ITEMS": "0", "MLX_PRECISION": "y",
-           "MLX_LOG_LEVEL": "LOUD", "MLX_CPU_FAST": "maybe", "MLX_PORT": "99999"}
+           "MLX_LOG_LEVEL": "LOUD", "MLX_CPU_FAST": "maybe", "MLX_PORT": "99999",
+           "MLX_NATIVE_KERNELS": "perhaps"}
     with pytest.raises(ConfigError) as refused:
         load_config([], env)
     message = str(refused.value)
