@@ -207,32 +207,13 @@ def supports(model) -> bool:
         return False
 
 
-class CpuBertForward:
+class CpuBertForward(gemm.LayerKernels):
     """`self(ids, mask) -> last hidden state (mx.array)` for a BertModel-shaped MLX model:
     its own weights, the same result to float32 rounding (and erf's 1.5e-7)."""
 
     def __init__(self, model, precision: str = "fp32", gemm=None):
-        import mlx.core as mx
-        self._mx = mx
         self.model = model
-        self.bf16_gemm = gemm  # oneMKL's cblas_gemm_bf16bf16f32 (mlx_service/gemm.py)
-        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
-        self._kernels: dict[str, list] = {}
-        self.precision = precision
-        self.use(precision)
-
-    def use(self, precision: str) -> None:
-        """Runs the matmuls in `precision` (mlx_service/gemm.py) from now on; each
-        precision's weights are converted once, on first use."""
-        if precision not in self._kernels:
-            self._kernels[precision] = [self._layer_kernels(layer, precision)
-                                        for layer in self.model.encoder.layer]
-        self.precision = precision
-
-    def forget(self, precision: str) -> None:
-        """Drops a precision's converted weights (the self-check's reference)."""
-        if precision != self.precision:
-            self._kernels.pop(precision, None)
+        super().__init__(model.encoder.layer, precision, gemm)
 
     def _layer_kernels(self, layer, precision: str):
         att = layer.attention.self
@@ -267,7 +248,7 @@ class CpuBertForward:
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
         lengths = right_padded_lengths(mask)
-        for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self._kernels[self.precision]:
+        for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self.layer_kernels:
             hidden = heads * head_dim
             qkv = qkv_k(x.reshape(batch * width, hidden))
             qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim)

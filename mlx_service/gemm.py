@@ -113,3 +113,40 @@ def fused(linears_weights, precision: str, gemm=None, scales=None) -> Linear:
     if b is not None:
         mx.eval(b)
     return Linear(w, b, precision, gemm)
+
+
+class LayerKernels:
+    """What every fast forward pass (cpu_fast.CpuBertForward, models/fast_qwen3.py,
+    models/fast_modernbert.py) keeps per precision: each layer's matmuls, converted once on
+    first use (`use`), dropped when no longer wanted (`forget`: the self-check's reference).
+    A subclass says how one layer's kernels are made (`_layer_kernels`); `layer_kernels` are
+    those of the precision in use. `native`: mlx_service/native_math.py's element-wise
+    kernels, set by the Embedder (None: numpy's)."""
+
+    def __init__(self, layers, precision: str = "fp32", bf16_gemm=None):
+        import mlx.core as mx
+        self._mx = mx
+        self._layers = list(layers)
+        self.bf16_gemm = bf16_gemm  # oneMKL's cblas_gemm_bf16bf16f32 (bf16_gemm_function)
+        self.native = None
+        self._kernels: dict[str, list] = {}
+        self.precision = precision
+        self.use(precision)
+
+    def _layer_kernels(self, layer, precision: str):
+        raise NotImplementedError
+
+    def use(self, precision: str) -> None:
+        """Runs the matmuls in `precision` from now on."""
+        if precision not in self._kernels:
+            self._kernels[precision] = [self._layer_kernels(layer, precision)
+                                        for layer in self._layers]
+        self.precision = precision
+
+    def forget(self, precision: str) -> None:
+        if precision != self.precision:
+            self._kernels.pop(precision, None)
+
+    @property
+    def layer_kernels(self) -> list:
+        return self._kernels[self.precision]

@@ -31,30 +31,14 @@ def supports(model) -> bool:
                for layer in model.layers)
 
 
-class CpuModernBertForward:
+class CpuModernBertForward(gemm.LayerKernels):
     """`self(ids, mask) -> last hidden state (mx.array)`, as ModernBert(ids, mask)."""
 
     def __init__(self, model, precision: str = "fp32", gemm_fn=None):
-        import mlx.core as mx
-        self._mx = mx
         self.model = model
-        self.bf16_gemm = gemm_fn
-        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
-        self._kernels: dict[str, list] = {}
-        half = model.config.local_attention // 2
         self._window: dict[int, np.ndarray] = {}
-        self._half = half
-        self.use(precision)
-
-    def use(self, precision: str) -> None:
-        if precision not in self._kernels:
-            self._kernels[precision] = [self._layer_kernels(layer, precision)
-                                        for layer in self.model.layers]
-        self.precision = precision
-
-    def forget(self, precision: str) -> None:
-        if precision != self.precision:
-            self._kernels.pop(precision, None)
+        self._half = model.config.local_attention // 2
+        super().__init__(model.layers, precision, gemm_fn)
 
     def _layer_kernels(self, layer, precision: str):
         att, mlp = layer.attn, layer.mlp
@@ -84,7 +68,7 @@ class CpuModernBertForward:
         batch, width = ids.shape
         lengths = mask.sum(axis=1).astype(np.int64)
         x = self.model.embeddings(mx.array(ids))
-        for layer, qkv_k, out_k, wi_k, wo_k in self._kernels[self.precision]:
+        for layer, qkv_k, out_k, wi_k, wo_k in self.layer_kernels:
             att = layer.attn
             heads, d = att.heads, att.head_dim
             hidden = heads * d

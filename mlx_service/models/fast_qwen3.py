@@ -68,27 +68,12 @@ def future_of(length: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 (a ca
     return _cache[length]
 
 
-class CpuQwen3Forward:
+class CpuQwen3Forward(gemm.LayerKernels):
     """`self(ids, mask) -> last hidden state (mx.array)`, as mlx-embeddings' Qwen3Model."""
 
     def __init__(self, model, precision: str = "fp32", gemm_fn=None):
-        import mlx.core as mx
-        self._mx = mx
         self.core = model.model
-        self.bf16_gemm = gemm_fn
-        self.native = None  # mlx_service/native_math.py's kernels, set by the Embedder
-        self._kernels: dict[str, list] = {}
-        self.use(precision)
-
-    def use(self, precision: str) -> None:
-        if precision not in self._kernels:
-            self._kernels[precision] = [self._layer_kernels(layer, precision)
-                                        for layer in self.core.layers]
-        self.precision = precision
-
-    def forget(self, precision: str) -> None:
-        if precision != self.precision:
-            self._kernels.pop(precision, None)
+        super().__init__(self.core.layers, precision, gemm_fn)
 
     def _layer_kernels(self, layer, precision: str):
         att, mlp = layer.self_attn, layer.mlp
@@ -126,7 +111,7 @@ class CpuQwen3Forward:
         batch, width = ids.shape
         lengths = mask.sum(axis=1).astype(np.int64)
         x = self.core.embed_tokens(mx.array(ids))
-        for layer, qkv_k, out_k, gate_up_k, down_k, q_norm_w in self._kernels[self.precision]:
+        for layer, qkv_k, out_k, gate_up_k, down_k, q_norm_w in self.layer_kernels:
             att = layer.self_attn
             heads, kv_heads, d = att.num_heads, att.num_key_value_heads, att.head_dim
             hidden = x.shape[-1]
