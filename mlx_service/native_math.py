@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:  # numpy only for the annotations: the tasks' venv reads compile_flags
     import numpy as np
 
+from mlx_service.cpu_info import cpu_flags
+
 log = logging.getLogger("mlx_service.native")
 
 SOURCE = Path(__file__).resolve().parent / "native" / "fastmath.c"
@@ -55,16 +57,6 @@ def compile_flags(system: str, machine: str, cpu_flags: set[str] | frozenset[str
     return []
 
 
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return frozenset()
-    line = next((l for l in cpuinfo.splitlines() if l.startswith(("flags", "Features"))), "")
-    return frozenset(line.partition(":")[2].split())
-
-
 class BuildError(RuntimeError):
     """The kernels could not be built here; the message says why."""
 
@@ -76,6 +68,17 @@ def _compiler(environ: Mapping[str, str]) -> str:
     return cc
 
 
+def _file_identity(cc: str) -> str:
+    """The compiler as a file (its real path, size and mtime): an upgrade builds again, and a
+    start that finds the library built runs no program to learn it."""
+    real = os.path.realpath(shutil.which(cc) or cc)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise BuildError(f"{cc} cannot be found ({exc.strerror or exc})") from None
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
+
+
 def build(out_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
     """The shared library, built once per source, flags and compiler; its path."""
     target_flags = compile_flags(platform.system(), platform.machine(), cpu_flags())
@@ -83,12 +86,7 @@ def build(out_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
         raise BuildError(f"not built on {platform.system()} (libmvec is glibc's)")
     cc = _compiler(environ)
     flags = [*BASE_FLAGS, *target_flags]
-    try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
-                                 timeout=10).stdout.splitlines()[:1]
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BuildError(f"{cc} cannot be run ({exc})") from None
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), cc, *version, *flags, *LIBS])
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), _file_identity(cc), *flags, *LIBS])
                          .encode()).hexdigest()[:16]
     target = out_dir / f"fastmath-{key}.so"
     if target.exists():

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from mlx_service.cpu_info import cpu_flags
+
 MODES = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for the bf16 units
 CHECK_MIN_COS = 0.9999
@@ -40,17 +42,8 @@ class Choice:
 
 def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
     """The bf16 unit flags this CPU reports (empty: none, or not Linux)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return ()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return tuple(f for f in BF16_FLAGS if f in flags)
-    return ()
+    flags = cpu_flags(cpuinfo)
+    return tuple(f for f in BF16_FLAGS if f in flags)
 
 
 def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool) -> Choice:

@@ -6,6 +6,8 @@ import platform
 import sys
 from pathlib import Path
 
+from mlx_service.precision import cpu_bf16_units
+
 from tasks.core import runner
 from tasks.core.say import Say, untagged
 from tasks.core.settings import Settings
@@ -73,20 +75,12 @@ def install_service_venv(settings: Settings, venv_path: Path | None = None, forc
     return ran
 
 
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # as mlx_service/precision.py reads them
 
 
 def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None) -> str | None:
     """What the bf16 matmul path (MLX_PRECISION=auto) needs on a CPU with bf16 units, and
     what it costs; None on a CPU without them (fp32 is all it can use)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return None
-    flags = next((line.partition(":")[2].split() for line in cpuinfo.splitlines()
-                  if line.startswith("flags")), [])
-    units = "/".join(f for f in BF16_FLAGS if f in flags)
+    units = "/".join(cpu_bf16_units(cpuinfo))
     if not units:
         return None
     if "mkl" in extras:
