@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from tasks.core.ports import free_port  # noqa: F401 (tests import it from here)
@@ -100,3 +101,18 @@ def bridge_gateway() -> str:
     address = docker_bridge_gateway()
     assert address, "no Docker bridge address on this host: containers cannot reach it"
     return address
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """The request handler of a test's own small HTTP server: `reply` answers with a body
+    (JSON by default), and nothing is logged to the test's output."""
+
+    def reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

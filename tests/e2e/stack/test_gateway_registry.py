@@ -14,13 +14,13 @@ import shutil
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support import bridge_gateway, free_port, inv, isolated_env
+from tests.support import QuietHandler, bridge_gateway, free_port, inv, isolated_env
 
 IDLE_TIMEOUT = 3  # the containers' channel timeout in this module, seconds
 MAX_BODY = 1024 * 1024  # the gateway's body limit in this module
@@ -226,31 +226,20 @@ def test_slow_clients_do_not_starve_others(apps, app, path):
 
 # --- MLX_API_KEY: the gateway authenticates to the host service ---------------------------------------
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     seen: list = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Recorder.seen.append((self.path, self.headers.get("Authorization"), body))
         reply = b'{"embeddings": [[1.0]], "model": "recorder", "dimensions": 1}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        self.reply(200, reply)
 
     def do_GET(self):
         # Answers /health as the embedding service does: the gateway is ready only then.
         _Recorder.seen.append((self.path, self.headers.get("Authorization"), b""))
         reply = b'{"status": "ok", "model": "recorder", "dimensions": 1}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, reply)
 
 
 @pytest.fixture

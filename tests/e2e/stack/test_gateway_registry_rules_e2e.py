@@ -17,12 +17,12 @@ import shutil
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT, bridge_gateway, free_port, inv, isolated_env
+from tests.support import REPO_ROOT, QuietHandler, bridge_gateway, free_port, inv, isolated_env
 
 PROBE_LIMIT_S = 0.25  # the bound for /health
 CONNECTION_LIMIT = 100  # the gateway's and registry's, in this module
@@ -132,17 +132,10 @@ def test_gateway_health_does_not_wait_behind_forwarding(stack):
 
 # --- row 3, the gateway's half: ready only when the upstream answers as the embedding service ---------
 
-class _NotTheService(BaseHTTPRequestHandler):
+class _NotTheService(QuietHandler):
     def do_GET(self):
         reply = b'{"hello": "I am some other program"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, reply)
 
 
 def _compose(env: dict, *args: str, timeout: float = 600):

@@ -6,23 +6,15 @@ import threading
 import pytest
 
 from tasks.core.local_http import http_ok
-from tests.support import inv, isolated_env
+from tests.support import QuietHandler, inv, isolated_env
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     seen: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.seen.append(self.path)
-        body = json.dumps({"status": "ok"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, json.dumps({"status": "ok"}).encode())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import yaml
 
 from tasks.core.settings import load_settings
 from tasks.stack.otlp_endpoints import grafana_url, otlp_environment
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, QuietHandler
 
 GRAFANA = REPO_ROOT / "compose" / "grafana"
 
@@ -81,7 +81,7 @@ def test_start_points_otlp_at_tempo_and_loki_only_when_they_run(tmp_path):
 
 def test_scrape_targets_reads_each_jobs_health_and_a_down_target_wins():
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     from tasks.stack.prometheus_targets import scrape_targets
 
@@ -92,18 +92,11 @@ def test_scrape_targets_reads_each_jobs_health_and_a_down_target_wins():
                {"labels": {"job": "pair"}, "health": "up"},
                {"labels": {"job": "new"}, "health": "unknown"}]
 
-    class Answer(BaseHTTPRequestHandler):
+    class Answer(QuietHandler):
         def do_GET(self):
             body = json.dumps({"status": "success",
                                "data": {"activeTargets": targets}}).encode()
-            self.send_response(200 if self.path.startswith("/api/v1/targets") else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            self.reply(200 if self.path.startswith("/api/v1/targets") else 404, body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
