@@ -28,12 +28,14 @@ _SPACE_CANDIDATES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) +
 
 
 class BoundedTokenizer:
-    """Wraps a `tokenizers.Tokenizer` (truncation and padding are switched off on a copy)."""
+    """Wraps a `tokenizers.Tokenizer`, with truncation and padding switched off: on a copy, or
+    on the tokenizer itself when the caller hands it over (`own`: nobody else uses it, so a
+    large one is not serialised and parsed again)."""
 
-    def __init__(self, tokenizer, max_length: int):
+    def __init__(self, tokenizer, max_length: int, own: bool = False):
         from tokenizers import Tokenizer
 
-        self._tok = Tokenizer.from_str(tokenizer.to_str())
+        self._tok = tokenizer if own else Tokenizer.from_str(tokenizer.to_str())
         self._tok.no_truncation()
         self._tok.no_padding()
         self.max_length = max_length

@@ -79,7 +79,8 @@ class Embedder:
         self._bounded = None
         if loaded.backend is not None:
             from mlx_service.truncation import BoundedTokenizer
-            self._bounded = BoundedTokenizer(loaded.backend, spec.max_seq_length)
+            # The loader's own object (models/tokenizer_cache.py): no copy needed.
+            self._bounded = BoundedTokenizer(loaded.backend, spec.max_seq_length, own=True)
         self.forward = "mlx"  # or cpu-fast below
         self.layers = ("mlx_service.models.modernbert" if self.arch.forward == "ours"
                        else f"mlx_embeddings.models.{self.arch.library_module}")
