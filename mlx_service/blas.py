@@ -142,7 +142,7 @@ def _summary(results: Mapping[str, Mapping]) -> dict[str, float | str]:
 
 def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
            probes: Mapping[str, Mapping], cache: Mapping[str, Mapping],
-           preloaded: str | None = None) -> Decision:
+           preloaded: str | None = None, prefer_mkl: str | None = None) -> Decision:
     """Which library to run on, and why.
 
     mode: auto | openblas | mkl | reference. candidates: what was found (find_candidates).
@@ -171,6 +171,10 @@ def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
     ranked = sorted((n for n in LIBRARIES if n in candidates and _figure(results[n])),
                     key=lambda n: (-_figure(results[n]), LIBRARIES.index(n)))
     figures = _summary({n: results[n] for n in LIBRARIES if n in candidates})
+    if prefer_mkl and "mkl" in ranked:
+        return Decision("mkl", candidates["mkl"].path,
+                        f"{prefer_mkl}; its probe loaded it and computed right "
+                        f"({_figure(results['mkl']):.0f} GFLOPS float32)", gflops=figures)
     if not ranked:
         return Decision("reference", None, "auto: every probe failed; MLX's own BLAS",
                         gflops=figures)
@@ -261,20 +265,21 @@ def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = s
     path = cache_path(environ, prefix)
     cache = read_cache(path)
     hits = cached_probes(cache, machine, candidates)
+    prefer_mkl = None
     if mode == "auto" and platform.startswith("linux") and not preloaded:
         from mlx_service.precision import cpu_bf16_units, wants_onemkl
-        why = wants_onemkl(environ.get("MLX_PRECISION", "auto"), cpu_bf16_units(),
-                           "mkl" in candidates)
-        if why:  # bf16 units: oneMKL's bf16 GEMM beats any float32 one (precision.py)
-            return Decision("mkl", candidates["mkl"].path, why)
-    decision = decide(mode, platform, candidates, {}, hits, preloaded)
+        # bf16 units: oneMKL's bf16 GEMM may beat any float32 one (precision.py); decide
+        # takes it only after its probe shows it loads and computes right.
+        prefer_mkl = wants_onemkl(environ.get("MLX_PRECISION", "auto"), cpu_bf16_units(),
+                                  "mkl" in candidates)
+    decision = decide(mode, platform, candidates, {}, hits, preloaded, prefer_mkl)
     if not decision.to_probe:
         return decision
     say(f"measuring BLAS libraries on the model's shapes: {', '.join(decision.to_probe)}")
     probes = {name: probe_library(candidates[name], environ, python)
               for name in decision.to_probe}
     write_cache(path, cache, machine, candidates, probes)
-    return decide(mode, platform, candidates, probes, hits, preloaded)
+    return decide(mode, platform, candidates, probes, hits, preloaded, prefer_mkl)
 
 
 def exec_env(decision: Decision, environ: Mapping[str, str]) -> dict[str, str] | None:

@@ -21,6 +21,7 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
     """
     import mlx.core as mx
 
+    check_product(mx)
     per_shape = budget_s / len(shapes)
     figures = {}
     for m, k, n in shapes:
@@ -39,6 +40,21 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
     mean = math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
     return {"gflops": round(mean, 1), "shapes": {s: round(v, 1) for s, v in figures.items()},
             "library": blas_in_use()}
+
+
+def check_product(mx) -> None:
+    """Raise when this BLAS multiplies wrong (a preload that loads but computes garbage, or
+    a library that is not the one its name says): a figure from it must not win the choice."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((96, 384)).astype(np.float32)
+    b = rng.standard_normal((384, 160)).astype(np.float32)
+    got = np.array(mx.array(a) @ mx.array(b), dtype=np.float64)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    error = float(np.abs(got - want).max() / np.abs(want).max())
+    if not error < 1e-4:
+        raise RuntimeError(f"the BLAS computes wrong: relative error {error:.2e}")
 
 
 def _timed(fn: Callable[[], object]) -> float:

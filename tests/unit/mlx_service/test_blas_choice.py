@@ -88,3 +88,24 @@ def test_the_cache_holds_per_machine_and_per_library_version():
     assert cached_probes(cache, machine, upgraded) == figures(openblas=70.0)
     assert cached_probes(cache, "Intel Xeon flags:def cores:2", ALL) == {}
     assert cached_probes({"schema": 0, "entries": cache["entries"]}, machine, ALL) == {}
+
+
+# What precision.wants_onemkl says on a CPU with bf16 units, oneMKL installed, auto precision.
+PREFER_MKL = "auto: mkl for its bf16 GEMM (this CPU has avx512_bf16, MLX_PRECISION=auto)"
+
+
+def test_bf16_units_take_onemkl_only_after_its_probe_loaded_it():
+    unmeasured = decide("auto", "linux", ALL, {}, figures(reference=5), prefer_mkl=PREFER_MKL)
+    assert unmeasured.to_probe == ("openblas", "mkl")
+    taken = decide("auto", "linux", ALL, figures(openblas=70, mkl=60, reference=5), {},
+                   prefer_mkl=PREFER_MKL)
+    assert taken.library == "mkl" and taken.reason.startswith(PREFER_MKL)
+    assert "computed right" in taken.reason
+
+
+def test_bf16_units_pass_over_a_onemkl_that_fails_its_probe():
+    # The fresh-machine failure of issue 27: a broken libmkl_rt was chosen unprobed.
+    results = {"mkl": {"error": "not an ELF file"}, **figures(openblas=70, reference=5)}
+    decision = decide("auto", "linux", ALL, results, {}, prefer_mkl=PREFER_MKL)
+    assert decision.library == "openblas"
+    assert decision.gflops["mkl"].startswith("failed: not an ELF")
