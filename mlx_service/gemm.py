@@ -3,9 +3,9 @@
 A `Linear` holds one layer's weight, converted once at load, and computes on MLX arrays:
 
 - `fp32`: MLX's addmm, i.e. cblas_sgemm of the preloaded BLAS (mlx_service/blas.py);
-- `bf16` on oneMKL's `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16 units): weight stored
-  as bf16 (uint16, the top half of a float32), activations rounded to bf16 per matmul
-  (to nearest even), products accumulated in float32;
+- `bf16` on oneMKL's `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16 units): weight rounded
+  to bf16 (uint16, the top half of a float32) and packed once, activations rounded to bf16
+  per matmul (to nearest even, one native pass), products accumulated in float32 (Bf16Gemm);
 - `bf16-emulated`: the same numbers without the library: operands rounded to bf16 and
   multiplied by the float32 GEMM. A product of two bf16 values is exact in float32, so this
   gives what the bf16 GEMM gives (up to summation order), at float32's speed less the
@@ -21,6 +21,7 @@ import numpy as np
 
 MKL_BF16_SYMBOL = "cblas_gemm_bf16bf16f32"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
+_B_MATRIX, _PACKED = 162, 151                    # CblasBMatrix, CblasPacked
 
 
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -30,17 +31,80 @@ def to_bf16_bits(x: np.ndarray) -> np.ndarray:
             >> np.uint32(16)).astype(np.uint16)
 
 
-def bf16_gemm_function():
-    """oneMKL's bf16 GEMM when the preloaded BLAS exports it, else None."""
+class Bf16Gemm:
+    """oneMKL's bf16 GEMM as the fast path calls it: each weight rounded and packed once
+    (`cblas_gemm_bf16bf16f32_pack`, where the library has it: no per-call reformatting of
+    the weight, which a few-token request would pay in full), activations rounded in one
+    native pass (native_math's round_bf16; numpy's five passes where it is not built)
+    straight from MLX's buffer, the bias preloaded into the output (beta = 1)."""
+
+    def __init__(self, lib, native=None):
+        c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+        gemm_args = [c_int] * 6 + [c_float, ptr, c_int, ptr, c_int, c_float, ptr, c_int]
+        self._gemm = getattr(lib, MKL_BF16_SYMBOL)
+        self._gemm.restype, self._gemm.argtypes = None, gemm_args
+        self.native = native
+        try:
+            self._size = getattr(lib, MKL_BF16_SYMBOL + "_pack_get_size")
+            self._pack = getattr(lib, MKL_BF16_SYMBOL + "_pack")
+            self._compute = getattr(lib, MKL_BF16_SYMBOL + "_compute")
+        except AttributeError:
+            self._size = self._pack = self._compute = None
+        else:
+            self._size.restype, self._size.argtypes = ctypes.c_size_t, [c_int] * 4
+            self._pack.restype = None
+            self._pack.argtypes = [c_int] * 6 + [ptr, c_int, ptr]
+            self._compute.restype, self._compute.argtypes = None, gemm_args
+
+    @property
+    def packs(self) -> bool:
+        return self._pack is not None
+
+    def round(self, x: np.ndarray) -> np.ndarray:
+        """(M, K) float32 -> its bf16 bits (uint16), C-contiguous."""
+        if self.native is None or x.dtype != np.float32 or x.strides[1] != 4:
+            return to_bf16_bits(x)
+        out = np.empty(x.shape, np.uint16)
+        self.native.round_bf16(x, out)
+        return out
+
+    def prepare(self, weight: np.ndarray, rows: int = 512):
+        """The (N, K) float32 weight as `__call__` takes it: bf16, packed where possible
+        (the packed form does not depend on the rows it was packed for: checked in tests)."""
+        bits = self.round(np.ascontiguousarray(weight, dtype=np.float32))
+        if not self.packs:
+            return bits
+        n, k = bits.shape
+        packed = np.empty(self._size(_B_MATRIX, rows, n, k), np.uint8)
+        self._pack(_ROW_MAJOR, _B_MATRIX, _TRANS, rows, n, k, bits.ctypes.data, k,
+                   packed.ctypes.data)
+        return packed
+
+    def __call__(self, x: np.ndarray, weight, n: int, bias: np.ndarray | None) -> np.ndarray:
+        """C (M, N) = round(x) (M, K) @ W^T (+ bias), W as `prepare` gave it."""
+        a = self.round(x)
+        m, k = a.shape
+        out = np.empty((m, n), np.float32)
+        beta = 0.0
+        if bias is not None:
+            out[...] = bias
+            beta = 1.0
+        if weight.dtype == np.uint8:
+            self._compute(_ROW_MAJOR, _NO_TRANS, _PACKED, m, n, k, 1.0, a.ctypes.data, k,
+                          weight.ctypes.data, k, beta, out.ctypes.data, n)
+        else:
+            self._gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, m, n, k, 1.0, a.ctypes.data, k,
+                       weight.ctypes.data, k, beta, out.ctypes.data, n)
+        return out
+
+
+def bf16_gemm_function(native=None, lib=None) -> Bf16Gemm | None:
+    """oneMKL's bf16 GEMM when the preloaded BLAS (or `lib`) exports it, else None.
+    native: mlx_service/native_math.py's kernels, for the activations' rounding."""
     try:
-        fn = getattr(ctypes.CDLL(None), MKL_BF16_SYMBOL)
+        return Bf16Gemm(lib if lib is not None else ctypes.CDLL(None), native)
     except (OSError, AttributeError):
         return None
-    c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-    fn.restype = None
-    fn.argtypes = [c_int, c_int, c_int, c_int, c_int, c_int, c_float, ptr, c_int, ptr, c_int,
-                   c_float, ptr, c_int]
-    return fn
 
 
 class Linear:
@@ -65,7 +129,7 @@ class Linear:
             if gemm is None:
                 raise ValueError("bf16 needs oneMKL's cblas_gemm_bf16bf16f32")
             self._gemm = gemm
-            self.w_bits = to_bf16_bits(np.asarray(weight, dtype=np.float32))  # (out, in)
+            self.w_bf16 = gemm.prepare(np.asarray(weight, dtype=np.float32))  # (out, in)
         elif precision == "reference":
             self.w_np = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
         else:
@@ -80,24 +144,14 @@ class Linear:
             xr = x.astype(mx.bfloat16).astype(mx.float32)
             return mx.addmm(self.bias, xr, self.w_t) if self.bias is not None else xr @ self.w_t
         mx.eval(x)
-        x_np = np.asarray(x, dtype=np.float32)
+        x_np = np.asarray(x)  # MLX's own buffer, no copy (float32, rows contiguous)
         if self.precision == "reference":
-            out = x_np @ self.w_np
-        else:
-            out = self._bf16(x_np)
-        if self.b_np is not None:
-            out += self.b_np
+            out = np.asarray(x_np, dtype=np.float32) @ self.w_np
+            if self.b_np is not None:
+                out += self.b_np
+        else:  # one copy back into MLX (about 1 % of the GEMM's time at 512 rows)
+            out = self._gemm(x_np, self.w_bf16, self.out_features, self.b_np)
         return mx.array(out)
-
-    def _bf16(self, x_np: np.ndarray) -> np.ndarray:
-        """C (m, n) = A (m, k) B^T, A the rounded activations, B the (n, k) bf16 weight."""
-        a = to_bf16_bits(x_np)
-        m, k = a.shape
-        n = self.out_features
-        out = np.empty((m, n), np.float32)
-        self._gemm(_ROW_MAJOR, _NO_TRANS, _TRANS, m, n, k, 1.0, a.ctypes.data, k,
-                   self.w_bits.ctypes.data, k, 0.0, out.ctypes.data, n)
-        return out
 
 
 def fused(linears_weights, precision: str, gemm=None, scales=None) -> Linear:
@@ -127,7 +181,7 @@ class LayerKernels:
         import mlx.core as mx
         self._mx = mx
         self._layers = list(layers)
-        self.bf16_gemm = bf16_gemm  # oneMKL's cblas_gemm_bf16bf16f32 (bf16_gemm_function)
+        self.bf16_gemm = bf16_gemm  # oneMKL's bf16 GEMM (Bf16Gemm, from bf16_gemm_function)
         self.native = None
         self._kernels: dict[str, list] = {}
         self.precision = precision

@@ -1,4 +1,5 @@
-"""Native element-wise kernels for the CPU fast path: softmax's exp, GELU's erf and SiLU.
+"""Native element-wise kernels for the CPU fast path: softmax's exp, GELU's erf, SiLU and
+the bf16 GEMM's float32 -> bf16 rounding.
 
 numpy's float32 exp runs at scalar speed on the CPUs we measured (1.5-2.5 ns an element on a
 Zen 3, float64 5.6 ns), and GELU built from it (erf by polynomial, ~15 numpy passes) at about
@@ -115,7 +116,7 @@ def _ptr(array) -> int:
 
 @dataclass
 class Kernels:
-    """The loaded library's three kernels, on numpy arrays (views included: each call says
+    """The loaded library's kernels, on numpy arrays (views included: each call says
     the layout it writes through)."""
     lib: ctypes.CDLL
     path: str
@@ -125,7 +126,8 @@ class Kernels:
         self.lib.exp_rows.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, i64]
         self.lib.gelu_erf.argtypes = [ptr, i64]
         self.lib.silu_mul.argtypes = [ptr, ptr, i64, i64, i64]
-        for fn in (self.lib.exp_rows, self.lib.gelu_erf, self.lib.silu_mul):
+        self.lib.round_bf16.argtypes = [ptr, i64, i64, i64, ptr]
+        for fn in (self.lib.exp_rows, self.lib.gelu_erf, self.lib.silu_mul, self.lib.round_bf16):
             fn.restype = None
 
     def exp_rows(self, scores: np.ndarray, length: int, sums: np.ndarray) -> None:
@@ -142,6 +144,15 @@ class Kernels:
         if not x.flags.c_contiguous:
             raise ValueError("gelu needs a C-contiguous array")
         self.lib.gelu_erf(_ptr(x), x.size)
+
+    def round_bf16(self, x: np.ndarray, out: np.ndarray) -> None:
+        """(M, K) float32 (rows may be strided, columns contiguous) -> out (M, K) uint16,
+        C-contiguous: each value's bf16 bits, rounded to nearest even (gemm.to_bf16_bits)."""
+        rows, cols = x.shape
+        if x.strides[1] != _F32 or out.dtype.itemsize != 2 or not out.flags.c_contiguous \
+                or out.shape != x.shape:
+            raise ValueError("round_bf16 needs (M, K) float32 rows and a C-contiguous uint16 out")
+        self.lib.round_bf16(_ptr(x), rows, cols, x.strides[0] // _F32, out.ctypes.data)
 
     def silu_mul(self, gate_up: np.ndarray, inter: int) -> None:
         """(N, 2I) [gate | up], C-contiguous: gate = silu(gate) * up, in place."""

@@ -105,7 +105,7 @@ class Embedder:
         """MLX_PRECISION -> the fast path's matmul precision, after the start-up self-check
         (a fixed probe set against numpy's BLAS, mlx_service/precision.py)."""
         from mlx_service import gemm, precision
-        library = gemm.bf16_gemm_function()
+        library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
         choice = precision.decide(mode, self._fast is not None, precision.cpu_bf16_units(),
                                   library is not None)
         if self._fast is not None and choice.check:

@@ -50,3 +50,15 @@ void silu_mul(float *gate, const float *up, int64_t rows, int64_t inter, int64_t
         for (int64_t i = 0; i < inter; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }
 }
+
+/* float32 -> bf16 (its top 16 bits, rounded to nearest even) over `rows` rows of `cols`
+ * values (float32 read as their bits), `stride` apart: the bf16 GEMM's activations in one pass (numpy takes five,
+ * with uint32 temporaries). Finite inputs, as activations are (NaN is not kept quiet). */
+void round_bf16(const uint32_t *x, int64_t rows, int64_t cols, int64_t stride, uint16_t *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint32_t *u = x + r * stride;
+        uint16_t *o = out + r * cols;
+        #pragma omp simd
+        for (int64_t i = 0; i < cols; i++) o[i] = (uint16_t)((u[i] + 0x7FFFu + ((u[i] >> 16) & 1u)) >> 16);
+    }
+}

@@ -1,0 +1,85 @@
+"""The bf16 path's parts (mlx_service/gemm.py's Bf16Gemm, native_math's round_bf16): the
+native rounding gives numpy's (and MLX's) bits, and oneMKL's packed bf16 GEMM gives the exact
+product of the rounded operands to float32 accumulation. oneMKL is loaded by its file here
+(blas.find_mkl), so the GEMM is checked wherever the venv has it, whatever the CPU (oneMKL
+runs bf16 without the units too, slowly); where it has not, the check is that nothing claims
+a bf16 GEMM and that the emulated path gives the same exact product. Run in the service's venv."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.service.mlx_service.test_service_cpu_fast import run_in_service_venv
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="oneMKL's wheel and the native kernels are Linux's here")
+
+PACKED_GEMM = r"""
+import ctypes, json, os
+import numpy as np
+import mlx.core as mx
+from mlx_service import blas, gemm, native_math
+
+kernels, said = native_math.load(True)
+rng = np.random.default_rng(27)
+out = {"native": kernels is not None}
+x = np.concatenate([rng.standard_normal(50000).astype(np.float32) * 30,
+                    np.array([0, -0.0, 1e-40, 3.3895314e38, 1.00390625, 1.01171875], np.float32)])
+x = x.reshape(-1, 2)
+if kernels is not None:
+    bits = np.empty(x.shape, np.uint16)
+    kernels.round_bf16(x, bits)
+    wide = np.ascontiguousarray(np.concatenate([x, x], axis=1))  # strided rows: a view
+    strided = np.empty(x.shape, np.uint16)
+    kernels.round_bf16(wide[:, 2:], strided)
+    out["native_same_bits"] = bool(np.array_equal(bits, gemm.to_bf16_bits(x))
+                                   and np.array_equal(strided, bits))
+
+rounded = lambda v: (gemm.to_bf16_bits(v).astype(np.uint32) << 16).view(np.float32)
+w = rng.standard_normal((200, 96)).astype(np.float32)
+b = rng.standard_normal(200).astype(np.float32)
+exact = lambda a: rounded(a).astype(np.float64) @ rounded(w).astype(np.float64).T + b
+scale = lambda a: float(np.abs(exact(a)).max())
+
+mkl = blas.find_mkl(os.environ)
+out["mkl"] = mkl is not None
+out["unloaded_claims_bf16"] = gemm.bf16_gemm_function() is not None and \
+    not os.environ.get("LD_PRELOAD")
+if mkl is not None:
+    fn = gemm.bf16_gemm_function(kernels, ctypes.CDLL(mkl))
+    out["packs"] = fn.packs
+    packed = fn.prepare(w, rows=64)          # packed for 64 rows, used for 1, 7 and 300
+    errs = []
+    for m in (1, 7, 300):
+        a = rng.standard_normal((m, 96)).astype(np.float32)
+        got = fn(a, packed, 200, b)
+        errs.append(float(np.abs(got - exact(a)).max()) / scale(a))
+    unpacked = fn(a, gemm.to_bf16_bits(w), 200, None)
+    errs.append(float(np.abs(unpacked + b - exact(a)).max()) / scale(a))
+    out["mkl_rel_err"] = max(errs)
+    # The Linear as the fast path calls it, on an MLX array's own buffer.
+    lin = gemm.Linear(mx.array(w), mx.array(b), "bf16", fn)
+    out["linear_rel_err"] = float(np.abs(np.array(lin(mx.array(a))) - exact(a)).max()) / scale(a)
+a = rng.standard_normal((9, 96)).astype(np.float32)
+emulated = gemm.Linear(mx.array(w), mx.array(b), "bf16-emulated")
+out["emulated_rel_err"] = float(np.abs(np.array(emulated(mx.array(a))) - exact(a)).max()) / scale(a)
+fp32 = np.array(gemm.Linear(mx.array(w), mx.array(b), "fp32")(mx.array(a)))
+out["bf16_vs_fp32_rel"] = float(np.abs(exact(a) - fp32).max()) / scale(a)
+print(json.dumps(out))
+"""
+
+
+def test_packed_bf16_gemm_gives_the_exact_product_of_the_rounded_operands(service_py):
+    got = run_in_service_venv(service_py, PACKED_GEMM)
+    if got["native"]:
+        assert got["native_same_bits"]  # one native pass, numpy's round to nearest even
+    # bf16 is not float32: the rounding shows (so the comparisons below could fail) ...
+    assert 1e-4 < got["bf16_vs_fp32_rel"] < 2e-2
+    # ... and the emulated path (operands rounded, float32 GEMM) gives the exact product.
+    assert got["emulated_rel_err"] < 1e-5
+    if got["mkl"]:
+        assert got["packs"]  # oneMKL 2021+ exports the pack API
+        assert got["mkl_rel_err"] < 1e-5 and got["linear_rel_err"] < 1e-5
+    else:  # no oneMKL in this venv: nothing may claim a bf16 GEMM
+        assert not got["unloaded_claims_bf16"]
