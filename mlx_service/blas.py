@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from mlx_service.blas_cache import (cache_path, cached_probes, machine_identity, mlx_version,
-                                    read_cache, write_cache)
+from mlx_service.blas_cache import (cache_path, cached_probes, library_file_identity,
+                                    machine_identity, mlx_version, read_cache, write_cache)
+from mlx_service.precision import BF16_MARGIN, bf16_pays
 
 # Debian/Ubuntu `libopenblas0-pthread` (the threaded build). MLX_OPENBLAS_PATH overrides.
 OPENBLAS_CANDIDATES = (
@@ -99,12 +100,8 @@ def library_identity(path: str | None, mlx_version: str = "") -> str:
     """What a cached probe of this library depends on: the real file, its size and mtime."""
     if path is None:
         return f"mlx {mlx_version}"
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-        return f"{real} {st.st_size} {st.st_mtime_ns} mlx {mlx_version}"
-    except OSError:
-        return f"{path} missing"
+    identity = library_file_identity(path)
+    return identity if identity.endswith(" missing") else f"{identity} mlx {mlx_version}"
 
 
 def find_candidates(environ: Mapping[str, str], prefix: str = sys.prefix,
@@ -165,25 +162,39 @@ def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
                         f"auto: {only} is the only library found; for a faster one, "
                         f"{INSTALL_HINTS['openblas']}")
     results = {**cache, **probes}
-    missing = tuple(n for n in LIBRARIES if n in candidates and n not in results)
+    missing = tuple(n for n in LIBRARIES if n in candidates and (
+        n not in results or (prefer_mkl and n == "mkl" and _figure(results[n])
+                             and "bf16_gflops" not in results[n])))  # a probe before bf16's
     if missing:
         return Decision("reference", None, "auto: not measured yet", to_probe=missing)
     ranked = sorted((n for n in LIBRARIES if n in candidates and _figure(results[n])),
                     key=lambda n: (-_figure(results[n]), LIBRARIES.index(n)))
     figures = _summary({n: results[n] for n in LIBRARIES if n in candidates})
-    if prefer_mkl and "mkl" in ranked:
-        return Decision("mkl", candidates["mkl"].path,
-                        f"{prefer_mkl}; its probe loaded it and computed right "
-                        f"({_figure(results['mkl']):.0f} GFLOPS float32)", gflops=figures)
     if not ranked:
         return Decision("reference", None, "auto: every probe failed; MLX's own BLAS",
                         gflops=figures)
     best = ranked[0]
+    bf16 = _bf16_figure(results.get("mkl")) if prefer_mkl and "mkl" in ranked else None
+    if bf16 is not None:
+        figures["mkl_bf16"] = round(bf16, 1)
+        versus = (f"oneMKL's bf16 GEMM {bf16:.0f} GFLOPS vs {best}'s float32 "
+                  f"{_figure(results[best]):.0f}")
+        if bf16_pays(_figure(results[best]), bf16, faster_is_larger=True):
+            return Decision("mkl", candidates["mkl"].path,
+                            f"{prefer_mkl}; its probe loaded it and computed right: {versus}",
+                            gflops=figures)
     others = ", ".join(f"{n} {_figure(results[n]):.0f}" for n in ranked[1:])
     source = "measured now" if best in probes else "cached probe"
     reason = (f"auto: fastest on the model's matmul shapes ({source}): {best} "
               f"{_figure(results[best]):.0f} GFLOPS" + (f" vs {others}" if others else ""))
+    if bf16 is not None:  # bf16 did not pay: oneMKL is not kept for it
+        reason += f"; not kept for bf16: {versus}, under {BF16_MARGIN}x"
     return Decision(best, candidates[best].path, reason, gflops=figures)
+
+
+def _bf16_figure(result: Mapping | None) -> float | None:
+    value = (result or {}).get("bf16_gflops")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def _forced(mode: str, candidates: Mapping[str, Candidate]) -> Decision:
@@ -269,7 +280,7 @@ def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = s
     if mode == "auto" and platform.startswith("linux") and not preloaded:
         from mlx_service.precision import cpu_bf16_units, wants_onemkl
         # bf16 units: oneMKL's bf16 GEMM may beat any float32 one (precision.py); decide
-        # takes it only after its probe shows it loads and computes right.
+        # takes it only after its probe loaded it, computed right and measured bf16 faster.
         prefer_mkl = wants_onemkl(environ.get("MLX_PRECISION", "auto"), cpu_bf16_units(),
                                   "mkl" in candidates)
     decision = decide(mode, platform, candidates, {}, hits, preloaded, prefer_mkl)

@@ -57,13 +57,29 @@ def write_cache(path: Path, cache: Mapping, machine: str, candidates: Mapping[st
     for name, result in probes.items():
         entries[cache_key(machine, candidates[name])] = {**result, "name": name,
                                                          "measured": time.time()}
-    doc = {"schema": CACHE_SCHEMA, "entries": entries}
+    write_json(path, {"schema": CACHE_SCHEMA, "entries": entries})
+
+
+def write_json(path: Path, doc: Mapping) -> None:
+    """Atomic, and silent when the venv is read-only (a cache, not a record)."""
     tmp = Path(f"{path}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def library_file_identity(path: str) -> str:
+    """A library file as a cache key part: real path, size, mtime ("" for none)."""
+    if not path:
+        return ""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return f"{path} missing"
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
 
 
 def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:

@@ -37,9 +37,42 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
             rows = m
             best = min(_timed(lambda: mx.eval(a @ b)) for _ in range(3))
         figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
-    mean = math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
-    return {"gflops": round(mean, 1), "shapes": {s: round(v, 1) for s, v in figures.items()},
-            "library": blas_in_use()}
+    result = {"gflops": round(_mean(figures), 1),
+              "shapes": {s: round(v, 1) for s, v in figures.items()}, "library": blas_in_use()}
+    bf16 = probe_bf16(shapes)
+    if bf16:
+        result.update(bf16_gflops=round(_mean(bf16), 1),
+                      bf16_shapes={s: round(v, 1) for s, v in bf16.items()})
+    return result
+
+
+def probe_bf16(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
+               ) -> dict[str, float]:
+    """GFLOPS of the fast path's bf16 Linear (mlx_service/gemm.py: packed weight, native
+    rounding, bias, the copy back into MLX) on each shape, where this BLAS has a bf16 GEMM
+    (oneMKL); {} elsewhere. What MLX_BLAS=auto weighs oneMKL's bf16 against float32 with."""
+    import mlx.core as mx
+
+    from mlx_service import gemm, native_math
+
+    native, _ = native_math.load(True)
+    library = gemm.bf16_gemm_function(native)
+    if library is None:
+        return {}
+    figures = {}
+    for m, k, n in shapes:
+        w, bias, x = mx.random.normal((n, k)), mx.zeros((n,)), mx.random.normal((m, k))
+        mx.eval(w, bias, x)
+        linear = gemm.Linear(w, bias, "bf16", library)
+        mx.eval(linear(x))  # warm
+        best = min(_timed(lambda: mx.eval(linear(x))) for _ in range(3))
+        figures[f"{m}x{k}x{n}"] = 2.0 * m * k * n / best / 1e9
+    return figures
+
+
+def _mean(figures: dict[str, float]) -> float:
+    """Geometric mean: each shape counts alike, whatever its size."""
+    return math.exp(sum(math.log(v) for v in figures.values()) / len(figures))
 
 
 def check_product(mx) -> None:

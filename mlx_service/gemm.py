@@ -115,6 +115,7 @@ class Linear:
         self._mx = mx
         self.precision = precision
         self.out_features = int(weight.shape[0])
+        self.in_features = int(weight.shape[1])
         self.bias = bias
         # W.T stays a view: the BLAS reads it transposed at the same speed (measured: 67 vs
         # 72 ms for a contiguous copy at 512x1024x3072), so fp32 keeps no second copy.

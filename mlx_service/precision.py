@@ -1,16 +1,19 @@
 """Which precision the fast path's matmuls run in (MLX_PRECISION=auto|fp32|bf16), and why.
 
-bf16 pays only where the CPU has bf16 units (AMX-BF16, AVX512_BF16) and a library drives them
-(oneMKL's cblas_gemm_bf16bf16f32; OpenBLAS as Debian and numpy ship it exports none): there
-oneMKL's bf16 GEMM measured 1.6-4x its float32 one on the model's shapes (DESIGN.md). `auto`
-takes it only when both are there and the start-up self-check passes; elsewhere fp32, with
-the reason in the log and /info.
+bf16 can pay only where the CPU has bf16 units (AMX-BF16, AVX512_BF16) and a library drives
+them (oneMKL's cblas_gemm_bf16bf16f32; OpenBLAS as Debian and numpy ship it exports none).
+Whether it does is measured, as MLX_BLAS=auto measures the libraries: `auto` times the model's
+own first layer, its real fast-path Linears in fp32 and in bf16 (mlx_service/precision_probe.py,
+cached per machine), and takes bf16 only where it was BF16_MARGIN faster and the start-up
+self-check passes; elsewhere fp32. The reason, with both figures, is in the log and /info.
+(On a shared 2-core AMD EPYC with AVX512_BF16 the packed bf16 GEMM measured 1.2-2x oneMKL's
+float32 one at 512 rows, and a slow path around it has lost to fp32 end to end: issue 27.)
 
 The self-check embeds a fixed probe set on the serving path and on a reference path (numpy's
 own bundled BLAS, float32) and needs min cos >= CHECK_MIN_COS: it catches a bf16 path that
 loses too much and a preloaded BLAS that computes wrong.
 
-`decide` is pure: the hardware and library facts come in as arguments.
+`decide` is pure: the hardware and library facts and the timings come in as arguments.
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ from mlx_service.cpu_info import cpu_flags
 MODES = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for the bf16 units
 CHECK_MIN_COS = 0.9999
+# bf16 must measure this much faster than fp32 to be taken: a near tie goes to fp32, which
+# rounds nothing (and the probe's noise on a shared machine is about this size).
+BF16_MARGIN = 1.15
 # Fixed probes: mixed lengths, punctuation, digits, non-ASCII words (pads, masks, positions);
 # short, since they run twice at every start (about 0.15 s on MiniLM, 2 shared Zen 3 cores).
 PROBE_TEXTS = (
@@ -38,6 +44,30 @@ class Choice:
     precision: str          # fp32 | bf16 | bf16-emulated: what the fast path's Linears use
     reason: str             # one sentence for the log and /info
     check: bool = True      # run the self-check before serving
+    measure: bool = False   # time fp32 against bf16 (precision_probe) and decide again
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The model's first layer's weight matmuls, fp32 and bf16, as the fast path runs them."""
+    fp32_ms: float
+    bf16_ms: float
+    source: str = "measured now"   # or "cached probe"
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_ms / self.bf16_ms if self.bf16_ms > 0 else 0.0
+
+    def describe(self) -> str:
+        return (f"the model's layer measured {self.bf16_ms:.2f} ms bf16 vs {self.fp32_ms:.2f} "
+                f"ms fp32 ({self.speedup:.2f}x, {BF16_MARGIN}x needed; {self.source})")
+
+
+def bf16_pays(fp32: float, bf16: float, faster_is_larger: bool = False) -> bool:
+    """bf16's figure beats fp32's by BF16_MARGIN: times (smaller wins) or rates (GFLOPS)."""
+    if fp32 <= 0 or bf16 <= 0:
+        return False
+    return (bf16 / fp32 if faster_is_larger else fp32 / bf16) >= BF16_MARGIN
 
 
 def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
@@ -46,9 +76,11 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
     return tuple(f for f in BF16_FLAGS if f in flags)
 
 
-def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool) -> Choice:
+def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
+           timing: Timing | None = None) -> Choice:
     """mode: MLX_PRECISION; fast_path: a fast forward runs this model (the MLX layers have no
-    bf16 path); units: cpu_bf16_units(); library: oneMKL's bf16 GEMM is loaded."""
+    bf16 path); units: cpu_bf16_units(); library: oneMKL's bf16 GEMM is loaded; timing: the
+    probe's figures (auto with units and library asks for them: Choice.measure)."""
     units = tuple(units)
     if not fast_path:
         return Choice("fp32", f"{mode}: fp32, this model's forward pass has no bf16 path "
@@ -68,13 +100,21 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool) -> C
     if not library:
         return Choice("fp32", f"auto: fp32, the CPU has {'/'.join(units)} but no bf16 GEMM "
                       "is loaded: `inv mlx install --blas mkl` adds oneMKL's")
-    return Choice("bf16", f"auto: bf16, {'/'.join(units)} with oneMKL's bf16 GEMM")
+    if timing is None:
+        return Choice("fp32", "auto: not measured yet", measure=True)
+    if bf16_pays(timing.fp32_ms, timing.bf16_ms):
+        return Choice("bf16", f"auto: bf16, {'/'.join(units)} with oneMKL's bf16 GEMM: "
+                      f"{timing.describe()}")
+    return Choice("fp32", f"auto: fp32, bf16 did not pay on this CPU ({'/'.join(units)}, "
+                  f"oneMKL): {timing.describe()}")
 
 
 def wants_onemkl(precision_mode: str, units: Iterable[str], mkl_found: bool) -> str | None:
-    """MLX_BLAS=auto's reason to take oneMKL without comparing float32 speed: the CPU has bf16
-    units, oneMKL is installed and MLX_PRECISION allows bf16 (OpenBLAS has no bf16 GEMM, so
-    picking it on float32 speed alone would rule bf16 out). None: let the probe decide."""
+    """MLX_BLAS=auto's reason to weigh oneMKL's bf16 GEMM, not only its float32 one: the CPU
+    has bf16 units, oneMKL is installed and MLX_PRECISION allows bf16 (OpenBLAS has no bf16
+    GEMM, so picking on float32 speed alone would rule bf16 out). blas.decide keeps oneMKL
+    for it only where its probe's bf16 figure beat the fastest float32 library's by
+    BF16_MARGIN. None: float32 speed alone decides."""
     units = tuple(units)
     if not (units and mkl_found) or precision_mode.strip().lower() == "fp32":
         return None

@@ -106,10 +106,15 @@ class Embedder:
         (a fixed probe set against numpy's BLAS, mlx_service/precision.py)."""
         from mlx_service import gemm, precision
         library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
-        choice = precision.decide(mode, self._fast is not None, precision.cpu_bf16_units(),
-                                  library is not None)
-        if self._fast is not None and choice.check:
+        units = precision.cpu_bf16_units()
+        choice = precision.decide(mode, self._fast is not None, units, library is not None)
+        if self._fast is not None:
             self._fast.bf16_gemm = library
+        if choice.measure:  # auto where bf16 could pay: time the model's own layer
+            from mlx_service.precision_probe import measured_timing
+            timing = measured_timing(self._fast, self._blas, library=self._blas.library or "")
+            choice = precision.decide(mode, True, units, True, timing)
+        if self._fast is not None and choice.check:
             probes = self.tokenize(list(precision.PROBE_TEXTS))
 
             def embed(name: str):

@@ -94,13 +94,50 @@ def test_the_cache_holds_per_machine_and_per_library_version():
 PREFER_MKL = "auto: mkl for its bf16 GEMM (this CPU has avx512_bf16, MLX_PRECISION=auto)"
 
 
-def test_bf16_units_take_onemkl_only_after_its_probe_loaded_it():
+def test_bf16_units_take_onemkl_only_after_its_probe_loaded_it_and_bf16_measured_faster():
     unmeasured = decide("auto", "linux", ALL, {}, figures(reference=5), prefer_mkl=PREFER_MKL)
     assert unmeasured.to_probe == ("openblas", "mkl")
-    taken = decide("auto", "linux", ALL, figures(openblas=70, mkl=60, reference=5), {},
-                   prefer_mkl=PREFER_MKL)
+    # A cached probe from before the bf16 figure: oneMKL is probed again.
+    old = decide("auto", "linux", ALL, {}, figures(openblas=70, mkl=60, reference=5),
+                 prefer_mkl=PREFER_MKL)
+    assert old.to_probe == ("mkl",)
+    results = {**figures(openblas=70, reference=5), "mkl": {"gflops": 60, "bf16_gflops": 140}}
+    taken = decide("auto", "linux", ALL, results, {}, prefer_mkl=PREFER_MKL)
     assert taken.library == "mkl" and taken.reason.startswith(PREFER_MKL)
-    assert "computed right" in taken.reason
+    assert "computed right: oneMKL's bf16 GEMM 140 GFLOPS vs openblas's float32 70" in taken.reason
+    assert taken.gflops["mkl_bf16"] == 140
+
+
+def test_onemkl_is_not_kept_for_a_bf16_that_measured_slower():
+    """Issue 27's Zen 4: bf16 not faster than the fastest float32 library by the margin ->
+    that float32 library, and the reason says why oneMKL was not kept."""
+    results = {**figures(openblas=95, reference=5), "mkl": {"gflops": 92, "bf16_gflops": 100}}
+    decision = decide("auto", "linux", ALL, results, {}, prefer_mkl=PREFER_MKL)
+    assert decision.library == "openblas"
+    assert decision.reason.endswith("not kept for bf16: oneMKL's bf16 GEMM 100 GFLOPS vs "
+                                    "openblas's float32 95, under 1.15x")
+
+
+ZEN3 = "flags\t\t: fpu sse2 avx fma avx2 bmi2 sha_ni vaes\n"
+ZEN4 = "flags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
+SPR = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+
+
+@pytest.mark.parametrize("cpuinfo, mkl, winner", [
+    # Zen 3: no bf16 units, oneMKL's bf16 figure is not even weighed: fastest float32
+    (ZEN3, {"gflops": 60, "bf16_gflops": 300}, "openblas"),
+    # Zen 4 (AVX512_BF16), the slow path of issue 27: float32 wins
+    (ZEN4, {"gflops": 63, "bf16_gflops": 80}, "openblas"),
+    # Zen 4, the packed path: bf16 1.9x OpenBLAS's float32
+    (ZEN4, {"gflops": 63, "bf16_gflops": 180}, "mkl"),
+    # Sapphire Rapids (AMX): about 1,600 against 364 (DESIGN.md)
+    (SPR, {"gflops": 364, "bf16_gflops": 1600}, "mkl"),
+])
+def test_each_cpu_kinds_flags_and_figures(cpuinfo, mkl, winner):
+    from mlx_service.precision import cpu_bf16_units, wants_onemkl
+    prefer = wants_onemkl("auto", cpu_bf16_units(cpuinfo), True)
+    results = {**figures(openblas=95, reference=5), "mkl": mkl}
+    assert decide("auto", "linux", ALL, results, {}, prefer_mkl=prefer).library == winner
 
 
 def test_bf16_units_pass_over_a_onemkl_that_fails_its_probe():

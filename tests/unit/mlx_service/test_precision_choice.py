@@ -32,10 +32,36 @@ def test_auto_with_units_but_no_library_names_the_install():
     assert "avx512_bf16" in choice.reason and "inv mlx install --blas mkl" in choice.reason
 
 
-def test_auto_with_units_and_onemkl_takes_bf16_pending_the_self_check():
+def test_auto_with_units_and_onemkl_asks_for_a_measurement_first():
     choice = precision.decide("auto", True, ("amx_bf16", "avx512_bf16"), library=True)
-    assert (choice.precision, choice.check) == ("bf16", True)
-    assert choice.reason.startswith("auto: bf16, amx_bf16/avx512_bf16")
+    assert choice.measure and choice.precision == "fp32"
+
+
+def test_auto_takes_bf16_only_where_it_measured_faster_by_the_margin():
+    faster = precision.decide("auto", True, ("avx512_bf16",), True, precision.Timing(6.6, 3.3))
+    assert (faster.precision, faster.check, faster.measure) == ("bf16", True, False)
+    assert faster.reason == ("auto: bf16, avx512_bf16 with oneMKL's bf16 GEMM: the model's "
+                             "layer measured 3.30 ms bf16 vs 6.60 ms fp32 (2.00x, 1.15x "
+                             "needed; measured now)")
+    tie = precision.decide("auto", True, ("avx512_bf16",), True,
+                           precision.Timing(6.0, 5.5, "cached probe"))
+    assert tie.precision == "fp32"
+    assert tie.reason.startswith("auto: fp32, bf16 did not pay on this CPU (avx512_bf16")
+    assert "5.50 ms bf16 vs 6.00 ms fp32 (1.09x, 1.15x needed; cached probe)" in tie.reason
+
+
+@pytest.mark.parametrize("cpuinfo, timing, want", [
+    (ZEN3_FLAGS, precision.Timing(6.0, 1.0), "fp32"),  # no units: no bf16 whatever a stub says
+    (ZEN4_FLAGS, precision.Timing(6.6, 7.9), "fp32"),  # issue 27's slow path: slower
+    (ZEN4_FLAGS, precision.Timing(6.6, 3.6), "bf16"),  # the packed path: 1.8x
+    (SPR_FLAGS, precision.Timing(6.0, 1.4), "bf16"),   # AMX
+])
+def test_each_cpu_kinds_flags_and_measured_times(cpuinfo, timing, want):
+    units = precision.cpu_bf16_units(cpuinfo)
+    first = precision.decide("auto", True, units, True)
+    assert first.measure == bool(units)  # only a CPU with units is measured
+    final = precision.decide("auto", True, units, True, timing) if first.measure else first
+    assert final.precision == want
 
 
 def test_forced_bf16_without_units_runs_emulated_and_says_it_is_not_faster():
