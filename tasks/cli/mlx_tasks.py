@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 
 from invoke import Collection, Exit, task
+
+from mlx_service.precision import cpu_bf16_units
 
 from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
@@ -17,7 +20,8 @@ from tasks.host import mlx_process as mp
 from tasks.host.logfiles import follow_log, tail_lines
 from tasks.host.service_lock import service_lock
 from tasks.host.service_status import format_status
-from tasks.host.service_venv import bf16_hint, install_service_venv, saved_extras
+from tasks.host.service_venv import (bf16_hint, install_service_venv, saved_extras,
+                                     service_python)
 
 say = say_as("mlx")
 
@@ -42,7 +46,13 @@ def install(c, venv=None, force=False, blas=None):
     with service_lock(settings, "inv mlx install", say):
         ran = install_service_venv(settings, path, force=force, say=say, blas=blas)
     say(f"venv installed ({path})" if ran else f"venv up to date ({path})")
-    hint = bf16_hint(saved_extras(Path(path)))
+    extras = saved_extras(Path(path))
+    measured = None
+    if "mkl" in extras and cpu_bf16_units():  # what bf16 gives here, not what it might
+        from mlx_service import blas
+        measured = blas.choose("auto", os.environ, say=say,
+                               python=str(service_python(settings, Path(path)))).as_dict()
+    hint = bf16_hint(extras, measured=measured)
     if hint:
         say(hint)
 

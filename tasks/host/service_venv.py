@@ -5,8 +5,9 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import Mapping
 
-from mlx_service.precision import cpu_bf16_units
+from mlx_service.precision import BF16_MARGIN, cpu_bf16_units
 
 from tasks.core import runner
 from tasks.core.say import Say, untagged
@@ -77,18 +78,33 @@ def install_service_venv(settings: Settings, venv_path: Path | None = None, forc
 
 
 
-def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None) -> str | None:
-    """What the bf16 matmul path (MLX_PRECISION=auto) needs on a CPU with bf16 units, and
-    what it costs; None on a CPU without them (fp32 is all it can use)."""
+def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None,
+              measured: Mapping | None = None) -> str | None:
+    """What the bf16 matmul path can do on a CPU with bf16 units, from what was measured
+    there: `measured` is MLX_BLAS=auto's decision in the venv (blas.choose: its probe times
+    oneMKL's bf16 Linear against the float32 libraries). None on a CPU without units."""
     units = "/".join(cpu_bf16_units(cpuinfo))
     if not units:
         return None
-    if "mkl" in extras:
-        return (f"this CPU has {units}: MLX_PRECISION=auto runs the matmuls in bf16 on oneMKL "
-                "once the start-up self-check passes (/info precision_reason says)")
-    return (f"this CPU has {units}, which oneMKL's bf16 GEMM uses (1.6-4x its float32 one): "
-            "`inv mlx install --blas mkl` adds it (a 221 MB download, about 1 GB on disk); "
-            "until then the service computes in fp32")
+    if "mkl" not in extras:
+        return (f"this CPU has {units}, which oneMKL's bf16 GEMM can use: `inv mlx install "
+                "--blas mkl` adds it (a 221 MB download, about 1 GB on disk) and MLX_BLAS / "
+                "MLX_PRECISION=auto then measure whether it pays here; until then fp32")
+    figures = (measured or {}).get("gflops") or {}
+    bf16 = figures.get("mkl_bf16")
+    if not isinstance(bf16, (int, float)):
+        return (f"this CPU has {units}, but oneMKL's bf16 GEMM was not measured "
+                f"({(measured or {}).get('reason', 'no BLAS probe')}): the service computes "
+                "in fp32 until it is")
+    library = (measured or {}).get("library")
+    if library == "mkl":
+        return (f"this CPU has {units}; measured: {measured['reason'].split('right: ')[-1]}: "
+                "MLX_BLAS=auto takes oneMKL, and MLX_PRECISION=auto times the model's own "
+                "layer in fp32 and bf16 at the first start (/info precision_reason)")
+    return (f"this CPU has {units}, but measured here oneMKL's bf16 GEMM ({bf16:.0f} GFLOPS) "
+            f"did not beat {library}'s float32 ({figures.get(library)} GFLOPS) by "
+            f"{BF16_MARGIN}x: the service runs fp32 on {library} (`inv mlx install --blas "
+            "default` removes oneMKL; delete the venv's mlx-blas-choice.json to measure again)")
 
 
 def service_venv_ready(settings: Settings, venv_path: Path | None = None) -> bool:

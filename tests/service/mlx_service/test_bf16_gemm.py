@@ -83,3 +83,42 @@ def test_packed_bf16_gemm_gives_the_exact_product_of_the_rounded_operands(servic
         assert got["mkl_rel_err"] < 1e-5 and got["linear_rel_err"] < 1e-5
     else:  # no oneMKL in this venv: nothing may claim a bf16 GEMM
         assert not got["unloaded_claims_bf16"]
+
+
+def test_auto_precision_through_the_service_is_measured_and_keeps_parity(
+        service_factory, reference, service_py, tmp_path):
+    """MLX_PRECISION=auto through the real service, with a fresh precision cache. On oneMKL
+    (forced here where the venv has it) and a CPU with bf16 units, /info's reason gives the
+    measured fp32 and bf16 figures and names what they chose; elsewhere it says why nothing
+    was measured. The vectors keep parity with sentence-transformers either way."""
+    import re
+
+    from mlx_service import blas, precision
+    from tests.service_support import assert_parity
+    mkl = blas.find_mkl({}, str(service_py.parent.parent))
+    env = {"MLX_PRECISION": "auto", "MLX_PRECISION_CACHE": str(tmp_path / "probe.json")}
+    if mkl:
+        env["MLX_BLAS"] = "mkl"
+    svc = service_factory(env=env)
+    info = svc.get("/info")[1]
+    if info["device"] != "cpu":
+        pytest.skip("the fast path is for the CPU device")
+    reason = info["precision_reason"]
+    if mkl and precision.cpu_bf16_units():
+        figures = re.search(r"measured ([\d.]+) ms bf16 vs ([\d.]+) ms fp32 \(([\d.]+)x, "
+                            r"1.15x needed; measured now\)", reason)
+        assert figures, reason
+        bf16_ms, fp32_ms, _ = map(float, figures.groups())
+        want = "bf16" if fp32_ms / bf16_ms >= precision.BF16_MARGIN else "fp32"
+        assert info["precision"] == want, reason
+        assert (tmp_path / "probe.json").exists()  # cached for the next start
+    else:
+        assert info["precision"] == "fp32"
+        assert ("no bf16 units" in reason if not precision.cpu_bf16_units()
+                else "no bf16 GEMM is loaded" in reason), reason
+        assert not (tmp_path / "probe.json").exists()  # nothing to measure
+    assert "self-check min cos" in reason
+    items = reference["items"]
+    status, body = svc.post("/embed", {"input": [i["text"] for i in items]})
+    assert status == 200
+    assert_parity(items, body["embeddings"])

@@ -84,12 +84,24 @@ def test_mlx_precision_setting():
         load_config([], {"MLX_PRECISION": "fp16"})
 
 
-def test_inv_mlx_install_says_what_bf16_needs_on_a_cpu_with_units():
+def test_inv_mlx_install_says_what_was_measured_on_a_cpu_with_units():
     from tasks.host.service_venv import bf16_hint
     assert bf16_hint((), ZEN3_FLAGS) is None  # nothing to gain: no hint
     hint = bf16_hint((), ZEN4_FLAGS)
     assert "avx512_bf16" in hint and "inv mlx install --blas mkl" in hint and "1 GB" in hint
-    assert "self-check" in bf16_hint(("mkl",), SPR_FLAGS)
+    assert "measure whether it pays" in hint and "1.6" not in hint  # no promised figure
+    lost = {"library": "openblas", "reason": "auto: fastest ...; not kept for bf16: ...",
+            "gflops": {"openblas": 95.2, "mkl": 91.0, "mkl_bf16": 80.4}}
+    hint = bf16_hint(("mkl",), ZEN4_FLAGS, lost)
+    assert "oneMKL's bf16 GEMM (80 GFLOPS) did not beat openblas's float32 (95.2 GFLOPS)" in hint
+    assert "runs fp32 on openblas" in hint
+    won = {"library": "mkl", "gflops": {"openblas": 95.2, "mkl": 91.0, "mkl_bf16": 180.0},
+           "reason": "auto: mkl for its bf16 GEMM (...); its probe loaded it and computed "
+                     "right: oneMKL's bf16 GEMM 180 GFLOPS vs openblas's float32 95"}
+    hint = bf16_hint(("mkl",), SPR_FLAGS, won)
+    assert "measured: oneMKL's bf16 GEMM 180 GFLOPS vs openblas's float32 95" in hint
+    assert "MLX_PRECISION=auto times the model's own layer" in hint
+    assert "not measured" in bf16_hint(("mkl",), SPR_FLAGS, None)
 
 
 def test_blas_auto_takes_onemkl_on_a_bf16_cpu_unless_fp32_is_asked():
