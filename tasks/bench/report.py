@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from tasks.bench.precision_sides import format_sides
+
 
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
@@ -37,6 +39,7 @@ def format_report(doc: dict) -> str:
                      f"{fmt(row.get('efficiency'), '.2f'):>12}{fmt(row.get('peer')):>11}"
                      f"{fmt(row.get('vs_peer'), '.2f', 'x'):>11}")
     lines += format_shapes(doc.get("shapes") or {}, doc.get("one_text") or {}, doc["corpus"])
+    lines += format_sides(doc.get("precision_sides"))
     lines.append("")
     b = doc["batching"]
     lines.append(f"batching: {b['clients']} clients x {b['requests_per_client']} one-text "

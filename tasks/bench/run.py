@@ -40,7 +40,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from mlx_service.blas import find_mkl
+from mlx_service.precision import cpu_bf16_units
+
 from tasks.bench import corpus as inputs
+from tasks.bench import precision_sides as sides_mod
 from tasks.bench.client import EmbedClient, auth_headers, concurrent_run, http_pass, \
     latency_samples
 from tasks.bench.document import RESULTS_DIR, build_document, summarize_throughput
@@ -379,21 +383,34 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = quiet
         info = services.batched.get_json("/info")
         engines = start_engines(python, root, logs, options, running, say)
         runs = engine_runs(services.client, engines)
+        # fp32 and bf16 side by side where the CPU has bf16 units (tasks/bench/precision_sides.py)
+        sides, sides_why = sides_mod.wanted_sides(cpu_bf16_units(),
+                                                  find_mkl({}, str(python.parent.parent)))
+        started = sides_mod.start_sides(sides, python, root, logs, options.model_env, headers,
+                                        running, say)
         throughput = measure_throughput(runs, given.workloads, repeats, say)
-        shapes = measure_shapes(runs, given.shape_workloads, repeats, say)
+        shapes = measure_shapes({**runs, **sides_mod.side_engines(started)},
+                                given.shape_workloads, repeats, say)
         latency = measure_latency(services.client, given.corpus["short"],
                                   options.latency_requests, say)
         batching = measure_batching(services, engines.inproc, given.corpus, options, repeats,
                                     say)
         one_text = measure_one_text(services.batched.url, engines.peer, given.prose,
                                     options.per_client, repeats, say)
+        sides_one_text = {name: measure_one_text(svc.url, None, given.prose, options.per_client,
+                                                 repeats, say)
+                          for name, (svc, _, _) in started.items()}
+        sides_doc = sides_mod.describe(sides_why, machine["cpu"], started, shapes,
+                                       sides_one_text, one_text.get("peer_tps"))
         service_doc = describe_service(services, info, engines.inproc)
         cold_doc = describe_cold_starts(services)
 
     machine["loadavg_end"] = loadavg()
-    return build_document(started=started, quick=options.quick, repeats=repeats, machine=machine,
-                          corpus=inputs.describe(root, given.corpus, given.prose),
-                          service=service_doc, throughput=throughput, batching=batching,
-                          latency=latency, cold_start=cold_doc, peer=engines.peer_doc,
-                          elapsed_s=time.perf_counter() - started_clock, shapes=shapes,
-                          one_text=one_text)
+    doc = build_document(started=started, quick=options.quick, repeats=repeats, machine=machine,
+                         corpus=inputs.describe(root, given.corpus, given.prose),
+                         service=service_doc, throughput=throughput, batching=batching,
+                         latency=latency, cold_start=cold_doc, peer=engines.peer_doc,
+                         elapsed_s=time.perf_counter() - started_clock, shapes=shapes,
+                         one_text=one_text)
+    doc["precision_sides"] = sides_doc
+    return doc
