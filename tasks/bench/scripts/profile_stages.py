@@ -1,7 +1,7 @@
 """Where one forward pass of the CPU fast path spends its time, by kind of work (one lane).
 
-    .venv-mlx/bin/python tasks/bench/scripts/profile_stages.py [--model FOLDER] [--rows 4]
-        [--tokens 256] [--precision fp32|bf16]
+    [MLX_BLAS=openblas|mkl] .venv-mlx/bin/python tasks/bench/scripts/profile_stages.py
+        [--model FOLDER] [--rows 4] [--tokens 256] [--precision fp32|bf16]
 
 Any architecture the fast path runs (BERT, XLM-R, ModernBERT, Qwen3: mlx_service/cpu_fast.py,
 mlx_service/models/fast_*.py). The weight matmuls (mlx_service/gemm.py's Linear) and the
@@ -74,7 +74,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one lane's BLAS
-    blas.maybe_reexec("auto", argv, command=[sys.executable, str(Path(__file__).resolve()), *argv])
+    os.environ.setdefault("MKL_NUM_THREADS", "1")       # (oneMKL's too: its bf16 GEMM)
+    blas.maybe_reexec(os.environ.get("MLX_BLAS", "auto"), argv,
+                      command=[sys.executable, str(Path(__file__).resolve()), *argv])
 
     import mlx.core as mx
     import numpy as np
