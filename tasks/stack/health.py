@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tasks.core.settings import Settings
+from tasks.host.reranker_info import reranker_line
 from tasks.stack import status_doc
 from tasks.stack.container import ContainerState
 from tasks.stack.table import shorten
@@ -25,6 +26,8 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
         detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
     elif not mlx["responding"]:
         detail += " does not answer"
+    if mlx_ready and mlx.get("reranker"):
+        detail += f"; {reranker_line(mlx['reranker'])}"
     rows = [{"name": "mlx (host)", "running": mlx["running"], "healthy": mlx.get("healthy"),
              "ready": mlx_ready, "detail": detail, "problem": not mlx_ready}]
     ok = mlx_ready

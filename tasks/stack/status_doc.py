@@ -17,6 +17,7 @@ from tasks.core.errors import TaskError
 from tasks.core.local_http import get_json, http_ok
 from tasks.core.settings import ALL_SERVICES, Settings, http_url
 from tasks.host.mlx_process import service_status
+from tasks.host.reranker_info import served_reranker
 from tasks.stack.container import Container, ContainerHealth, ContainerState
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
@@ -64,6 +65,9 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
     raw["log"] = None if raw.get("log") is None else str(raw["log"])
     raw["model"] = served_model(settings) if raw["responding"] and not raw.get("foreign") \
         else None
+    # RERANK_MODEL as the running service names it (reranker_info.py), or its cosine default.
+    raw["reranker"] = served_reranker(settings.mlx_endpoint("/info")) \
+        if raw["responding"] and not raw.get("foreign") else None
     return json.loads(json.dumps(raw, default=str))
 
 
