@@ -1,10 +1,12 @@
-"""End-to-end embedding check (`inv roundtrip`): host service, then through the gateway."""
+"""End-to-end embedding and rerank check (`inv roundtrip`): host service, then through the
+gateway."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from tasks.checks import rerank_check
 from tasks.core import local_http
 from tasks.core.errors import TaskError
 from tasks.core.settings import Settings, SettingsError, http_url
@@ -147,6 +149,10 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("meaning", "fail", str(exc))
 
+    # 4b. reranking on the host (rerank_check.py): the relevant document first
+    host_ranking = rerank_check.host_rerank(settings.mlx_endpoint("/rerank"),
+                                            settings.mlx_endpoint("/info"), timeout, auth, record)
+
     # 5. through the gateway container, when it runs
     gateway = http_url("127.0.0.1", settings.port("CORTEX_MODEL_GATEWAY_PORT"))
     try:
@@ -167,4 +173,6 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
                    else f"gateway vectors differ from the host's (min cosine {worst:.6f})")
     except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("gateway", "fail", str(exc))
+    # 6. reranking through the gateway: Cortex-OS's shape, the host's order and scores
+    rerank_check.gateway_rerank(gateway, host_ranking, timeout, auth, record)
     return result

@@ -40,7 +40,8 @@ def verify(c, json_=False):
 @task(help={"json": "print one JSON document on stdout",
             "timeout": "seconds per request (default 30)"})
 def roundtrip(c, json_=False, timeout=None):
-    """Embeddings end to end: host /health, /embed, /v1/embeddings, meaning, and via the gateway."""
+    """Embeddings and reranking end to end: host /health, /embed, /v1/embeddings, meaning,
+    /rerank, and the same via the gateway."""
 
     def show(step):
         if not json_:
