@@ -45,8 +45,9 @@ ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
 def error_document(status: int, message: str, code: str | None = None,
                    param: str | None = None) -> dict:
     """OpenAI's error shape, as the host service writes it: `type` is invalid_request_error
-    for the client's mistakes (4xx) and server_error for ours (5xx); `code` a string."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
+    for the client's mistakes (4xx, and 501: a Transfer-Encoding the client chose) and
+    server_error for ours (5xx); `code` a string."""
+    kind = "server_error" if status >= 500 and status != 501 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "param": param,
                       "code": code or ERROR_CODES.get(status, f"http_{status}")}}
 
