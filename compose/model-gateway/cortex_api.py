@@ -114,9 +114,9 @@ def rerank_request(body: dict) -> tuple[dict, list[str], int | None]:
             raise BadRequest("topK", f"'topK' must be a whole number, got {_type_name(top_k)}")
         if top_k < 1:
             raise BadRequest("topK", f"'topK' must be at least 1, got {top_k}", "invalid_value")
-    model = _optional_string(body, "model")
+    _optional_string(body, "model")  # checked; TEI's shape has no model: the served one ranks
     # The documents' text comes back from our own copy: return_text would only echo it.
-    return _with_model({"query": query, "texts": docs, "return_text": False}, model), docs, top_k
+    return {"query": query, "texts": docs, "return_text": False}, docs, top_k
 
 
 def rerank_answer(host: Any, docs: list[str], top_k: int | None, model_used: str | None) -> dict:
@@ -136,21 +136,24 @@ def rerank_answer(host: Any, docs: list[str], top_k: int | None, model_used: str
 
 
 def reranker_name(info: Any) -> str | None:
-    """The model that ranks, from the host's /info: its reranker when one is loaded, else the
-    embedding model (the host then ranks by cosine). Read defensively: a host without
-    reranking, or an /info of another shape, gives the embedding model or None."""
+    """The model that ranks, from the host's /info: its reranker (RERANK_MODEL) when that is
+    what ranks, else the embedding model (the host then ranks by cosine: no RERANK_MODEL, or
+    one that is a classifier for /predict). Read defensively: a host from before reranking,
+    or an /info of another shape, gives the embedding model or None."""
     if not isinstance(info, dict):
         return None
+    model = info.get("model") if isinstance(info.get("model"), str) else None
     for key in ("reranker", "rerank_model", "rerank"):
         value = info.get(key)
         if isinstance(value, str) and value:
             return value
         if isinstance(value, dict):
-            for name_key in ("name", "model", "id"):
+            if value.get("configured") is False or "cosine" in str(value.get("ranked_by", "")):
+                return model
+            for name_key in ("model", "name", "id"):
                 if isinstance(value.get(name_key), str) and value[name_key]:
                     return value[name_key]
-    model = info.get("model")
-    return model if isinstance(model, str) else None
+    return model
 
 
 # --- /chat ---------------------------------------------------------------------------------

@@ -63,8 +63,9 @@ FORWARDED = ("/embed", "/v1/embeddings", "/v1/rerank", "/v2/rerank", "/predict")
 FORWARDED_GET = ("/v1/models",)
 # Request headers the host needs as the client sent them (the host's rules depend on them).
 PASSED_ON = ("Content-Type", "Content-Encoding", "Accept", "traceparent", "tracestate")
-# Upstream headers a client needs besides the body: backpressure and auth challenges.
-PASSED_BACK = ("Retry-After", "WWW-Authenticate")
+# Upstream headers a client needs besides the body: backpressure, auth challenges, and how
+# the host ranked (its reranker, or the embedding model's cosine).
+PASSED_BACK = ("Retry-After", "WWW-Authenticate", "X-Ranked-By")
 
 _TARGET = urllib.parse.urlsplit(UPSTREAM)
 _SLOTS = threading.BoundedSemaphore(MAX_FORWARDS)
@@ -188,10 +189,6 @@ def _post_json(path: str, payload: dict) -> tuple[int, dict[str, str], bytes]:
     return _upstream("POST", path, json.dumps(payload).encode(), headers, TIMEOUT)
 
 
-def _json_answer(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
-
-
 def translated(path: str, payload: dict, answer) -> Response:
     """`payload` to the host's `path`; a 200 becomes `answer(host_json)`, any other answer of
     the host (a 4xx, 429, 503) goes back as it came, status, body and Retry-After."""
@@ -205,7 +202,9 @@ def translated(path: str, payload: dict, answer) -> Response:
         if status != 200:
             return _passed_on(status, raw, upstream_headers)
         try:
-            return _json_answer(answer(json.loads(raw)))
+            translated_body = json.dumps(answer(json.loads(raw))).encode()
+            return _passed_on(200, translated_body, {**upstream_headers,
+                                                     "content-type": "application/json"})
         except (ValueError, UpstreamShapeError) as exc:
             return json_error(502, f"the host service at {UPSTREAM} answered {path} with an "
                                    f"unexpected body: {exc}", "upstream_bad_answer")

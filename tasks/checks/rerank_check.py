@@ -45,7 +45,7 @@ def ranked_by(info_url: str) -> str:
     if reranker is None:
         return "ranked by an unnamed model"
     if reranker["ranks_by"] == COSINE:
-        return f"ranked by {reranker['name']}'s cosine (no RERANK_MODEL)"
+        return "ranked by the embedding model's cosine (no reranker serves /rerank)"
     return f"ranked by the reranker {reranker['name']}"
 
 

@@ -22,8 +22,9 @@ def _text(value: Any) -> str | None:
 
 def reranker_from_info(info: Any) -> dict[str, Any] | None:
     """{name, ranks_by, kind, architecture, activation, max_length, path, num_labels}, or None
-    when /info says nothing of reranking. ranks_by: "reranker" (a RERANK_MODEL is loaded) or
-    "embedding-cosine" (no reranker: the embedding model ranks)."""
+    when /info says nothing of reranking. name: the RERANK_MODEL served (None: none is set);
+    ranks_by: how /rerank ranks now, "reranker" or "embedding-cosine" (no RERANK_MODEL, or
+    one that is a classifier, which serves /predict only)."""
     if not isinstance(info, dict):
         return None
     for key in RERANKER_KEYS:
@@ -31,21 +32,19 @@ def reranker_from_info(info: Any) -> dict[str, Any] | None:
             continue
         value = info[key]
         if isinstance(value, str) and value:
-            value = {"name": value}
-        if not isinstance(value, dict) or not value:
-            return {"name": _text(info.get("model")), "ranks_by": COSINE,
-                    **{fact: None for fact in FACTS}}
-        name = _text(value.get("name")) or _text(value.get("model")) or _text(value.get("id"))
-        said = _text(value.get("ranks_by")) or _text(value.get("ranking")) or ""
-        cosine = "cosine" in said or "embedding" in str(value.get("kind", ""))
-        facts = {fact: value.get(fact) if isinstance(value.get(fact), (str, int)) else None
-                 for fact in FACTS}
-        if facts["max_length"] is not None and not isinstance(facts["max_length"], int):
-            facts["max_length"] = None
-        if facts["num_labels"] is not None and not isinstance(facts["num_labels"], int):
-            facts["num_labels"] = None
-        return {"name": name or _text(info.get("model")),
-                "ranks_by": COSINE if cosine else "reranker", **facts}
+            value = {"model": value}
+        if not isinstance(value, dict) or not value or value.get("configured") is False:
+            return {"name": None, "ranks_by": COSINE, **{fact: None for fact in FACTS}}
+        name = _text(value.get("model")) or _text(value.get("name")) or _text(value.get("id"))
+        said = str(value.get("ranked_by") or value.get("ranks_by") or "")
+        facts = {fact: value.get(fact) for fact in FACTS}
+        for fact in FACTS:  # a fact of the wrong type is dropped, not trusted
+            wanted = int if fact in ("max_length", "num_labels") else str
+            if not isinstance(facts[fact], wanted) or isinstance(facts[fact], bool):
+                facts[fact] = None
+        if facts["path"] is None:
+            facts["path"] = _text(value.get("model_path"))
+        return {"name": name, "ranks_by": COSINE if "cosine" in said else "reranker", **facts}
     return None
 
 
@@ -59,9 +58,11 @@ def reranker_line(reranker: dict[str, Any] | None) -> str:
     """One phrase for `inv health` and `inv status`."""
     if reranker is None:
         return "reranking: not said by the service (no /rerank, or an older service)"
-    if reranker["ranks_by"] == COSINE:
-        return (f"reranking: no RERANK_MODEL; /rerank ranks by the embedding model's cosine "
-                f"({reranker['name'] or 'unnamed'})")
     extra = ", ".join(f"{k} {reranker[k]}" for k in ("kind", "activation", "max_length")
                       if reranker.get(k) is not None)
-    return f"reranker: {reranker['name'] or 'unnamed'}" + (f" ({extra})" if extra else "")
+    named = f"{reranker['name']}" + (f" ({extra})" if extra else "")
+    if reranker["ranks_by"] == COSINE:
+        return ("reranking: /rerank ranks by the embedding model's cosine; "
+                + (f"RERANK_MODEL {named} serves /predict only" if reranker["name"]
+                   else "no RERANK_MODEL"))
+    return f"reranker: {named}"

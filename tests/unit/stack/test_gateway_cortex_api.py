@@ -54,7 +54,8 @@ def test_rerank_body_shapes_are_told_apart():
 def test_rerank_request_goes_to_tei_shape():
     payload, docs, top_k = cortex_api.rerank_request(
         {"query": "q", "docs": DOCS, "topK": 2, "model": "r"})
-    assert payload == {"query": "q", "texts": DOCS, "return_text": False, "model": "r"}
+    # TEI's shape has no `model` (the host refuses unknown fields): the served model ranks
+    assert payload == {"query": "q", "texts": DOCS, "return_text": False}
     assert (docs, top_k) == (DOCS, 2)
     assert cortex_api.rerank_request({"query": "", "docs": [""]})[2] is None
 
@@ -103,6 +104,15 @@ def test_rerank_answer_of_another_shape_is_refused(host):
      "bge-reranker"),
     ({"model": "all-MiniLM-L6-v2", "rerank_model": "ms-marco"}, "ms-marco"),
     ({"model": "all-MiniLM-L6-v2", "reranker": None}, "all-MiniLM-L6-v2"),
+    # the host's own shape (mlx_service/served_models.py): no RERANK_MODEL, or a classifier
+    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": False,
+                                                "ranked_by": "embedding-cosine"}},
+     "all-MiniLM-L6-v2"),
+    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": True, "model": "bert-nli",
+                                                "ranked_by": "embedding-cosine"}},
+     "all-MiniLM-L6-v2"),
+    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": True, "model": "xlmr-rerank",
+                                                "ranked_by": "reranker"}}, "xlmr-rerank"),
     ({"model": "all-MiniLM-L6-v2"}, "all-MiniLM-L6-v2"),
     ([], None),
     ({"model": 3}, None),
