@@ -6,7 +6,8 @@ call these, and the unit tests call them as they are.
        {embeddings, model, dimensions}       -> {vectors, dimensions, modelUsed}
   POST /rerank     {query, docs, topK?, model?} -> host /rerank (TEI) {query, texts}
        [{index, score}] best first           -> {rankedItems: [{index, score, content}], modelUsed}
-                                                best first, cut to topK
+                                                best first, cut to topK; modelUsed from the
+                                                host's /health and its X-Ranked-By header
   POST /chat       {msgs, model?, tools?}    -> checked, then 503: no chat model is served
 
 A body the gateway refuses raises BadRequest(param, message) and never reaches the host.
@@ -135,25 +136,17 @@ def rerank_answer(host: Any, docs: list[str], top_k: int | None, model_used: str
             "modelUsed": model_used}
 
 
-def reranker_name(info: Any) -> str | None:
-    """The model that ranks, from the host's /info: its reranker (RERANK_MODEL) when that is
-    what ranks, else the embedding model (the host then ranks by cosine: no RERANK_MODEL, or
-    one that is a classifier for /predict). Read defensively: a host from before reranking,
-    or an /info of another shape, gives the embedding model or None."""
-    if not isinstance(info, dict):
+def ranking_model(health: Any, ranked_by: str | None) -> str | None:
+    """The model that ranked, named from the host's /health ({model, rerank_model}) and how its
+    answer says it ranked (the X-Ranked-By header): the reranker, or the embedding model when
+    it ranked by cosine (no RERANK_MODEL, or one that is a classifier, for /predict only)."""
+    if not isinstance(health, dict):
         return None
-    model = info.get("model") if isinstance(info.get("model"), str) else None
-    for key in ("reranker", "rerank_model", "rerank"):
-        value = info.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict):
-            if value.get("configured") is False or "cosine" in str(value.get("ranked_by", "")):
-                return model
-            for name_key in ("model", "name", "id"):
-                if isinstance(value.get(name_key), str) and value[name_key]:
-                    return value[name_key]
-    return model
+    embedding = health.get("model") if isinstance(health.get("model"), str) else None
+    reranker = health.get("rerank_model") if isinstance(health.get("rerank_model"), str) else None
+    if ranked_by == "embedding-cosine":
+        return embedding
+    return reranker or embedding
 
 
 # --- /chat ---------------------------------------------------------------------------------

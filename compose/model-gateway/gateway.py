@@ -190,8 +190,9 @@ def _post_json(path: str, payload: dict) -> tuple[int, dict[str, str], bytes]:
 
 
 def translated(path: str, payload: dict, answer) -> Response:
-    """`payload` to the host's `path`; a 200 becomes `answer(host_json)`, any other answer of
-    the host (a 4xx, 429, 503) goes back as it came, status, body and Retry-After."""
+    """`payload` to the host's `path`; a 200 becomes `answer(host_json, host_headers)`, any
+    other answer of the host (a 4xx, 429, 503) goes back as it came, status, body and
+    Retry-After."""
     if not _SLOTS.acquire(blocking=False):
         return _busy()
     try:
@@ -202,7 +203,7 @@ def translated(path: str, payload: dict, answer) -> Response:
         if status != 200:
             return _passed_on(status, raw, upstream_headers)
         try:
-            translated_body = json.dumps(answer(json.loads(raw))).encode()
+            translated_body = json.dumps(answer(json.loads(raw), upstream_headers)).encode()
             return _passed_on(200, translated_body, {**upstream_headers,
                                                      "content-type": "application/json"})
         except (ValueError, UpstreamShapeError) as exc:
@@ -233,15 +234,15 @@ for _path in FORWARDED_GET:
 @app.post("/embeddings")
 def cortex_embeddings():
     return translated("/embed", cortex_api.embeddings_request(_client_body()),
-                      cortex_api.embeddings_answer)
+                      lambda host, _headers: cortex_api.embeddings_answer(host))
 
 
-def _ranking_model() -> str | None:
-    """The model that ranked, as the host's /info names it (None if /info does not answer)."""
+def _ranking_model(ranked_by: str | None) -> str | None:
+    """The model that ranked: the TEI answer does not name it, the host's /health does (a
+    millisecond; /info takes ten). None if /health does not answer."""
     try:
-        status, _, raw = _upstream("GET", "/info", None, auth_headers(
-            request.headers.get("Authorization")), HEALTH_TIMEOUT)
-        return cortex_api.reranker_name(json.loads(raw)) if status == 200 else None
+        _, _, raw = _upstream("GET", "/health", None, auth_headers(None), HEALTH_TIMEOUT)
+        return cortex_api.ranking_model(json.loads(raw), ranked_by)
     except (OSError, http.client.HTTPException, ValueError):
         return None
 
@@ -254,8 +255,8 @@ def rerank():
     if cortex_api.is_tei_rerank(body):
         return forward("/rerank")
     payload, docs, top_k = cortex_api.rerank_request(body)
-    return translated("/rerank", payload, lambda host: cortex_api.rerank_answer(
-        host, docs, top_k, _ranking_model()))
+    return translated("/rerank", payload, lambda host, headers: cortex_api.rerank_answer(
+        host, docs, top_k, _ranking_model(headers.get("x-ranked-by"))))
 
 
 @app.post("/chat")

@@ -99,26 +99,20 @@ def test_rerank_answer_of_another_shape_is_refused(host):
         cortex_api.rerank_answer(host, DOCS, None, None)
 
 
-@pytest.mark.parametrize("info, name", [
-    ({"model": "all-MiniLM-L6-v2", "reranker": {"name": "bge-reranker", "kind": "xlmr"}},
-     "bge-reranker"),
-    ({"model": "all-MiniLM-L6-v2", "rerank_model": "ms-marco"}, "ms-marco"),
-    ({"model": "all-MiniLM-L6-v2", "reranker": None}, "all-MiniLM-L6-v2"),
-    # the host's own shape (mlx_service/served_models.py): no RERANK_MODEL, or a classifier
-    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": False,
-                                                "ranked_by": "embedding-cosine"}},
+@pytest.mark.parametrize("health, ranked_by, name", [
+    ({"model": "all-MiniLM-L6-v2", "rerank_model": "xlmr-rerank"}, "reranker", "xlmr-rerank"),
+    ({"model": "all-MiniLM-L6-v2", "rerank_model": None}, "embedding-cosine",
      "all-MiniLM-L6-v2"),
-    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": True, "model": "bert-nli",
-                                                "ranked_by": "embedding-cosine"}},
+    # a classifier as RERANK_MODEL serves /predict only: the embedding model ranked
+    ({"model": "all-MiniLM-L6-v2", "rerank_model": "bert-nli"}, "embedding-cosine",
      "all-MiniLM-L6-v2"),
-    ({"model": "all-MiniLM-L6-v2", "reranker": {"configured": True, "model": "xlmr-rerank",
-                                                "ranked_by": "reranker"}}, "xlmr-rerank"),
-    ({"model": "all-MiniLM-L6-v2"}, "all-MiniLM-L6-v2"),
-    ([], None),
-    ({"model": 3}, None),
+    ({"model": "all-MiniLM-L6-v2", "rerank_model": "xlmr-rerank"}, None, "xlmr-rerank"),
+    ({"model": "all-MiniLM-L6-v2"}, None, "all-MiniLM-L6-v2"),
+    ([], "reranker", None),
+    ({"model": 3}, None, None),
 ])
-def test_reranker_name_read_defensively(info, name):
-    assert cortex_api.reranker_name(info) == name
+def test_ranking_model_from_health_and_how_the_host_ranked(health, ranked_by, name):
+    assert cortex_api.ranking_model(health, ranked_by) == name
 
 
 @pytest.mark.parametrize("body, param", [
