@@ -239,3 +239,20 @@ def test_with_a_reranker_the_routes_status_health_and_roundtrip(with_reranker):
     _ok(done, "inv roundtrip with RERANK_MODEL")
     assert "ranked by the reranker xlmr-rerank" in done.stdout, done.stdout
     assert done.stdout.strip().splitlines()[-1] == "roundtrip PASSED: 7 passed, 0 failed, 0 skipped"
+
+
+def test_roundtrip_fails_when_the_reranker_puts_the_relevant_document_elsewhere(stack):
+    """bert-rerank's random weights score the service document above the relevant one for the
+    roundtrip's query (reference.json): the rerank steps must say so and exit 1."""
+    env = dict(stack["env"], RERANK_MODEL=str(FIXTURES / "tiny-rerankers" / "bert-rerank"))
+    _ok(inv("mlx", "restart", "--no-install", env=env, timeout=600),
+        "inv mlx restart with RERANK_MODEL=bert-rerank")
+    try:
+        done = inv("roundtrip", env=env, timeout=300)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "[FAIL] host /rerank: the relevant document" in done.stdout, done.stdout
+        assert "came at place 2 of 3" in done.stdout, done.stdout
+        assert "[FAIL] gateway /rerank:" in done.stdout, done.stdout
+    finally:
+        _ok(inv("mlx", "restart", "--no-install", env=stack["env"], timeout=600),
+            "inv mlx restart without RERANK_MODEL")
