@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     app = InFlight(flask_app)
     server_map: dict = {}
     try:
-        server, listeners = make_server(app, config, server_map)
+        server, listeners = make_server(app, config, server_map, metrics)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen()}: {exc}", 1)
     urls = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}"
