@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlx_service.models.scorer import Scorer
         t0 = time.monotonic()
         scorer = Scorer(rerank_spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
-                        native_kernels=config.native_kernels)
+                        native_kernels=config.native_kernels, precision=config.precision)
         scorer.score(scorer.tokenize_pairs("warm up", ["warm up"]))  # first pass allocates
         log.info("reranker %s loaded in %.2fs (%s, %d label(s), activation %s, max_length %d)",
                  rerank_spec.name, time.monotonic() - t0, rerank_spec.kind,
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     app = InFlight(flask_app)
     server_map: dict = {}
     try:
-        server, listeners = make_server(app, config, server_map)
+        server, listeners = make_server(app, config, server_map, metrics)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen()}: {exc}", 1)
     urls = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}"

@@ -129,8 +129,17 @@ class Metrics:
             self.latency.labels(endpoint).observe(seconds)
             self.texts.inc(texts)
             if refusal is not None and status in REFUSAL_STATUSES:
-                self.refused.labels(refusal).inc()
-                self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
+                self._refuse(refusal)
+
+    def count_refusal(self, reason: str) -> None:
+        """A refusal the app never saw: waitress's 413 for a body over the limit, said by its
+        Content-Length before a byte of it was read."""
+        with self._lock:
+            self._refuse(reason)
+
+    def _refuse(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+        self._refusals[reason] = self._refusals.get(reason, 0) + 1
 
     def refusals(self) -> dict[str, int]:
         """Requests refused over a limit so far, by reason."""

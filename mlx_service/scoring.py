@@ -46,22 +46,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-def byte_bound(*texts: str) -> int:
-    """An upper bound on the tokens of texts, at no tokenizing cost: no tokenizer the service
-    loads makes more than one token per byte, plus one word-start piece per space-separated
-    word (SentencePiece's '▁'); twice the bytes covers both."""
-    return 2 * sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-
-
 class Scoring:
     def __init__(self, inference: Inference):
         self.inference = inference
-        self._overhead: dict[str | None, int] = {}  # tokens of an empty pair, per instruction
         self._cut_lock = threading.Lock()
 
     # --- what is served --------------------------------------------------------------------
@@ -97,10 +84,6 @@ class Scoring:
              client_gone: Callable[[], bool] | None = None) -> Ranking:
         if not self.reranks():
             return self.rank_by_cosine(ticket, query, documents, client_gone)
-        if instruction is not None and not getattr(self.scorer, "takes_instruction", True):
-            raise RequestError(400, "'instruction' is for chat-template rerankers (such as "
-                                    "Qwen3-Reranker); the served reranker has no template to "
-                                    "put it in", param="instruction", code="invalid_instruction")
         batch = self.tokenize_pairs(ticket, query, documents, instruction)
         if not truncate:
             self.refuse_truncated(batch, "texts")
@@ -110,31 +93,21 @@ class Scoring:
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """The reranker's own activation (config_sentence_transformers.json's activation_fn)."""
-        scorer = self.scorer
-        if hasattr(scorer, "activate"):
-            return np.asarray(scorer.activate(logits), dtype=np.float32).reshape(logits.shape)
-        return sigmoid(logits)
+        return np.asarray(self.scorer.activate(logits), dtype=np.float32).reshape(logits.shape)
 
     def tokenize_pairs(self, ticket: Ticket, query: str, documents: list[str],
                        instruction: str | None) -> Tokenized:
+        """The pairs as the reranker tokenizes them, their tokens reserved on an upper bound
+        first (a request that would be refused does not pay for tokenizing)."""
         scorer = self.scorer
-        window = scorer.max_length
-        overhead = self.pair_overhead(instruction)
-        q = byte_bound(query, instruction or "")
-        self.inference.reserve_estimate(
-            ticket, sum(min(window, overhead + q + byte_bound(d)) for d in documents))
+        self.inference.reserve_estimate(ticket, scorer.most_tokens(query, documents, instruction))
         with step("tokenize", **{"rerank.pairs": len(documents)}):
-            rows = scorer.tokenize_pairs(query, documents, instruction)
+            try:
+                rows = scorer.tokenize_pairs(query, documents, instruction)
+            except ValueError as exc:  # an instruction for a model without a chat template
+                raise RequestError(400, str(exc), param="instruction",
+                                   code="invalid_instruction") from None
         return Tokenized(rows, sum(len(r) for r in rows))
-
-    def pair_overhead(self, instruction: str | None) -> int:
-        """Tokens an empty pair takes (special tokens, a chat template), plus a margin for
-        merges across the template's joins."""
-        key = "" if instruction else None
-        if key not in self._overhead:
-            row = self.scorer.tokenize_pairs("", [""], "" if instruction else None)[0]
-            self._overhead[key] = len(row) + 4
-        return self._overhead[key]
 
     def refuse_truncated(self, batch: Tokenized, field: str) -> None:
         """`truncate: false` (TEI): an input that fills the model's window is refused, not cut."""
@@ -161,7 +134,7 @@ class Scoring:
     def cut_documents(self, documents: list[str], max_tokens: int) -> list[str]:
         """Cohere v2's max_tokens_per_doc: each document cut to its first `max_tokens` tokens
         of the model that ranks (its tokenizer's offsets say where), before pairing."""
-        model = self.scorer if self.reranks() else self.inference.worker.embedder
+        model = self.scorer.encoder if self.reranks() else self.inference.worker.embedder
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None or not getattr(tokenizer, "is_fast", False):
             return documents  # no offsets to cut by: the model's window still bounds each pair
@@ -185,12 +158,14 @@ class Scoring:
             raise RequestError(400, "no classifier is served: set RERANK_MODEL to a sequence "
                                     "classification model folder to use /predict",
                                code="no_classifier")
-        window = scorer.max_length
-        self.inference.reserve_estimate(ticket, sum(
-            min(window, 8 + byte_bound(*(item if isinstance(item, tuple) else (item,))))
-            for item in items))
+        # A single text takes no more tokens than itself paired with an empty text.
+        pairs = [item if isinstance(item, tuple) else (item, "") for item in items]
+        self.inference.reserve_estimate(ticket, sum(scorer.most_tokens(a, [b]) for a, b in pairs))
         with step("tokenize", **{"rerank.pairs": len(items)}):
-            rows = scorer.tokenize_inputs(items)
+            try:
+                rows = scorer.tokenize_inputs(items)
+            except ValueError as exc:  # single texts for a causal-LM reranker
+                raise RequestError(400, str(exc), param="inputs", code="invalid_input") from None
         batch = Tokenized(rows, sum(len(r) for r in rows))
         if not truncate:
             self.refuse_truncated(batch, "inputs")
@@ -200,7 +175,7 @@ class Scoring:
         elif logits.shape[1] == 1:
             scores = sigmoid(logits)
         else:
-            scores = softmax(logits)
+            scores = scorer.softmax(logits)
         labels = list(scorer.labels)
         out = []
         for row in scores:

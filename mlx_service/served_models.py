@@ -26,7 +26,8 @@ def reranker_info(inference, scoring) -> dict:
 def spec_facts(spec) -> dict:
     """The reranker folder's facts, as its spec gives them."""
     facts = {}
-    for name in ("kind", "architecture", "activation", "max_length", "num_labels", "labels"):
+    facts["role"] = "reranker" if getattr(spec, "num_labels", 1) == 1 else "classifier"
+    for name in ("kind", "hf_architecture", "activation", "max_length", "num_labels", "labels"):
         value = getattr(spec, name, None)
         if value is not None:
             facts[name] = list(value) if isinstance(value, tuple) else value

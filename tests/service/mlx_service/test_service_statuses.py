@@ -68,7 +68,8 @@ def test_health_503s_while_loading_are_not_server_errors(service_factory):
 
 def test_every_refusal_is_counted_as_refused(service_factory):
     svc = service_factory(env={"MLX_MAX_CONCURRENT_REQUESTS": "1", "MLX_MAX_BATCH_ITEMS": "64",
-                               "MLX_ADMISSION_TIME_PERCENT": "0"})
+                               "MLX_ADMISSION_TIME_PERCENT": "0",
+                               "MLX_MAX_REQUEST_BYTES": "65536"})
     long_texts = ["word " * 300] * 32  # 32 x 256 tokens: each request holds the slot a while
     statuses: list[int] = []
 
@@ -83,12 +84,18 @@ def test_every_refusal_is_counted_as_refused(service_factory):
         t.join(300)
     too_many = svc.post("/embed", {"input": ["a"] * 65})[0]
     assert too_many == 413
+    # refused by waitress from its Content-Length, before the app sees it: counted too
+    too_large = http("POST", svc.url + "/v1/embeddings",
+                     json.dumps({"input": "a" * 70000}).encode(), JSON)[0]
+    assert too_large == 413
     refused_429 = statuses.count(429)
     assert refused_429 >= 1 and statuses.count(200) >= 1, statuses
     by_reason = {dict(k)["reason"]: v for k, v in
                  samples(svc, "mlx_embed_refused_requests_total").items()}
     assert by_reason.get("too_many_items") == 1, by_reason
-    assert sum(v for r, v in by_reason.items() if r != "too_many_items") == refused_429, by_reason
+    assert by_reason.get("request_too_large") == 1, by_reason
+    sizes = ("too_many_items", "request_too_large")
+    assert sum(v for r, v in by_reason.items() if r not in sizes) == refused_429, by_reason
     info = svc.get("/info")[1]["in_flight"]
-    assert info["refused_requests"] == refused_429 + 1, info
+    assert info["refused_requests"] == refused_429 + 2, info
     assert info["refused"] == {r: int(v) for r, v in by_reason.items()}
