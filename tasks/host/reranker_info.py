@@ -12,7 +12,9 @@ from tasks.core.local_http import get_json
 
 # Where /info may carry the reranker: one dict of facts, or only its name.
 RERANKER_KEYS = ("reranker", "rerank_model", "rerank")
-FACTS = ("kind", "architecture", "activation", "max_length", "path", "num_labels")
+FACTS = ("role", "kind", "architecture", "activation", "max_length", "path", "num_labels")
+# The service's own key where it differs from the status document's.
+SAID_AS = {"architecture": "hf_architecture", "path": "model_path"}
 COSINE = "embedding-cosine"
 
 
@@ -21,7 +23,7 @@ def _text(value: Any) -> str | None:
 
 
 def reranker_from_info(info: Any) -> dict[str, Any] | None:
-    """{name, ranks_by, kind, architecture, activation, max_length, path, num_labels}, or None
+    """{name, ranks_by, role, kind, architecture, activation, max_length, path, num_labels}, or None
     when /info says nothing of reranking. name: the RERANK_MODEL served (None: none is set);
     ranks_by: how /rerank ranks now, "reranker" or "embedding-cosine" (no RERANK_MODEL, or
     one that is a classifier, which serves /predict only)."""
@@ -37,13 +39,11 @@ def reranker_from_info(info: Any) -> dict[str, Any] | None:
             return {"name": None, "ranks_by": COSINE, **{fact: None for fact in FACTS}}
         name = _text(value.get("model")) or _text(value.get("name")) or _text(value.get("id"))
         said = str(value.get("ranked_by") or value.get("ranks_by") or "")
-        facts = {fact: value.get(fact) for fact in FACTS}
+        facts = {fact: value.get(fact, value.get(SAID_AS.get(fact, fact))) for fact in FACTS}
         for fact in FACTS:  # a fact of the wrong type is dropped, not trusted
             wanted = int if fact in ("max_length", "num_labels") else str
             if not isinstance(facts[fact], wanted) or isinstance(facts[fact], bool):
                 facts[fact] = None
-        if facts["path"] is None:
-            facts["path"] = _text(value.get("model_path"))
         return {"name": name, "ranks_by": COSINE if "cosine" in said else "reranker", **facts}
     return None
 

@@ -232,6 +232,8 @@ def test_with_a_reranker_the_routes_status_health_and_roundtrip(with_reranker):
     _ok(status, "inv status --json")
     reranker = json.loads(status.stdout)["mlx"]["reranker"]
     assert reranker["ranks_by"] == "reranker" and reranker["name"] == "xlmr-rerank", reranker
+    assert reranker["max_length"] == 256 and reranker["role"] == "reranker", reranker
+    assert (reranker["architecture"] or "").endswith("ForSequenceClassification"), reranker
     health = inv("health", env=stack["env"], timeout=120)
     _ok(health, "inv health")
     assert "xlmr-rerank" in health.stdout, health.stdout

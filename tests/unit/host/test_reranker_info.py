@@ -13,7 +13,9 @@ from tests.unit.stack.test_status_doc import SEED_SHAPE
 # The host's /info (mlx_service/served_models.py reranker_info)
 LOADED = {"model": "all-MiniLM-L6-v2",
           "reranker": {"configured": True, "ranked_by": "reranker", "model": "xlmr-rerank",
-                       "model_path": "/models/xlmr", "kind": "sequence-classification",
+                       "model_path": "/models/xlmr", "role": "reranker",
+                       "kind": "sequence-classification",
+                       "hf_architecture": "XLMRobertaForSequenceClassification",
                        "activation": "Sigmoid", "max_length": 256, "num_labels": 1}}
 
 
@@ -22,6 +24,8 @@ def test_a_loaded_reranker_is_named_with_its_facts():
     assert found["name"] == "xlmr-rerank" and found["ranks_by"] == "reranker"
     assert (found["activation"], found["max_length"]) == ("Sigmoid", 256)
     assert found["path"] == "/models/xlmr" and found["num_labels"] == 1
+    assert found["architecture"] == "XLMRobertaForSequenceClassification"
+    assert found["role"] == "reranker"
     line = reranker_line(found)
     assert "xlmr-rerank" in line and "Sigmoid" in line and "256" in line
 
