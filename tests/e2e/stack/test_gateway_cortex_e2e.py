@@ -21,6 +21,8 @@ from tests.support import FIXTURES, inv
 RERANKER = FIXTURES / "tiny-rerankers" / "xlmr-rerank"
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Containers reach the host."]
 CHAT = {"msgs": [{"role": "user", "content": "hello"}]}
+# A loaded machine (2 cores shared) can take minutes to load a model: wait up to 10.
+RESTART = ("mlx", "restart", "--no-install", "--timeout=600")
 
 
 def _ok(result, what: str) -> None:
@@ -43,11 +45,11 @@ def with_reranker(stack):
     """The same stack, the host service restarted with the fixture reranker."""
     assert RERANKER.is_dir(), f"the fixture reranker {RERANKER} is missing"
     env = dict(stack["env"], RERANK_MODEL=str(RERANKER))
-    _ok(inv("mlx", "restart", "--no-install", env=env, timeout=600),
+    _ok(inv(*RESTART, env=env, timeout=900),
         "inv mlx restart with RERANK_MODEL")
     yield dict(stack, env=env)
     # Later modules expect the default service again.
-    _ok(inv("mlx", "restart", "--no-install", env=stack["env"], timeout=600),
+    _ok(inv(*RESTART, env=stack["env"], timeout=900),
         "inv mlx restart without RERANK_MODEL")
 
 
@@ -247,7 +249,7 @@ def test_roundtrip_fails_when_the_reranker_puts_the_relevant_document_elsewhere(
     """bert-rerank's random weights score the service document above the relevant one for the
     roundtrip's query (reference.json): the rerank steps must say so and exit 1."""
     env = dict(stack["env"], RERANK_MODEL=str(FIXTURES / "tiny-rerankers" / "bert-rerank"))
-    _ok(inv("mlx", "restart", "--no-install", env=env, timeout=600),
+    _ok(inv(*RESTART, env=env, timeout=900),
         "inv mlx restart with RERANK_MODEL=bert-rerank")
     try:
         done = inv("roundtrip", env=env, timeout=300)
@@ -256,5 +258,5 @@ def test_roundtrip_fails_when_the_reranker_puts_the_relevant_document_elsewhere(
         assert "came at place 2 of 3" in done.stdout, done.stdout
         assert "[FAIL] gateway /rerank:" in done.stdout, done.stdout
     finally:
-        _ok(inv("mlx", "restart", "--no-install", env=stack["env"], timeout=600),
+        _ok(inv(*RESTART, env=stack["env"], timeout=900),
             "inv mlx restart without RERANK_MODEL")
