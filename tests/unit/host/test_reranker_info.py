@@ -75,3 +75,15 @@ def test_status_document_with_a_reranker_validates():
     with pytest.raises(StatusDocError) as info:
         validate(doc)
     assert "mlx/reranker" in str(info.value)
+
+
+def test_inv_status_text_names_the_reranker():
+    from tasks.stack.status_text import status_text
+    from tests.unit.stack.test_status_doc import full_doc
+    doc = full_doc()
+    doc["engine"]["compose"] = "2.26.1"
+    doc["mlx"]["reranker"] = reranker_from_info(LOADED)
+    assert "reranker: xlmr-rerank (kind sequence-classification, activation Sigmoid, " \
+           "max_length 256)" in status_text(doc)
+    doc["mlx"]["reranker"] = None
+    assert "rerank" not in status_text(doc)
