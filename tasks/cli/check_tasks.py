@@ -1,4 +1,4 @@
-"""`inv verify` (pre-flight) and `inv roundtrip` (embeddings end to end)."""
+"""`inv verify` (pre-flight) and `inv roundtrip` (embeddings and reranking end to end)."""
 from __future__ import annotations
 
 import json
