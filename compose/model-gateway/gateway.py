@@ -266,5 +266,6 @@ def chat():
 
 
 if __name__ == "__main__":
-    serve(app, NAME, PORT, LIMITS, detail=f", forwarding {', '.join(FORWARDED + FORWARDED_GET)} to {UPSTREAM}"
+    routes = ", ".join(FORWARDED + FORWARDED_GET)
+    serve(app, NAME, PORT, LIMITS, detail=f", forwarding {routes} to {UPSTREAM}"
           + (f" (at most {MAX_FORWARDS} at once)") + (" with MLX_API_KEY" if API_KEY else ""))

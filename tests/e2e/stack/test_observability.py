@@ -161,7 +161,8 @@ def test_a_cortex_rerank_through_the_gateway_is_one_trace(observed):
                          ("mlx-embeddings", "SERVER")} <= seen else None
 
     spans = receiver.wait_for(whole_trace, timeout=30)
-    assert spans, f"no trace of the rerank: {[(s.service, s.name) for s in receiver.received.spans][-20:]}"
+    seen = [(s.service, s.name) for s in receiver.received.spans][-20:]
+    assert spans, f"no trace of the rerank: {seen}"
     server = next(s for s in spans if s.service == "model-gateway" and s.kind == "SERVER")
     assert server.name == "POST /rerank" and server.parent_id == PARENT_ID
     client = next(s for s in spans if s.service == "model-gateway" and s.kind == "CLIENT"
