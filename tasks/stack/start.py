@@ -11,6 +11,7 @@ from tasks.core.say import Say, say_as
 from tasks.core.settings import Settings, positive_seconds
 from tasks.host import mlx_process
 from tasks.host.model_asked import other_model_sentence
+from tasks.host.running_service import running_port
 from tasks.host.service_settings import check_service_settings
 from tasks.stack.container import ContainerState
 from tasks.stack.errors import ComposeError, StackError
@@ -101,11 +102,8 @@ def aimed_at_the_running_service(stack: Stack, host: dict | None, say: Say) -> S
     there: the gateway is pointed at that port, not at the configured one, where nothing (or
     something else) answers. MLX_HOST_URL set by the user is theirs: left as it is."""
     settings = stack.settings
-    if host is None:
-        host = mlx_process.service_status(settings, cleanup=False)
-        if not host.get("running"):
-            return stack
-    port = host.get("port")
+    # Where it runs: the start's own answer, else its PID file, as every task finds it.
+    port = host.get("port") if host is not None else running_port(settings)
     if (not isinstance(port, int) or port == settings.mlx_port
             or settings.get("MLX_HOST_URL") is not None):
         return stack
