@@ -93,6 +93,8 @@ def test_health_names_a_started_container_that_is_gone(stack):
         said
     row = next(line for line in checked.stdout.splitlines() if line.startswith("nats"))
     assert "gone" in row, row
+    shown = inv("status", env=env, timeout=120).stdout
+    assert any(line.split()[:2] == ["nats", "gone"] for line in shown.splitlines()), shown
     # A service the stack never started is not a problem, only "no container".
     grafana = next(line for line in checked.stdout.splitlines() if line.startswith("grafana"))
     assert "no container" in grafana and "grafana" not in said
