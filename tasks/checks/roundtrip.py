@@ -11,6 +11,8 @@ from tasks.core import local_http
 from tasks.core.errors import TaskError
 from tasks.core.settings import Settings, SettingsError, http_url
 from tasks.host.health import foreign_listener
+from tasks.host.running_service import aimed_at_running_service
+from tasks.stack.started_record import started_services
 
 # The seed's own round-trip payload, kept as users know it.
 SEED_PAYLOAD = {"input": ["hello world", "cortex os embeddings"], "model": "qwen3-embed"}
@@ -73,6 +75,9 @@ def _post(url: str, payload: dict, timeout: float, headers: dict[str, str]) -> d
 def run_roundtrip(settings: Settings, timeout: float = 30.0,
                   progress: Callable[[Step], None] = lambda step: None) -> Roundtrip:
     result = Roundtrip()
+    # The service where it runs (its PID file), as `inv status` finds it: not only the port
+    # configured now.
+    settings = aimed_at_running_service(settings)
 
     def record(name: str, status: str, detail: str) -> None:
         step = Step(name, status, detail)
@@ -105,7 +110,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         record("host health", "fail", f"{host}/health answered {health.status_code} {body.get('status')!r}")
         return result
     dimensions = body.get("dimensions")
-    record("host health", "pass", f"{body.get('model')} ready, {dimensions} dimensions")
+    record("host health", "pass", f"{body.get('model')} ready at {host}, {dimensions} dimensions")
 
     # 2. the seed's /embed payload
     host_vectors = None
@@ -119,8 +124,10 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
             record("host /embed", "fail", f"dimension {sorted(dims)} differs from /health's {dimensions}")
         else:
             host_vectors = vectors
+            # The seed's payload names a model of its own; the service answers it with the one
+            # it serves: that one is what was checked.
             record("host /embed", "pass", f"{len(vectors)} embeddings of {dimensions} dimensions "
-                   f"(asked for {SEED_PAYLOAD['model']!r}, served {embed.get('model')!r})")
+                   f"from {embed.get('model')!r}, the served model")
     except KeyRefused as exc:
         record("host /embed", "fail", str(exc))
         return result  # every other step would say the same
@@ -158,7 +165,13 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     try:
         local_http.get(f"{gateway}/health", timeout=3)
     except local_http.RequestException:
-        record("gateway", "skip", f"model-gateway not running at {gateway}: gateway part not run")
+        if "model-gateway" in started_services(settings):  # `inv start` started it: gone
+            record("gateway", "fail", f"model-gateway does not answer at {gateway}, but inv "
+                   "start started it (its container was stopped or removed): inv start "
+                   "starts it again")
+        else:
+            record("gateway", "skip", f"model-gateway not started (nothing at {gateway}): "
+                   "gateway part not run")
         return result
     try:
         # The gateway sends its own MLX_API_KEY upstream, else the client's: ours.

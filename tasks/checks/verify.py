@@ -306,10 +306,17 @@ def check_model_folder(settings: Settings, python: Path, folder: Path,
 
 def check_running_service(settings: Settings) -> list[Check]:
     """When the service runs, what it really uses (its /info), beside what was predicted."""
+    from tasks.host.model_asked import other_model_sentence
+    from tasks.host.running_service import aimed_at_running_service
+
+    settings = aimed_at_running_service(settings)  # where it runs, as status finds it
     try:
         info = local_http.get(settings.mlx_endpoint("/info"), timeout=3).json()
     except (local_http.RequestException, ValueError):
         return []  # not running: nothing to report, and not a failure before `inv start`
+    other = other_model_sentence(settings, settings.mlx_url)
+    if other:  # the model check above judged the asked model, not this one
+        return [Check("running service", WARN, other, "inv mlx restart")]
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
               f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")
     why = (info.get("blas_choice") or {}).get("reason")

@@ -76,10 +76,16 @@ def stop(c, grace=None):
             "grace": "seconds between SIGTERM and SIGKILL when stopping "
                      "(default MLX_STOP_GRACE)"})
 def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
-    """Stop the service if it runs, then start it (detached)."""
-    mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
-                       install=install, wait=wait,
-                       timeout=_seconds(timeout, "timeout", positive=True))
+    """Stop the service if it runs, then start it (detached); the stack's containers that call
+    it follow a new port."""
+    from tasks.host.running_service import running_port
+    from tasks.stack.follow_host import containers_follow
+    settings = _settings()
+    before = running_port(settings)
+    result = mp.restart_service(settings, grace=_seconds(grace, "grace"), venv_path=venv,
+                                install=install, wait=wait,
+                                timeout=_seconds(timeout, "timeout", positive=True))
+    containers_follow(settings, before, result, say_as("stack"), wait=wait)
 
 
 @task(help={"json": "print the status document as JSON (only JSON on stdout)"})

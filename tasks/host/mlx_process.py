@@ -41,6 +41,7 @@ from tasks.host.logfiles import tail_lines
 from tasks.host.mlx_attached import run_attached
 from tasks.host.mlx_detached import await_started, failed_message, spawn_detached
 from tasks.host.mlx_stop import stop_service
+from tasks.host.model_asked import other_model_sentence
 from tasks.host.pidfile import Ownership, check_process, remove_pidfile
 from tasks.host.process_groups import ServiceError, terminate_group
 from tasks.host.service_lock import service_lock
@@ -111,7 +112,12 @@ def already_running(settings: Settings, state: ServiceState, *, wait: bool, time
                            f"{record.mode}); stop it first (`inv mlx stop`) to run it attached")
     status, body, detail = probe_health(url)
     if is_healthy(status, body):
-        say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}")
+        # EMBEDDINGS_MODEL asks for another model than the one that runs: not a start of it.
+        other = other_model_sentence(settings, url, record.pid)
+        if other:
+            raise ServiceError(other)
+        say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}, "
+            f"serving {body.get('model')}")
         return service_status(settings, cleanup=False)
     if not wait:
         say(f"the mlx service is already running (pid {record.pid}) but not healthy yet ({detail})")

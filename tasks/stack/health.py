@@ -34,10 +34,10 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
     started = 0
     for name, svc in doc.get("services", {}).items():
         failing = False
-        if svc["state"] != ContainerState.ABSENT:
+        if svc["state"] != ContainerState.ABSENT or svc.get("gone"):
             started += 1
             # A stopped or exited container of the stack is a problem too, not only one that
-            # runs without answering.
+            # runs without answering; so is one `inv start` started that was removed since.
             failing = not (svc["running"] and svc["ready"])
             ok = ok and not failing
         rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],

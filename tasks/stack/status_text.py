@@ -22,7 +22,9 @@ def status_text(doc: dict) -> str:
     if mlx.get("other_checkout"):
         out.append(f"          it is another checkout's service ({mlx['other_checkout']}), "
                    "not this checkout's")
-    rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
+    # "gone": inv start started it and its container was removed since (not merely absent).
+    rows = [{"service": name, **facts, "state": "gone" if facts.get("gone") else facts["state"]}
+            for name, facts in doc["services"].items()]
     out += ["", format_table(rows, ["service", "state", "running", "healthy", "ready", "port",
                                     "container"]), ""]
     out.append("connectivity  " + "  ".join(f"{k}={'yes' if v else 'no'}"
