@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from tasks.core.flags import MlxFlags
 from tasks.core.say import Say, say_as
-from tasks.core.settings import Settings, positive_seconds
+from tasks.core.settings import Settings, SettingsError, positive_seconds
 from tasks.host import mlx_process
 from tasks.host.service_settings import check_service_settings
 from tasks.stack.container import ContainerState
@@ -85,6 +85,8 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
     try:
         return mlx_process.start_service(settings, install=install, say=say,
                                          **host_start_kwargs(options))
+    except SettingsError:
+        raise  # a setting it could not use (MLX_LOCK_TIMEOUT): exit 2, said as it is
     except mlx_process.ServiceError as exc:
         raise StackError(f"The host embedding service did not start: {exc}") from None
 
