@@ -67,7 +67,7 @@ def service_log_tail(stack: Stack, service: str, lines: int = 20) -> str:
 def host_start_kwargs(options: MlxFlags) -> dict:
     """mlx_process.start_service's arguments for `options` (start and every watch restart)."""
     return {"venv_path": options.venv, "wait": options.wait, "timeout": options.timeout,
-            "extra_args": tuple(options.server_args)}
+            "extra_args": tuple(options.server_args), "create_venv": options.create}
 
 
 def start_host_service(settings: Settings, say: Say, fast: bool = False, install: bool = True,
@@ -119,7 +119,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     wait_for = ready_timeout(settings, timeout)
     settings.ports()  # every port, before Compose is asked anything
     if with_mlx:
-        check_service_settings(settings)
+        check_service_settings(settings, mlx.server_args, mlx.venv)
     stack = open_stack(settings)
     # Compose would start (and reuse) another checkout's containers of the same project name.
     refuse_foreign(stack, "containers", outcome="started nothing")

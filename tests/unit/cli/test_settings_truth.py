@@ -10,7 +10,6 @@ refusal comes before anything starts.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -107,3 +106,66 @@ def test_a_file_without_duplicates_has_no_such_warning(tmp_path):
     path, _ = env_file_with(tmp_path)
     doc = verify_doc(isolated_env(tmp_path, CORTEX_ENV_FILE=str(path)))
     assert not any("is set on lines" in d for d in details(doc, "warn"))
+
+
+# --- row 9: a dimension larger than the model's, a flag the service does not take ---------------
+
+TINY_BERT = FIXTURES / "tiny-models" / "bert-cls"  # 64 dimensions
+
+
+@pytest.mark.parametrize("env_over, args, words", [
+    ({"EMBEDDINGS_DIM": "1000"}, [], ["EMBEDDINGS_DIM=1000", "384 dimensions"]),
+    ({}, ["--mlx-flag=--dim=1000"], ["--dim=1000", "384 dimensions"]),
+    ({"EMBEDDINGS_DIM": "65", "EMBEDDINGS_MODEL": str(TINY_BERT)}, [],
+     ["EMBEDDINGS_DIM=65", "64 dimensions", "bert-cls"]),
+    ({}, ["--mlx-flag=--bogus"], ["--mlx-flag=--bogus", "not a flag of the host service"]),
+    ({}, ["--mlx-flag=--blas=fastest"], ["--blas", "'fastest'"]),
+])
+def test_what_the_service_would_refuse_is_refused_before_a_launch(tmp_path, env_over, args,
+                                                                  words):
+    env = isolated_env(tmp_path, **env_over)
+    done = inv("start", "--no-install", "--services=nats", *args, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    one_line_refusal(done, *words)
+    nothing_started(env)
+    if not args:  # a setting, not a flag of one run: verify lists it too
+        assert any(all(w in d for w in words) for d in details(verify_doc(env), "fail"))
+        again = inv("mlx", "start", "--no-install", env=env, timeout=120)
+        assert again.returncode == 2
+        one_line_refusal(again, *words)
+
+
+def test_the_models_own_dimension_and_fewer_are_accepted(tmp_path):
+    for dim in ("64", "32"):
+        env = isolated_env(tmp_path, EMBEDDINGS_DIM=dim, EMBEDDINGS_MODEL=str(TINY_BERT))
+        failed = details(verify_doc(env), "fail")
+        assert not any("EMBEDDINGS_DIM" in d for d in failed), failed
+
+
+# --- row 17: --venv outside the checkout that does not exist ------------------------------------
+
+@pytest.mark.parametrize("args", [["mlx", "start", "--venv", "{venv}"],
+                                  ["mlx", "install", "--venv", "{venv}"],
+                                  ["mlx.restart", "--venv", "{venv}"],
+                                  ["start", "--services=nats", "--mlx-flag=--venv={venv}"]])
+def test_a_venv_path_that_looks_like_a_typo_is_refused_before_pip(tmp_path, args):
+    venv = tmp_path / "nonexistent" / "venv"
+    env = isolated_env(tmp_path)
+    done = inv(*[a.format(venv=venv) for a in args], env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    one_line_refusal(done, f"--venv {venv}", "--create")
+    assert not venv.parent.exists()
+    nothing_started(env)
+
+
+def test_create_asks_for_the_new_venv(tmp_path):
+    """With --create the path is taken: the start goes on (here to --no-install's refusal
+    of a venv that is not there, which a start with the install would have made)."""
+    venv = tmp_path / "nonexistent" / "venv"
+    env = isolated_env(tmp_path)
+    for args in (["mlx", "start", "--no-install", "--venv", str(venv), "--create"],
+                 ["start", "--services=nats", "--no-install", f"--mlx-flag=--venv={venv}",
+                  "--mlx-flag=--create"]):
+        done = inv(*args, env=env, timeout=120)
+        assert done.returncode == 1, done.stderr
+        one_line_refusal(done, f"the service venv {venv} does not exist")
