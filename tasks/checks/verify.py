@@ -15,6 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from tasks.core import local_http, runner
 from tasks.core.enums import StrEnum
+from tasks.core.env_file import EnvFileContents
 from tasks.core.settings import Settings, SettingsError
 
 
@@ -340,9 +341,13 @@ def check_settings(settings: Settings) -> list[Check]:
             for problem in problems]
 
 
-def settings_unreadable(error: SettingsError) -> list[Check]:
-    """What verify reports when the settings cannot even be read (a broken .env.dev line)."""
-    return [Check("settings", FAIL, str(error), "fix that line of the file (NAME=value)")]
+def env_file_lines(found: EnvFileContents) -> list[Check]:
+    """The env file's lines a task would refuse (each fails), and names set on more than one
+    line (each warns: the last wins, in the tasks as in Compose, but one of them is a slip)."""
+    return ([Check("settings", FAIL, problem, "fix that line of the file (NAME=value)")
+             for problem in found.problems]
+            + [Check(".env.dev", WARN, duplicate, "keep one line per name")
+               for duplicate in found.duplicates])
 
 
 CHECKS: list[Callable[[Settings], Check | list[Check]]] = [

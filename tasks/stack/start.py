@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from tasks.core.flags import MlxFlags
 from tasks.core.say import Say, say_as
-from tasks.core.settings import Settings, positive_seconds
+from tasks.core.settings import Settings, SettingsError, positive_seconds
 from tasks.host import mlx_process
 from tasks.host.model_asked import other_model_sentence
 from tasks.host.running_service import running_port
@@ -71,7 +71,7 @@ def service_log_tail(stack: Stack, service: str, lines: int = 20) -> str:
 def host_start_kwargs(options: MlxFlags) -> dict:
     """mlx_process.start_service's arguments for `options` (start and every watch restart)."""
     return {"venv_path": options.venv, "wait": options.wait, "timeout": options.timeout,
-            "extra_args": tuple(options.server_args)}
+            "extra_args": tuple(options.server_args), "create_venv": options.create}
 
 
 def start_host_service(settings: Settings, say: Say, fast: bool = False, install: bool = True,
@@ -92,6 +92,8 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
     try:
         return mlx_process.start_service(settings, install=install, say=say,
                                          **host_start_kwargs(options))
+    except SettingsError:
+        raise  # a setting it could not use (MLX_LOCK_TIMEOUT): exit 2, said as it is
     except mlx_process.ServiceError as exc:
         raise StackError(f"The host embedding service did not start: {exc}") from None
 
@@ -121,7 +123,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     wait_for = ready_timeout(settings, timeout)
     settings.ports()  # every port, before Compose is asked anything
     if with_mlx:
-        check_service_settings(settings)
+        check_service_settings(settings, mlx.server_args, mlx.venv)
     stack = open_stack(settings)
     # Compose would start (and reuse) another checkout's containers of the same project name.
     refuse_foreign(stack, "containers", outcome="started nothing")
