@@ -59,6 +59,35 @@ def check_model(argv: list[str]) -> int:
     return 0
 
 
+def check_rerank_model(argv: list[str]) -> int:
+    """`python -m mlx_service --check-rerank-model [FOLDER]`: whether a reranker or classifier
+    folder (default: RERANK_MODEL) can be served, one line per problem (exit 2 if any). An
+    embedding model there is refused in one sentence naming EMBEDDINGS_MODEL."""
+    from pathlib import Path
+
+    from mlx_service.models.folder import looks_like_path
+    from mlx_service.models.scorer_folder import read_scorer_spec, scorer_problems
+
+    target = argv[0] if argv else os.environ.get("RERANK_MODEL") or None
+    if len(argv) > 1:
+        return _fail("--check-rerank-model takes one model folder")
+    if not target:
+        print("RERANK_MODEL is unset: no reranker (rerank routes rank by the embedding "
+              "model's cosine similarity)")
+        return 0
+    if not Path(target).expanduser().exists() and not looks_like_path(target):
+        print(f"{target}: a hub id; it is checked when the service fetches it")
+        return 0
+    folder = Path(target).expanduser().resolve()
+    problems = scorer_problems(folder)
+    for problem in problems:
+        print(f"{folder}: {problem}")
+    if problems:
+        return 2
+    print(f"{folder}: ok ({read_scorer_spec(str(folder)).describe()})")
+    return 0
+
+
 def describe_spec(spec) -> str:
     """One line on what the folder holds, for the log and --check-model."""
     prompts = ", ".join(spec.prompts.names()) or "none"
@@ -72,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--check-model"]:
         return check_model(argv[1:])
+    if argv[:1] == ["--check-rerank-model"]:
+        return check_rerank_model(argv[1:])
     try:
         config = load_config(argv, os.environ)
     except ConfigError as exc:
@@ -82,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         # and one sentence, never a service that answers 503 forever.
         spec = read_spec(config.model)
         dim = check_dim(spec, config.dim)  # too large a dimension: refuse before serving
+        rerank_spec = None
+        if config.rerank_model:  # a reranker or classifier beside it (same rule: exit 2)
+            from mlx_service.models.scorer_folder import read_scorer_spec
+            rerank_spec = read_scorer_spec(config.rerank_model)
     except ModelError as exc:
         return _fail(str(exc))
     try:
@@ -101,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlx_service.models.embedder import Embedder
     log.info("model %s: %s", spec.name, describe_spec(spec))
-    if spec.local:
+    if rerank_spec is not None:
+        log.info("reranker %s: %s", rerank_spec.name, rerank_spec.describe())
+    if spec.local and (rerank_spec is None or rerank_spec.local):
         # Everything is on disk: make sure nothing reaches for a model hub at run time.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -110,15 +147,29 @@ def main(argv: list[str] | None = None) -> int:
     from mlx_service.inference import Inference
     from mlx_service.metrics import Metrics
     from mlx_service.server import channels_idle, make_server, shed_connections
+    from mlx_service.model_runner import ModelRunner
     from mlx_service.worker import Worker, WorkerState
 
     metrics = Metrics()
+
+    def load_scorer():
+        """The reranker, on the inference thread too (MLX streams are per thread)."""
+        from mlx_service.models.scorer import Scorer
+        t0 = time.monotonic()
+        scorer = Scorer(rerank_spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
+                        native_kernels=config.native_kernels, precision=config.precision)
+        scorer.score(scorer.tokenize_pairs("warm up", ["warm up"]))  # first pass allocates
+        log.info("reranker %s loaded in %.2fs (%s, %d label(s), activation %s, max_length %d)",
+                 rerank_spec.name, time.monotonic() - t0, rerank_spec.kind,
+                 rerank_spec.num_labels, rerank_spec.activation, rerank_spec.max_length)
+        return scorer
 
     def load():
         t0 = time.monotonic()
         embedder = Embedder(spec, cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
                             precision=config.precision, native_kernels=config.native_kernels)
         embedder.embed(embedder.tokenize(["warm up"]))  # first pass allocates; keep it off a request
+        scorer = load_scorer() if rerank_spec is not None else None
         # What loading made lives as long as the process: out of the collector's sight, so a
         # full collection under load does not walk it while holding the GIL.
         gc.collect()
@@ -127,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                  "%s, forward %s on %s, %d lane(s))", spec.name, time.monotonic() - t0,
                  "+".join(spec.pooling), spec.pooling_source, spec.max_seq_length,
                  embedder.dtype, embedder.forward, embedder.layers, embedder.lanes)
-        return embedder
+        return ModelRunner(embedder, scorer)
 
     worker = Worker(load, config.queue_size, config.max_batch_tokens, metrics,
                     coalesce_rows=config.coalesce_rows, batch_wait_ms=config.batch_wait_ms)
     inference = Inference(config=config, spec=spec, dim=dim, worker=worker,
-                          blas=blas_in_use())
+                          blas=blas_in_use(), rerank_spec=rerank_spec)
     flask_app = create_app(inference, metrics)
     # Process RSS/CPU on /metrics; spans and log export where OTEL_* asks (mlx_service/otlp.py).
     from mlx_service.telemetry import install as install_telemetry
@@ -140,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     app = InFlight(flask_app)
     server_map: dict = {}
     try:
-        server, listeners = make_server(app, config, server_map)
+        server, listeners = make_server(app, config, server_map, metrics)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen()}: {exc}", 1)
     urls = ", ".join(f"http://{h if ':' not in h else f'[{h}]'}:{p}"

@@ -20,6 +20,9 @@ from werkzeug.exceptions import HTTPException
 from mlx_service.blas import current_choice
 from mlx_service.inference import Inference, ServiceStatus
 from mlx_service.metrics import Metrics
+from mlx_service.rerank_api import register_rerank_routes
+from mlx_service.scoring import Scoring
+from mlx_service.served_models import model_list, reranker_info
 from mlx_service.validation import (RequestError, check_content_encoding, check_content_type,
                                     decode_json, error_body, parse_embed_request)
 
@@ -43,10 +46,17 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _error(exc: RequestError) -> Response:
+# Error codes of a 503 that says the service is not ready (loading, stopping): counted as
+# such in /metrics, not as server errors.
+NOT_READY_CODES = ("model_loading", "shutting_down")
+
+
+def _error(exc: RequestError, allow: list[str] | None = None) -> Response:
     # OpenAI's error shape; every client error carries what was wrong and where.
     resp = jsonify(exc.body())
     resp.status_code = exc.status
+    if allow:  # a 405 says which methods the path takes (RFC 9110)
+        resp.headers["Allow"] = ", ".join(allow)
     if exc.status in (429, 503):
         resp.headers["Retry-After"] = str(max(1, exc.retry_after))
     if exc.status == 401:
@@ -64,12 +74,15 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
     app.json.sort_keys = False
     config = inference.config
     spec = inference.spec
+    scoring = Scoring(inference)
 
     @app.before_request
     def _start():
         g.t0 = time.monotonic()
         g.note = ""
         g.texts = 0
+        g.not_ready = False  # a 503 because the service is loading or stopping
+        g.refusal = None     # the error code of a request refused over a limit
         if request.method == "OPTIONS" and request.routing_exception is None:
             return options_answer()
         return None
@@ -86,7 +99,9 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
     def _log(resp):
         seconds = time.monotonic() - getattr(g, "t0", time.monotonic())
         endpoint = request.url_rule.rule if request.url_rule else "other"
-        metrics.observe_request(endpoint, resp.status_code, seconds, getattr(g, "texts", 0))
+        metrics.observe_request(endpoint, resp.status_code, seconds, getattr(g, "texts", 0),
+                                not_ready=getattr(g, "not_ready", False),
+                                refusal=getattr(g, "refusal", None))
         log.info("%s %s %s %d %.1fms%s", request.remote_addr, request.method, request.path,
                  resp.status_code, seconds * 1000, getattr(g, "note", ""))
         return resp
@@ -94,12 +109,23 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
     @app.errorhandler(RequestError)
     def _client_error(exc: RequestError):
         g.note = f" error={exc.code}"
+        g.not_ready = exc.status == 503 and exc.code in NOT_READY_CODES
+        g.refusal = exc.code
         return _error(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return _error(RequestError(exc.code or 400, exc.description or exc.name, code=code))
+        allow = sorted(getattr(exc, "valid_methods", None) or []) if exc.code == 405 else None
+        return _error(RequestError(exc.code or 400, exc.description or exc.name, code=code),
+                      allow)
+
+    def in_flight() -> dict:
+        """Admission's counts, with every refusal over a limit (429, 413) in
+        refused_requests and by reason: not only the concurrency limit's."""
+        refused = metrics.refusals()
+        return {**inference.in_flight(), "refused_requests": sum(refused.values()),
+                "refused": refused}
 
     @app.errorhandler(Exception)
     def _server_error(exc: Exception):  # a bug, not the client's fault: say so, keep serving
@@ -150,10 +176,13 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
     @app.get("/health")
     def health():
         status, why = inference.status()
+        g.not_ready = status in (ServiceStatus.LOADING, ServiceStatus.STOPPING)
         body = {"status": status, "model": spec.name, "dimensions": inference.dim,
                 "max_seq_length": spec.max_seq_length,
+                "rerank_model": (inference.rerank_spec.name if inference.rerank_spec
+                                 else None),
                 "queue_depth": inference.queue_depth(),
-                "in_flight": inference.in_flight(),
+                "in_flight": in_flight(),
                 "uptime_s": round(time.time() - inference.started, 3)}
         if why:
             body["error"] = why
@@ -186,7 +215,10 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
             "listen": [f"{h}:{config.port}" for h in config.hosts],
             "limits": config.limits(),
             "auth": "bearer" if config.api_key else "none",
-            "in_flight": inference.in_flight(),
+            # the reranker (kind, activation, max_length, labels), or how ranking is done
+            # without one: {"ranked_by": "embedding-cosine", ...}
+            "reranker": reranker_info(inference, scoring),
+            "in_flight": in_flight(),
             "dropped_requests": inference.dropped,
             "worker": {"queue_depth": inference.queue_depth(),
                        "in_pass": inference.in_pass,
@@ -202,6 +234,22 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
                               {"model": spec.name, "dimensions": inference.dim,
                                "blas": inference.blas, "device": inference.device or ""})
         return Response(body, mimetype="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    def models():
+        """OpenAI's model list: the embedding model and the reranker, when one is served."""
+        return jsonify({"object": "list", "data": model_list(inference, scoring)})
+
+    @app.get("/v1/models/<path:model_id>")
+    def one_model(model_id: str):
+        for item in model_list(inference, scoring):
+            if item["id"] == model_id:
+                return jsonify(item)
+        raise RequestError(404, f"The model '{model_id}' does not exist; this service serves "
+                                + ", ".join(m["id"] for m in model_list(inference, scoring)),
+                           param="model", code="model_not_found")
+
+    register_rerank_routes(app, inference, scoring, read_body, check_key)
 
     @app.post("/embed")
     def embed_seed():

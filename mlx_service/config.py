@@ -84,6 +84,7 @@ class Config:
     hosts: tuple[str, ...] = ("127.0.0.1",)
     port: int = 8081
     model: str | None = None          # None: the bundled all-MiniLM-L6-v2
+    rerank_model: str | None = None   # RERANK_MODEL: a reranker/classifier folder; None: none
     dim: int | None = None            # None: the model's own
     blas: str = "auto"
     max_batch_items: int = LIMITS["max_batch_items"][1]
@@ -129,14 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mlx_service",
         description="Host embedding service (MLX). Flags override MLX_HOST, MLX_PORT, "
-                    "EMBEDDINGS_MODEL, EMBEDDINGS_DIM and MLX_BLAS.",
-        epilog="python -m mlx_service --check-model [FOLDER]: whether a model folder "
+                    "EMBEDDINGS_MODEL, RERANK_MODEL, EMBEDDINGS_DIM and MLX_BLAS.",
+        epilog="python -m mlx_service --check-model [FOLDER] (--check-rerank-model [FOLDER] "
+               "for RERANK_MODEL): whether a model folder "
                "(default: EMBEDDINGS_MODEL) can be served, one line per problem (exit 2).")
     p.add_argument("--host", help="address(es) to listen on, comma separated "
                                   "(env MLX_HOST, default 127.0.0.1)")
     p.add_argument("--port", help="port (env MLX_PORT or CORTEX_MLX_PORT, default 8081)")
     p.add_argument("--model", help="local model folder or hub id "
                                    "(env EMBEDDINGS_MODEL, default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--rerank-model",
+                   help="local reranker or classifier folder served beside the embedding model "
+                        "(env RERANK_MODEL, default: none; /rerank then ranks by the embedding "
+                        "model's cosine similarity)")
     p.add_argument("--dim", help="output dimensions, at most the model's "
                                  "(env EMBEDDINGS_DIM, default: the model's)")
     p.add_argument("--blas", choices=BLAS_MODES,
@@ -316,6 +322,7 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     problems.raise_any()
     return Config(hosts=hosts, port=port,
                   model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
+                  rerank_model=args.rerank_model or _env(environ, "RERANK_MODEL"),
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
                   native_kernels=SWITCHES[native_raw],
                   log_level=level, log_file=log_file, log_max_bytes=log_max_bytes,

@@ -240,10 +240,12 @@ class CpuBertForward(gemm.LayerKernels):
             scores = mx.array(weights)
         return (scores @ v) * mx.array(np.reciprocal(sums))
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray):
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None):
+        """token_types: BERT's segment ids (a cross-encoder's pairs), None for all zeros."""
         mx = self._mx
         batch, width = ids.shape
-        x = self.model.embeddings(mx.array(ids))
+        x = (self.model.embeddings(mx.array(ids)) if token_types is None
+             else self.model.embeddings(mx.array(ids), mx.array(token_types)))
         bias = None
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]

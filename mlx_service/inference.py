@@ -23,7 +23,8 @@ from mlx_service.models.folder import ModelSpec
 from mlx_service.models.prompts import PromptError
 from mlx_service.telemetry import job_spans, step
 from mlx_service.validation import RequestError
-from mlx_service.worker import Job, JobOutcome, QueueFull, ShuttingDown, Worker, WorkerState
+from mlx_service.worker import (Job, JobKind, JobOutcome, QueueFull, ShuttingDown, Worker,
+                                WorkerState)
 
 # How often a waiting request checks whether its client is still there.
 WAIT_POLL_S = 0.1
@@ -52,6 +53,7 @@ class Inference:
     worker: Worker
     blas: str
     admission: Admission | None = None
+    rerank_spec: object | None = None  # RERANK_MODEL's folder, read before loading; None: unset
     started: float = field(default_factory=time.time)
     draining: bool = False  # set once on SIGTERM/SIGINT
 
@@ -165,33 +167,67 @@ class Inference:
         Tokens are reserved on an upper bound first, so that a request that would be refused
         does not pay for tokenizing; `embed` then shrinks the reservation to the real count.
         A bound above the whole budget is tokenized first: the real count may still fit."""
-        prompt = self.prompt(prompt_name)
-        if prompt:
-            texts = [prompt + text for text in texts]
-        if self.spec.do_lower_case:  # as sentence-transformers does, prompt included
-            texts = [text.lower() for text in texts]
-            prompt = prompt.lower()
+        return self.tokenize_groups(ticket, [(texts, prompt_name)])
+
+    def tokenize_groups(self, ticket: Ticket,
+                        groups: list[tuple[list[str], str | None]]) -> Tokenized:
+        """`tokenize` for texts under different prompts (a query and its documents), one
+        reservation for all: rows in the groups' order."""
         embedder = self.worker.embedder
-        estimate = embedder.most_tokens(texts)
+        prepared = []
+        for texts, prompt_name in groups:
+            prompt = self.prompt(prompt_name)
+            if prompt:
+                texts = [prompt + text for text in texts]
+            if self.spec.do_lower_case:  # as sentence-transformers does, prompt included
+                texts = [text.lower() for text in texts]
+                prompt = prompt.lower()
+            prepared.append((texts, prompt))
+        estimate = sum(embedder.most_tokens(texts) for texts, _ in prepared)
+        self.reserve_estimate(ticket, estimate)
+        rows: list[list[int]] = []
+        skips: list[int] = []
+        with step("tokenize", **{"embedding.texts": sum(len(t) for t, _ in prepared)}):
+            for texts, prompt in prepared:
+                group = embedder.tokenize(texts)  # bounded by max_seq_length per text
+                skip = embedder.prompt_tokens(prompt) if prompt else 0
+                rows += group
+                skips += [skip] * len(group)
+        return Tokenized(rows, sum(len(r) for r in rows), skips if any(skips) else None)
+
+    def reserve_estimate(self, ticket: Ticket, estimate: int) -> None:
+        """Reserve an upper bound of the request's tokens (429 when they would not fit);
+        a bound above the whole budget is left to the real count (admit_tokens)."""
         if (estimate <= self.config.max_inflight_tokens
                 and not self.admission.reserve(ticket, estimate)):
             raise self.tokens_in_flight()
-        with step("tokenize", **{"embedding.texts": len(texts)}):
-            rows = embedder.tokenize(texts)  # bounded by max_seq_length per text
-        skip = embedder.prompt_tokens(prompt) if prompt else 0
-        return Tokenized(rows, sum(len(r) for r in rows), [skip] * len(rows) if skip else None)
 
     def embed(self, ticket: Ticket, batch: Tokenized, dimensions: int | None,
               client_gone: Callable[[], bool] | None = None):
         """(texts, dimensions) float32 rows, L2-normalised: admit the real token count,
         submit, wait (until the deadline, or until `client_gone` says the client hung up)."""
+        job = self.run_job(ticket, batch, JobKind.EMBED, client_gone)
+        return truncate_normalize(job.result, dimensions or self.dim)
+
+    def score(self, ticket: Ticket, batch: Tokenized,
+              client_gone: Callable[[], bool] | None = None):
+        """(pairs, num_labels) float32 logits of the reranker, through the same admission,
+        queue and batching as embedding; the pairs of one request are one job."""
+        import numpy as np
+        job = self.run_job(ticket, batch, JobKind.SCORE, client_gone)
+        return np.asarray(job.result, dtype=np.float32).reshape(len(batch.rows), -1)
+
+    def run_job(self, ticket: Ticket, batch: Tokenized, kind: JobKind,
+                client_gone: Callable[[], bool] | None = None) -> Job:
+        """Admit the real token count, submit, wait (until the deadline, or until
+        `client_gone` says the client hung up): the answered job."""
         self.admit_tokens(ticket, batch.tokens)
         deadline = time.monotonic() + self.config.request_timeout
-        job = self.submit(batch.rows, deadline, batch.skips)
+        job = self.submit(batch.rows, deadline, batch.skips, kind)
         self.wait(job, deadline, client_gone)
         job_spans(job)  # queue wait and forward passes, from the times the worker wrote
         self.admission.done(ticket)  # answered: its tokens count toward the measured rate
-        return truncate_normalize(job.result, dimensions or self.dim)
+        return job
 
     def admit_tokens(self, ticket: Ticket, tokens: int) -> None:
         limit = self.config.max_inflight_tokens
@@ -214,9 +250,9 @@ class Inference:
                                retry_after=math.ceil(over))
 
     def submit(self, rows: list[list[int]], deadline: float,
-               skips: list[int] | None = None) -> Job:
+               skips: list[int] | None = None, kind: JobKind = JobKind.EMBED) -> Job:
         try:
-            return self.worker.submit(rows, deadline=deadline, skips=skips)
+            return self.worker.submit(rows, deadline=deadline, skips=skips, kind=kind)
         except QueueFull:
             raise RequestError(429, f"the inference queue is full ({self.config.queue_size} "
                                     "requests, MLX_QUEUE_SIZE); retry shortly",

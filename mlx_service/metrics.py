@@ -32,14 +32,25 @@ class RequestOutcome(StrEnum):
     REJECTED = "rejected"          # 429: over a limit, retry later
     CLIENT_ERROR = "client_error"
     SERVER_ERROR = "server_error"
+    # 503 because the service is not ready (loading, stopping): /health saying so, or a
+    # request refused for it. Not a fault of the service: alerting on server_error must not
+    # fire on every start.
+    NOT_READY = "not_ready"
 
     @classmethod
-    def of(cls, status: int) -> RequestOutcome:
+    def of(cls, status: int, not_ready: bool = False) -> RequestOutcome:
         if status < 400:
             return cls.OK
         if status == 429:
             return cls.REJECTED
+        if status == 503 and not_ready:
+            return cls.NOT_READY
         return cls.CLIENT_ERROR if status < 500 else cls.SERVER_ERROR
+
+
+# Statuses that refuse a request over a limit (too much at once, too large): each is counted
+# in mlx_embed_refused_requests_total by its error code.
+REFUSAL_STATUSES = (413, 429)
 
 
 def bucket_bound(le: str) -> str:
@@ -94,23 +105,52 @@ class Metrics:
         self.padded_tokens = Counter(f"{p}_padded_tokens", "Tokens computed including padding.",
                                      registry=None)
         self.texts = Counter(f"{p}_texts", "Texts embedded.", registry=None)
+        self.pairs = Counter(f"{p}_scored_pairs", "Query-document pairs (or classifier "
+                             "inputs) scored by the reranker.", registry=None)
+        self.refused = Counter(f"{p}_refused_requests", "Requests refused over a limit (429, "
+                               "413), by reason: the error code of the answer.", ("reason",),
+                               registry=None)
         self.queue = Gauge(f"{p}_queue_depth", "Requests waiting for the inference worker.",
                            registry=None)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SeriesAsBefore((
             self.info, self.ready, self.requests, self.latency, self.batch_rows,
             self.batch_padded, self.batch_seconds, self.tokens, self.padded_tokens, self.texts,
-            self.queue)))
+            self.pairs, self.queue, self.refused)))
         self.queue_depth = 0  # as the worker saw it after its latest cycle
+        self._refusals: dict[str, int] = {}  # the refused counter's values, for /info
 
-    def observe_request(self, endpoint: str, status: int, seconds: float, texts: int = 0) -> None:
+    def observe_request(self, endpoint: str, status: int, seconds: float, texts: int = 0,
+                        not_ready: bool = False, refusal: str | None = None) -> None:
+        """`not_ready`: a 503 because the service is loading or stopping; `refusal`: the
+        error code of a request refused over a limit (REFUSAL_STATUSES)."""
         with self._lock:
-            self.requests.labels(endpoint, RequestOutcome.of(status), status).inc()
+            self.requests.labels(endpoint, RequestOutcome.of(status, not_ready), status).inc()
             self.latency.labels(endpoint).observe(seconds)
             self.texts.inc(texts)
+            if refusal is not None and status in REFUSAL_STATUSES:
+                self._refuse(refusal)
 
-    def observe_batch(self, rows: int, padded_tokens: int, tokens: int, seconds: float) -> None:
+    def count_refusal(self, reason: str) -> None:
+        """A refusal the app never saw: waitress's 413 for a body over the limit, said by its
+        Content-Length before a byte of it was read."""
         with self._lock:
+            self._refuse(reason)
+
+    def _refuse(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+        self._refusals[reason] = self._refusals.get(reason, 0) + 1
+
+    def refusals(self) -> dict[str, int]:
+        """Requests refused over a limit so far, by reason."""
+        with self._lock:
+            return dict(self._refusals)
+
+    def observe_batch(self, rows: int, padded_tokens: int, tokens: int, seconds: float,
+                      kind: str = "embed") -> None:
+        with self._lock:
+            if kind == "score":
+                self.pairs.inc(rows)
             self.batch_rows.observe(rows)
             self.batch_padded.observe(padded_tokens)
             self.batch_seconds.observe(seconds)

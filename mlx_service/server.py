@@ -92,8 +92,9 @@ def channels_idle(server_map: dict) -> bool:
     return all(idle(obj) for obj in list(server_map.values()) if isinstance(obj, HTTPChannel))
 
 
-def make_server(app, config: Config, server_map: dict):
-    """(server, listeners). Raises OSError when an address cannot be bound."""
+def make_server(app, config: Config, server_map: dict, metrics=None):
+    """(server, listeners). Raises OSError when an address cannot be bound. `metrics`: where
+    the refusals waitress answers itself (413, a body over the limit) are counted."""
     raise_open_files_limit(config.max_connections + OVERFLOW_CONNECTIONS + 64)
     server = create_server(
         app, map=server_map, listen=config.listen(), threads=config.http_threads,
@@ -115,6 +116,11 @@ def make_server(app, config: Config, server_map: dict):
         # poll(), not select(): no FD_SETSIZE ceiling (1024) under many connections.
         asyncore_use_poll=True)
     listeners = [obj for obj in server_map.values() if isinstance(obj, BaseWSGIServer)]
+    def render(code: int, reason: str, detail: str, max_body: int) -> bytes:
+        if metrics is not None and code == 413:
+            metrics.count_refusal(_CODES[413])
+        return render_error(code, reason, detail, max_body)
+
     for listener in listeners:
-        handle_connections(listener, render_error)
+        handle_connections(listener, render)
     return server, listeners

@@ -53,18 +53,25 @@ class BoundedTokenizer:
         return min(self.max_length, chars + self.specials)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Short texts in one call of the library's batch encoder, which lets go of the GIL
+        """Token ids per text, truncated, with the model's special tokens."""
+        return [self._finish(enc) for enc in self.first_tokens(texts)]
+
+    def first_tokens(self, texts: Sequence[str]) -> list:
+        """Per text, an Encoding without special tokens whose first `budget` tokens are the
+        full text's (a pair's truncation keeps no more than that of either text).
+
+        Short texts in one call of the library's batch encoder, which lets go of the GIL
         while it works (one call per text would hold it, between calls, for all of them)."""
-        out: list[list[int] | None] = [None] * len(texts)
+        out: list = [None] * len(texts)
         short = [i for i, t in enumerate(texts) if len(t) <= DIRECT_CHARS]
         if short:
             for i, enc in zip(short, self._tok.encode_batch([texts[i] for i in short],
                                                             add_special_tokens=False)):
-                out[i] = self._finish(enc)
+                out[i] = enc
         for i, text in enumerate(texts):
             if out[i] is None:
-                out[i] = self._finish(self._window(text))
-        return out  # type: ignore[return-value]
+                out[i] = self._window(text)
+        return out
 
     def _finish(self, enc) -> list[int]:
         if len(enc.ids) > self.budget:

@@ -1,8 +1,8 @@
 """Request bodies -> what to embed, or a RequestError that names the client's mistake.
 
-Status codes: 400 = the body is malformed (not JSON, wrong types, missing fields);
-413 = too much (body bytes, items); 415 = not JSON content; 422 = well-formed but an
-unacceptable value (empty text or list, unknown encoding_format, dimensions out of range).
+Status codes, as OpenAI's API answers them: 400 for every invalid request body (not JSON,
+wrong types, missing fields, an empty text or list, an unknown encoding_format, dimensions out
+of range or not an integer); 413 = too much (body bytes, items); 415 = not JSON content.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class EmbedRequest:
     prompt_name: str | None = None  # TEI's field: a prompt of the model's, put before each text
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean",
             int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
@@ -107,7 +107,7 @@ def _token_ids(value: Any) -> bool:
     return all(isinstance(x, int) and not isinstance(x, bool) for x in value)
 
 
-def _check_unicode(text: str, where: str, field: str) -> None:
+def check_unicode(text: str, where: str, field: str) -> None:
     """JSON may escape a lone surrogate (\\ud800): a str Python holds but no UTF-8 can carry."""
     if text.isascii():
         return
@@ -123,7 +123,7 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
     """Validate a decoded body. `openai`: /v1/embeddings (only `input`); else /embed
     (the seed's shape: `input` or `texts`)."""
     if not isinstance(body, dict):
-        raise RequestError(400, f"request body must be a JSON object, got {_type_name(body)}",
+        raise RequestError(400, f"request body must be a JSON object, got {type_name(body)}",
                            code="invalid_type")
     if openai:
         field = "input"
@@ -152,9 +152,9 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
         texts = value
     else:
         raise RequestError(400, f"'{field}' must be a string or a list of strings, "
-                                f"got {_type_name(value)}", param=field, code="invalid_type")
+                                f"got {type_name(value)}", param=field, code="invalid_type")
     if not texts:
-        raise RequestError(422, f"'{field}' is an empty list; send at least one text",
+        raise RequestError(400, f"'{field}' is an empty list; send at least one text",
                            param=field, code="empty_input")
     if len(texts) > max_items:
         raise RequestError(413, f"'{field}' has {len(texts)} items; at most {max_items} per "
@@ -165,17 +165,17 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
             raise RequestError(400, f"{where} is a list: nested lists (and token-id arrays) are "
                                     "not supported, send strings", param=field, code="invalid_type")
         if not isinstance(text, str):
-            raise RequestError(400, f"{where} must be a string, got {_type_name(text)}",
+            raise RequestError(400, f"{where} must be a string, got {type_name(text)}",
                                param=field, code="invalid_type")
         if not text:
-            raise RequestError(422, f"{where} is an empty string; send non-empty text",
+            raise RequestError(400, f"{where} is an empty string; send non-empty text",
                                param=field, code="empty_input")
-        _check_unicode(text, where, field)
+        check_unicode(text, where, field)
 
     for name in STRING_FIELDS:  # OpenAI's known fields keep their types
         value = body.get(name)
         if value is not None and not isinstance(value, str):
-            raise RequestError(400, f"'{name}' must be a string, got {_type_name(value)}",
+            raise RequestError(400, f"'{name}' must be a string, got {type_name(value)}",
                                param=name, code="invalid_type")
     model = body.get("model")
 
@@ -183,17 +183,17 @@ def parse_embed_request(body: Any, *, openai: bool, max_items: int, max_dim: int
     if encoding is None:
         encoding = "float"
     if encoding not in ENCODINGS:
-        raise RequestError(422, f"'encoding_format' must be one of {', '.join(ENCODINGS)}, "
+        raise RequestError(400, f"'encoding_format' must be one of {', '.join(ENCODINGS)}, "
                                 f"got {encoding!r}", param="encoding_format",
                            code="invalid_encoding_format")
 
     dims = body.get("dimensions")
     if dims is not None:
         if isinstance(dims, bool) or not isinstance(dims, int):
-            raise RequestError(422, f"'dimensions' must be an integer, got {_type_name(dims)}",
+            raise RequestError(400, f"'dimensions' must be an integer, got {type_name(dims)}",
                                param="dimensions", code="invalid_dimensions")
         if not 1 <= dims <= max_dim:
-            raise RequestError(422, f"'dimensions' must be between 1 and {max_dim}, got {dims}",
+            raise RequestError(400, f"'dimensions' must be between 1 and {max_dim}, got {dims}",
                                param="dimensions", code="invalid_dimensions")
     return EmbedRequest(texts=texts, model=model, encoding_format=encoding,
                         dimensions=dims, prompt_name=body.get("prompt_name"))

@@ -1,10 +1,15 @@
-"""The one inference thread: loads the model, then embeds what the queue brings, in batches.
+"""The one inference thread: loads the models, then runs what the queue brings, in batches.
 
 MLX streams belong to the thread that made them, and waitress serves on many threads, so
 every MLX call happens here. Requests that are queued together are coalesced: their rows
 are sorted by length and cut into batches capped in padded tokens (the idea of TEI's
 router), each row remembering which request and position it came from, so results can
 never be handed to the wrong caller.
+
+The loaded object is the model runner (TEI's `Model` trait): `embed(rows, skips)` for
+embedding jobs and, when a reranker or classifier is served, `score(rows)` for scoring jobs
+(mlx_service/model_runner.py). Jobs of both kinds share the queue, the cycle and its
+limits; a pass holds rows of one kind only.
 """
 from __future__ import annotations
 
@@ -40,6 +45,12 @@ class WorkerState(StrEnum):
     READY = "ready"
     ERROR = "error"
     STOPPED = "stopped"
+
+
+class JobKind(StrEnum):
+    """What a job's rows are for: which of the runner's passes computes them."""
+    EMBED = "embed"  # one vector per row (the embedding model)
+    SCORE = "score"  # one row of logits per pair (the reranker or classifier)
 
 
 class JobOutcome(StrEnum):
@@ -86,6 +97,7 @@ class Job:
     enqueued_ns: int = field(default_factory=time.time_ns)  # wall clock, for its spans
     passes: list[PassTiming] = field(default_factory=list)  # the passes that held its rows
     deadline: float | None = None     # monotonic; past it the answer would go unread
+    kind: JobKind = JobKind.EMBED
 
     def abandoned(self, now: float) -> bool:
         return self.cancelled or (self.deadline is not None and now > self.deadline)
@@ -122,7 +134,8 @@ class Worker(threading.Thread):
         self.batch_wait_s = max(0.0, batch_wait_ms) / 1000
         self._last_jobs = 0  # requests in play at the end of the previous cycle
         self.metrics = metrics
-        self.embedder = None
+        self.runner = None    # the loaded model runner: embed, and score when a scorer is served
+        self.embedder = None  # the runner's embedding model (the runner itself when it is one)
         self.state = WorkerState.LOADING
         self.error: str | None = None
         self.load_seconds: float | None = None
@@ -140,8 +153,8 @@ class Worker(threading.Thread):
         return self._queue.qsize()
 
     def submit(self, rows: list[list[int]], deadline: float | None = None,
-               skips: list[int] | None = None) -> Job:
-        job = Job(rows, skips=skips, deadline=deadline)
+               skips: list[int] | None = None, kind: JobKind = JobKind.EMBED) -> Job:
+        job = Job(rows, skips=skips, deadline=deadline, kind=kind)
         with self._submit_lock:  # never a job queued behind drain(): nobody would answer it
             if self._draining.is_set():
                 raise ShuttingDown("the service is shutting down")
@@ -167,7 +180,8 @@ class Worker(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         try:
-            self.embedder = self._load()
+            self.runner = self._load()
+            self.embedder = getattr(self.runner, "embedder", self.runner)
             self.load_seconds = time.monotonic() - started
             self.device = getattr(self.embedder, "device", None)
             self.state = WorkerState.READY
@@ -228,6 +242,16 @@ class Worker(threading.Thread):
         return live
 
     def _run_jobs(self, jobs: list[Job]) -> None:
+        """The cycle's jobs, kind by kind: rows of one kind share passes."""
+        for kind in JobKind:
+            self._run_kind([job for job in jobs if job.kind == kind], kind)
+
+    def _pass(self, kind: JobKind, rows: list[list[int]], skips: list[int]):
+        if kind == JobKind.SCORE:
+            return self.runner.score(rows)
+        return self.runner.embed(rows, skips) if any(skips) else self.runner.embed(rows)
+
+    def _run_kind(self, jobs: list[Job], kind: JobKind) -> None:
         if not jobs:
             return
         # Flatten: every row keeps (job, position) so results go back where they came from.
@@ -252,8 +276,7 @@ class Worker(threading.Thread):
                      for i in batch]
             try:
                 rows = [owners[i][0].rows[owners[i][1]] for i in batch]
-                vectors = (self.embedder.embed(rows, skips) if any(skips)
-                           else self.embedder.embed(rows))
+                vectors = self._pass(kind, rows, skips)
             except Exception as exc:  # e.g. out of memory: fail these requests, keep serving
                 log.exception("batch of %d rows failed", len(batch))
                 for i in batch:
@@ -265,7 +288,7 @@ class Worker(threading.Thread):
             mark_pass([owners[i][0] for i in batch], [lengths[i] for i in batch], took)
             if self.metrics:
                 self.metrics.observe_batch(len(batch), max(lengths[i] for i in batch) * len(batch),
-                                           sum(lengths[i] for i in batch), took)
+                                           sum(lengths[i] for i in batch), took, kind)
             if took > 2:  # a pass this long delays shutdown and every queued request
                 log.info("a pass of %d rows x %d tokens took %.1fs", len(batch),
                          max(lengths[i] for i in batch), took)

@@ -40,7 +40,8 @@ def assert_parity(items, vectors, min_cosine: float = 0.9999):
 
 
 # Settings the caller's shell might carry and that would change what the tests see.
-SERVICE_SETTINGS = ("MLX_HOST", "MLX_PORT", "CORTEX_MLX_PORT", "EMBEDDINGS_MODEL", "EMBEDDINGS_DIM",
+SERVICE_SETTINGS = ("MLX_HOST", "MLX_PORT", "CORTEX_MLX_PORT", "EMBEDDINGS_MODEL", "RERANK_MODEL",
+                "EMBEDDINGS_DIM",
                 "MLX_BLAS", "MLX_MAX_BATCH_ITEMS", "MLX_MAX_REQUEST_BYTES", "MLX_QUEUE_SIZE",
                 "MLX_MAX_BATCH_TOKENS", "MLX_HTTP_THREADS", "MLX_REQUEST_TIMEOUT", "LD_PRELOAD",
                 "MLX_SERVICE_BLAS_REEXEC", "MLX_COALESCE_ROWS", "MLX_CPU_FAST", "MLX_CPU_LANES",

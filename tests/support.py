@@ -85,13 +85,17 @@ def live_group_members(pgid: int) -> list[int]:
 
 def remove_services(env: dict[str, str], *services: str) -> None:
     """Remove a module's extra containers when it is done: `inv health` rightly counts a
-    stopped container as unhealthy, so one left behind would fail a later module's check."""
+    stopped container as unhealthy, and one `inv start` started that is gone as well, so the
+    services leave the start's record too (tasks/stack/started_record.py)."""
     from tasks.core.settings import load_settings
     from tasks.stack.engine import find_engine
     from tasks.stack.project import make_stack
-    stack = make_stack(load_settings(environ=env), find_engine(env), offline=True)
+    from tasks.stack.started_record import forget_started
+    settings = load_settings(environ=env)
+    stack = make_stack(settings, find_engine(env), offline=True)
     subprocess.run(stack.compose.argv("rm", "--stop", "--force", *services), env=env,
                    capture_output=True, timeout=180)
+    forget_started(settings, services)
 
 
 def bridge_gateway() -> str:

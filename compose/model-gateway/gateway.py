@@ -7,8 +7,19 @@ Flask on waitress (httpserve.py: bounded bodies, timeouts, JSON errors). Routes:
                         "status", "model", "dimensions", "reason"}: reason says why it is not
                         ready (unreachable, loading, not the embedding service), null when ok.
   GET  /ping            {"message": "pong"}: the gateway itself runs (liveness)
-  POST /embed           forwarded to MLX_HOST_URL/embed (the seed's shape)
-  POST /v1/embeddings   forwarded to MLX_HOST_URL/v1/embeddings (OpenAI's shape)
+  POST /embed, /v1/embeddings, /v1/rerank, /v2/rerank, /predict, GET /v1/models
+                        forwarded to the same path of MLX_HOST_URL (the host's own shapes:
+                        the seed's, OpenAI's, Cohere's and Jina's, TEI's)
+  POST /embeddings      Cortex-OS's {texts, model?} -> {vectors, dimensions, modelUsed}, by
+                        the host's /embed (cortex_api.py)
+  POST /rerank          one path, two shapes, told apart by the body: TEI's {query, texts, ...}
+                        (the host's own) is forwarded unchanged; Cortex-OS's {query, docs,
+                        topK?, model?} -> {rankedItems: [{index, score, content}], modelUsed},
+                        best first and cut to topK, by the host's TEI /rerank
+  POST /chat            Cortex-OS's {msgs, model?, tools?}: checked, then 503 "No chat models
+                        available" (the host serves none)
+A Cortex-OS body the gateway refuses (a missing or wrong-typed field, topK < 1) is a 400
+naming the field, and nothing reaches the host.
 The host's answers (errors included: 400, 413, 415, 429 ...) pass through unchanged, status,
 body and Retry-After; the request goes on as the client sent it (Content-Type and
 Content-Encoding included, none added), so the host applies its own rules. An upstream that
@@ -29,6 +40,8 @@ import urllib.parse
 
 from flask import Flask, Response, request
 
+import cortex_api
+from cortex_api import BadRequest, UpstreamShapeError
 from httpserve import Limits, install_json_errors, json_error, log_requests, serve
 from telemetry import Telemetry
 
@@ -46,11 +59,13 @@ PROBE_THREADS = 8
 LIMITS = Limits.from_env("GATEWAY", os.environ, max_body=16 * 1024 * 1024,
                          threads=MAX_FORWARDS + PROBE_THREADS)
 API_KEY = os.environ.get("MLX_API_KEY", "").strip()
-FORWARDED = ("/embed", "/v1/embeddings")
+FORWARDED = ("/embed", "/v1/embeddings", "/v1/rerank", "/v2/rerank", "/predict")
+FORWARDED_GET = ("/v1/models",)
 # Request headers the host needs as the client sent them (the host's rules depend on them).
 PASSED_ON = ("Content-Type", "Content-Encoding", "Accept", "traceparent", "tracestate")
-# Upstream headers a client needs besides the body: backpressure and auth challenges.
-PASSED_BACK = ("Retry-After", "WWW-Authenticate")
+# Upstream headers a client needs besides the body: backpressure, auth challenges, and how
+# the host ranked (its reranker, or the embedding model's cosine).
+PASSED_BACK = ("Retry-After", "WWW-Authenticate", "X-Ranked-By")
 
 _TARGET = urllib.parse.urlsplit(UPSTREAM)
 _SLOTS = threading.BoundedSemaphore(MAX_FORWARDS)
@@ -138,35 +153,119 @@ def _passed_on(status: int, body: bytes, headers: dict[str, str]) -> Response:
     return response
 
 
-def forward(path: str) -> Response:
+def _busy() -> Response:
+    return json_error(429, f"{MAX_FORWARDS} requests are being forwarded "
+                           "(GATEWAY_MAX_FORWARDS); retry shortly", "rate_limit_exceeded",
+                      headers={"Retry-After": "1"})
+
+
+def _unanswered(exc: Exception) -> Response:
+    return json_error(502, f"the embedding service at {UPSTREAM} did not answer: {exc}",
+                      "upstream_unavailable")
+
+
+def forward(path: str, method: str = "POST") -> Response:
+    """The request as the client sent it, to the same path of the host; its answer back."""
     if not _SLOTS.acquire(blocking=False):
-        return json_error(429, f"{MAX_FORWARDS} requests are being forwarded "
-                               "(GATEWAY_MAX_FORWARDS); retry shortly", "rate_limit_exceeded",
-                          headers={"Retry-After": "1"})
+        return _busy()
     try:
-        body = request.get_data(cache=False)  # waitress has already de-chunked and bounded it
+        # waitress has already de-chunked and bounded it; cached, as /rerank read it first
+        body = request.get_data() if method == "POST" else None
         headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
         headers.update(auth_headers(request.headers.get("Authorization")))
         try:
-            status, upstream_headers, answer = _upstream("POST", path, body, headers, TIMEOUT)
+            status, upstream_headers, answer = _upstream(method, path, body, headers, TIMEOUT)
         except (OSError, http.client.HTTPException) as exc:
-            return json_error(502, f"the embedding service at {UPSTREAM} did not answer: {exc}",
-                              "upstream_unavailable")
+            return _unanswered(exc)
         return _passed_on(status, answer, upstream_headers)
     finally:
         _SLOTS.release()
 
 
-@app.post("/embed")
-def embed():
-    return forward("/embed")
+def _post_json(path: str, payload: dict) -> tuple[int, dict[str, str], bytes]:
+    """A body of the gateway's making to the host, with the client's trace and auth headers."""
+    headers = {"Content-Type": "application/json"}
+    headers.update(auth_headers(request.headers.get("Authorization")))
+    return _upstream("POST", path, json.dumps(payload).encode(), headers, TIMEOUT)
 
 
-@app.post("/v1/embeddings")
-def embeddings():
-    return forward("/v1/embeddings")
+def translated(path: str, payload: dict, answer) -> Response:
+    """`payload` to the host's `path`; a 200 becomes `answer(host_json, host_headers)`, any
+    other answer of the host (a 4xx, 429, 503) goes back as it came, status, body and
+    Retry-After."""
+    if not _SLOTS.acquire(blocking=False):
+        return _busy()
+    try:
+        try:
+            status, upstream_headers, raw = _post_json(path, payload)
+        except (OSError, http.client.HTTPException) as exc:
+            return _unanswered(exc)
+        if status != 200:
+            return _passed_on(status, raw, upstream_headers)
+        try:
+            translated_body = json.dumps(answer(json.loads(raw), upstream_headers)).encode()
+            return _passed_on(200, translated_body, {**upstream_headers,
+                                                     "content-type": "application/json"})
+        except (ValueError, UpstreamShapeError) as exc:
+            return json_error(502, f"the host service at {UPSTREAM} answered {path} with an "
+                                   f"unexpected body: {exc}", "upstream_bad_answer")
+    finally:
+        _SLOTS.release()
+
+
+def _client_body() -> dict:
+    """The request's JSON object (cortex_api.BadRequest otherwise); cached for a forward."""
+    return cortex_api.parse_body(request.get_data())
+
+
+@app.errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> Response:
+    return json_error(400, exc.message, exc.code, exc.param)
+
+
+for _path in FORWARDED:
+    app.add_url_rule(_path, f"forward {_path}", lambda _path=_path: forward(_path),
+                     methods=["POST"])
+for _path in FORWARDED_GET:
+    app.add_url_rule(_path, f"forward {_path}", lambda _path=_path: forward(_path, "GET"),
+                     methods=["GET"])
+
+
+@app.post("/embeddings")
+def cortex_embeddings():
+    return translated("/embed", cortex_api.embeddings_request(_client_body()),
+                      lambda host, _headers: cortex_api.embeddings_answer(host))
+
+
+def _ranking_model(ranked_by: str | None) -> str | None:
+    """The model that ranked: the TEI answer does not name it, the host's /health does (a
+    millisecond; /info takes ten). None if /health does not answer."""
+    try:
+        _, _, raw = _upstream("GET", "/health", None, auth_headers(None), HEALTH_TIMEOUT)
+        return cortex_api.ranking_model(json.loads(raw), ranked_by)
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+
+
+@app.post("/rerank")
+def rerank():
+    if request.content_encoding:
+        return forward("/rerank")  # a compressed body is not ours to read: the host's rules
+    body = _client_body()
+    if cortex_api.is_tei_rerank(body):
+        return forward("/rerank")
+    payload, docs, top_k = cortex_api.rerank_request(body)
+    return translated("/rerank", payload, lambda host, headers: cortex_api.rerank_answer(
+        host, docs, top_k, _ranking_model(headers.get("x-ranked-by"))))
+
+
+@app.post("/chat")
+def chat():
+    cortex_api.check_chat_request(_client_body())
+    return json_error(503, cortex_api.NO_CHAT_MODEL, "model_not_available")
 
 
 if __name__ == "__main__":
-    serve(app, NAME, PORT, LIMITS, detail=f", forwarding {', '.join(FORWARDED)} to {UPSTREAM}"
+    routes = ", ".join(FORWARDED + FORWARDED_GET)
+    serve(app, NAME, PORT, LIMITS, detail=f", forwarding {routes} to {UPSTREAM}"
           + (f" (at most {MAX_FORWARDS} at once)") + (" with MLX_API_KEY" if API_KEY else ""))

@@ -33,21 +33,28 @@ from werkzeug.exceptions import HTTPException
 # The host service's mlx_service/connections.py, which the image copies in beside this file.
 from connections import handle_connections
 
-ERROR_TYPES = {400: "invalid_request_error", 404: "not_found", 405: "method_not_allowed",
-               413: "invalid_request_error", 431: "invalid_request_error",
-               501: "invalid_request_error", 502: "upstream_unavailable"}
+# The `code` of each status the servers answer themselves: a string, as the host service
+# sends it (mlx_service/validation.py: snake case of the reason), never the bare number.
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "request_too_large", 429: "rate_limit_exceeded",
+               431: "request_header_fields_too_large", 500: "internal_error",
+               501: "not_implemented", 502: "upstream_unavailable",
+               503: "service_unavailable"}
 
 
-def error_document(code: int, message: str, kind: str | None = None,
+def error_document(status: int, message: str, code: str | None = None,
                    param: str | None = None) -> dict:
-    """OpenAI's error shape; `code` is the HTTP status, as the gateway has always sent it."""
-    return {"error": {"message": message, "type": kind or ERROR_TYPES.get(code, "server_error"),
-                      "param": param, "code": code}}
+    """OpenAI's error shape, as the host service writes it: `type` is invalid_request_error
+    for the client's mistakes (4xx, and 501: a Transfer-Encoding the client chose) and
+    server_error for ours (5xx); `code` a string."""
+    kind = "server_error" if status >= 500 and status != 501 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": param,
+                      "code": code or ERROR_CODES.get(status, f"http_{status}")}}
 
 
-def json_error(code: int, message: str, kind: str | None = None, param: str | None = None,
+def json_error(status: int, message: str, code: str | None = None, param: str | None = None,
                headers: Mapping[str, str] | None = None) -> Response:
-    return Response(json.dumps(error_document(code, message, kind, param)), status=code,
+    return Response(json.dumps(error_document(status, message, code, param)), status=status,
                     mimetype="application/json", headers=dict(headers or {}))
 
 
@@ -70,7 +77,7 @@ def _http_error(exc: HTTPException) -> Response:
 def _unexpected(exc: Exception) -> Response:
     logging.getLogger("httpserve").exception("unexpected error on %s %s", request.method,
                                              request.path)
-    return json_error(500, f"internal error: {type(exc).__name__}", "server_error")
+    return json_error(500, f"internal error: {type(exc).__name__}")
 
 
 def _options() -> Response | None:

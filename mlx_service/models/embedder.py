@@ -175,34 +175,45 @@ class Embedder:
         (batch_plan.split_rows), each padded to its own longest row and run at the same time,
         OpenBLAS's threads shared out between the lanes; otherwise it is one forward pass.
         """
-        if self._lanes is None or len(batch) < 2:
-            return self._forward(batch, skips)
+        return self.in_lanes([len(r) for r in batch], lambda part: self._forward(
+            [batch[i] for i in part], None if skips is None else [skips[i] for i in part]))
+
+    def in_lanes(self, lengths: list[int], run):
+        """run(indices) -> (len(indices), k) float32 for rows of these lengths, cut into one
+        part per lane (batch_plan.split_rows) and run at the same time, OpenBLAS's threads
+        shared out between the lanes; one part when there are no lanes. In the rows' order.
+        (The reranker's scorer runs its batches through this too.)"""
+        if self._lanes is None or len(lengths) < 2:
+            return run(list(range(len(lengths))))
         import numpy as np
 
-        parts = split_rows([len(r) for r in batch], self._lanes.count)
+        parts = split_rows(lengths, self._lanes.count)
         if len(parts) < 2:
-            return self._forward(batch, skips)
+            return run(list(range(len(lengths))))
         # OpenBLAS's threads shared out: on 2 cores, one per lane (no oversubscription).
         self._blas.set(max(1, (self._blas.default or 1) // len(parts)))
         try:
-            results = self._lanes.map(
-                lambda part: self._forward([batch[i] for i in part],
-                                           None if skips is None else [skips[i] for i in part]),
-                parts)
+            results = self._lanes.map(run, parts)
         finally:
             self._blas.restore()
-        out = np.empty((len(batch), results[0].shape[1]), dtype=np.float32)
+        out = np.empty((len(lengths), results[0].shape[1]), dtype=np.float32)
         for part, vectors in zip(parts, results):
             out[part] = vectors
         return out
 
-    def hidden_states(self, ids, mask):
-        """(rows, tokens, hidden) last hidden states for right-padded numpy ids and mask."""
+    def hidden_states(self, ids, mask, token_types=None):
+        """(rows, tokens, hidden) last hidden states for right-padded numpy ids and mask;
+        token_types: BERT's segment ids (a reranker's pairs), None for all zeros."""
         mx = self._mx
         if self._fast is not None:
+            if token_types is not None:
+                return self._fast(ids, mask, token_types)
             return self._fast(ids, mask)
         if self.arch.forward == "ours":
             return self.model(mx.array(ids), mx.array(mask))
+        if token_types is not None:
+            return self.model(mx.array(ids), attention_mask=mx.array(mask),
+                              token_type_ids=mx.array(token_types)).last_hidden_state
         return self.model(mx.array(ids), attention_mask=mx.array(mask)).last_hidden_state
 
     def _forward(self, batch: list[list[int]], skips: list[int] | None = None):

@@ -16,6 +16,7 @@ from mlx_service.models.architectures import (Architecture, architecture_of,
                                               normalize_model_type, supported_names)
 from mlx_service.models.pooling import Pooling, PoolingError, read_pooling
 from mlx_service.models.prompts import PromptError, Prompts, read_prompts
+from mlx_service.models.roles import cross_encoder_as_embeddings
 from mlx_service.models.tokenizer_files import tokenizer_problems
 from mlx_service.models.weights import Weights, WeightsError, read_weights
 
@@ -179,6 +180,9 @@ def read_quantization(cfg: dict) -> dict | None:
 
 
 def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
+    wrong_role = cross_encoder_as_embeddings(folder)  # a reranker is RERANK_MODEL's
+    if wrong_role:
+        raise ModelError(wrong_role)
     cfg = read_config(folder)
     arch = read_architecture(cfg)
     check_modules(folder)
@@ -212,6 +216,9 @@ def folder_problems(folder: Path) -> list[str]:
     """Every reason the folder cannot be served (empty: it can), one sentence each."""
     if not folder.is_dir():
         return [f"{folder} is not a folder"]
+    wrong_role = cross_encoder_as_embeddings(folder)
+    if wrong_role:
+        return [wrong_role]  # the one thing to fix; its other "problems" follow from it
     problems = []
     steps = (lambda: read_architecture(read_config(folder)), lambda: check_modules(folder),
              lambda: read_pooling(folder), lambda: read_prompts(folder),

@@ -68,6 +68,9 @@ def load_module(spec: ModelSpec, cpu: bool):
     model, sanitize = build_module(arch, cfg)
     weights = read_tensors(spec)
     weights = sanitize(weights)
+    # Names first (a classifier's "bert."/"roberta." prefix), so that a quantized folder's
+    # scales are found at the module paths nn.quantize asks about.
+    weights = match_names(weights, {k for k, _ in tree_flatten(model.parameters())})
     quant = spec.quantization
     if quant:
         nn.quantize(model, group_size=quant["group_size"], bits=quant["bits"],

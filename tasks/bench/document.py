@@ -116,3 +116,8 @@ def save_result(root: Path, doc: dict) -> Path:
     path.write_text(text + "\n")
     (folder / "latest.json").write_text(text + "\n")
     return path
+
+
+def missed_targets(doc: Mapping) -> list[dict]:
+    """The targets the run measured and did not meet (a target not measured is not missed)."""
+    return [t for t in doc.get("targets", []) if t.get("met") is False]

@@ -36,6 +36,27 @@ def is_service_setting(name: str) -> bool:
             or name in ("CORTEX_MLX_PORT", "LD_PRELOAD"))
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone already
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the process group `proc` leads (it was started in a session of its own),
+    SIGKILL after `grace`; then whatever of the group is left, so nothing it started stays
+    behind."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
 class BenchService:
     """`python -m mlx_service` on a free loopback port, started and stopped by us."""
 
@@ -88,14 +109,9 @@ class BenchService:
         raise BenchError(f"{self.label} was not healthy after {timeout:.0f} s; log {self.log}")
 
     def stop(self, grace: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_group(self.proc, grace)
 
     def get(self, path: str) -> bytes:
         """GET path on a connection of its own; raises OSError or HTTPException."""
@@ -124,9 +140,11 @@ class EngineProcess:
         self.label, self.log = label, log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "ab")
+        # A session of its own, as the services': close() ends its whole group.
         self.proc = subprocess.Popen(list(argv), cwd=root, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     bufsize=1, env=dict(os.environ, **(env or {})))
+                                     bufsize=1, env=dict(os.environ, **(env or {})),
+                                     start_new_session=True)
         self.info: dict = {}
 
     def _read(self) -> dict:
@@ -160,7 +178,7 @@ class EngineProcess:
                 self.proc.stdin.flush()
                 self.proc.wait(10)
         except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
+            pass
         finally:
+            stop_group(self.proc, grace=5.0)
             self._log.close()

@@ -1,1 +1,1 @@
-"""Checks a person runs: pre-flight (verify) and embeddings end to end (roundtrip)."""
+"""Checks a person runs: pre-flight (verify) and embeddings and reranking end to end (roundtrip)."""

@@ -1,14 +1,18 @@
-"""End-to-end embedding check (`inv roundtrip`): host service, then through the gateway."""
+"""End-to-end embedding and rerank check (`inv roundtrip`): host service, then through the
+gateway."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from tasks.checks import rerank_check
 from tasks.core import local_http
 from tasks.core.errors import TaskError
 from tasks.core.settings import Settings, SettingsError, http_url
 from tasks.host.health import foreign_listener
+from tasks.host.running_service import aimed_at_running_service
+from tasks.stack.started_record import started_services
 
 # The seed's own round-trip payload, kept as users know it.
 SEED_PAYLOAD = {"input": ["hello world", "cortex os embeddings"], "model": "qwen3-embed"}
@@ -71,6 +75,9 @@ def _post(url: str, payload: dict, timeout: float, headers: dict[str, str]) -> d
 def run_roundtrip(settings: Settings, timeout: float = 30.0,
                   progress: Callable[[Step], None] = lambda step: None) -> Roundtrip:
     result = Roundtrip()
+    # The service where it runs (its PID file), as `inv status` finds it: not only the port
+    # configured now.
+    settings = aimed_at_running_service(settings)
 
     def record(name: str, status: str, detail: str) -> None:
         step = Step(name, status, detail)
@@ -103,7 +110,7 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
         record("host health", "fail", f"{host}/health answered {health.status_code} {body.get('status')!r}")
         return result
     dimensions = body.get("dimensions")
-    record("host health", "pass", f"{body.get('model')} ready, {dimensions} dimensions")
+    record("host health", "pass", f"{body.get('model')} ready at {host}, {dimensions} dimensions")
 
     # 2. the seed's /embed payload
     host_vectors = None
@@ -117,8 +124,10 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
             record("host /embed", "fail", f"dimension {sorted(dims)} differs from /health's {dimensions}")
         else:
             host_vectors = vectors
+            # The seed's payload names a model of its own; the service answers it with the one
+            # it serves: that one is what was checked.
             record("host /embed", "pass", f"{len(vectors)} embeddings of {dimensions} dimensions "
-                   f"(asked for {SEED_PAYLOAD['model']!r}, served {embed.get('model')!r})")
+                   f"from {embed.get('model')!r}, the served model")
     except KeyRefused as exc:
         record("host /embed", "fail", str(exc))
         return result  # every other step would say the same
@@ -147,12 +156,22 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
     except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("meaning", "fail", str(exc))
 
+    # 4b. reranking on the host (rerank_check.py): the relevant document first
+    host_ranking = rerank_check.host_rerank(settings.mlx_endpoint("/rerank"),
+                                            settings.mlx_endpoint("/info"), timeout, auth, record)
+
     # 5. through the gateway container, when it runs
     gateway = http_url("127.0.0.1", settings.port("CORTEX_MODEL_GATEWAY_PORT"))
     try:
         local_http.get(f"{gateway}/health", timeout=3)
     except local_http.RequestException:
-        record("gateway", "skip", f"model-gateway not running at {gateway}: gateway part not run")
+        if "model-gateway" in started_services(settings):  # `inv start` started it: gone
+            record("gateway", "fail", f"model-gateway does not answer at {gateway}, but inv "
+                   "start started it (its container was stopped or removed): inv start "
+                   "starts it again")
+        else:
+            record("gateway", "skip", f"model-gateway not started (nothing at {gateway}): "
+                   "gateway part not run")
         return result
     try:
         # The gateway sends its own MLX_API_KEY upstream, else the client's: ours.
@@ -167,4 +186,6 @@ def run_roundtrip(settings: Settings, timeout: float = 30.0,
                    else f"gateway vectors differ from the host's (min cosine {worst:.6f})")
     except (local_http.RequestException, RuntimeError, ValueError, KeyError) as exc:
         record("gateway", "fail", str(exc))
+    # 6. reranking through the gateway: Cortex-OS's shape, the host's order and scores
+    rerank_check.gateway_rerank(gateway, host_ranking, timeout, auth, record)
     return result

@@ -15,6 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from tasks.core import local_http, runner
 from tasks.core.enums import StrEnum
+from tasks.core.env_file import EnvFileContents
 from tasks.core.settings import Settings, SettingsError
 
 
@@ -248,7 +249,8 @@ def check_service_venv(settings: Settings) -> list[Check]:
                        + ("" if ready else "; requirements changed since it was installed"),
                        None if ready else "inv mlx install")
     model = check_model(settings, python)
-    return [venv_check, *(model if isinstance(model, list) else [model])]
+    return [venv_check, *(model if isinstance(model, list) else [model]),
+            *check_rerank_model(settings, python)]
 
 
 def check_model(settings: Settings, python: Path) -> Check | list[Check]:
@@ -270,29 +272,52 @@ def check_model(settings: Settings, python: Path) -> Check | list[Check]:
                  "unset EMBEDDINGS_MODEL for the bundled model, or point it at a local folder")
 
 
-def check_model_folder(settings: Settings, python: Path, folder: Path) -> list[Check]:
-    """The service's own folder check (`python -m mlx_service --check-model`, JSON and
-    safetensors headers only), run in its venv: one failed check per problem it finds."""
+def check_rerank_model(settings: Settings, python: Path) -> list[Check]:
+    """RERANK_MODEL, when set: the service's own reranker folder check, as for the model."""
+    model = settings.get("RERANK_MODEL")
+    if not model:
+        return []  # no reranker: /rerank ranks by the embedding model's cosine similarity
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return [Check("rerank model", FAIL, f"RERANK_MODEL={model}: no such model folder",
+                      "point RERANK_MODEL at a local reranker folder, or unset it")]
+    return check_model_folder(settings, python, folder, "--check-rerank-model", "rerank model",
+                              "fix the folder, or unset RERANK_MODEL (no reranker)")
+
+
+def check_model_folder(settings: Settings, python: Path, folder: Path,
+                       flag: str = "--check-model", name: str = "model",
+                       fix: str = "fix the folder, or unset EMBEDDINGS_MODEL for the bundled "
+                                  "model") -> list[Check]:
+    """The service's own folder check (`python -m mlx_service --check-model`, or
+    `--check-rerank-model`; JSON and safetensors headers only), run in its venv: one failed
+    check per problem it finds."""
     env = {**os.environ, "PYTHONPATH": str(settings.root)}
-    done = runner.run([str(python), "-m", "mlx_service", "--check-model", str(folder)], env=env,
+    done = runner.run([str(python), "-m", "mlx_service", flag, str(folder)], env=env,
                timeout=60)
     lines = [line.removeprefix(f"{folder.resolve()}: ") for line in done.stdout.splitlines()
              if line.strip()]
     if done.ok and lines:
-        return [Check("model", PASS, f"local folder {folder}: {lines[-1]}")]
-    fix = "fix the folder, or unset EMBEDDINGS_MODEL for the bundled model"
+        return [Check(name, PASS, f"local folder {folder}: {lines[-1]}")]
     if done.exit_code == 2 and lines:
-        return [Check("model", FAIL, f"{folder}: {line}", fix) for line in lines]
+        return [Check(name, FAIL, f"{folder}: {line}", fix) for line in lines]
     last = (done.stderr.strip().splitlines() or ["no answer"])[-1]
-    return [Check("model", FAIL, f"{folder} could not be checked: {last}", "inv mlx install")]
+    return [Check(name, FAIL, f"{folder} could not be checked: {last}", "inv mlx install")]
 
 
 def check_running_service(settings: Settings) -> list[Check]:
     """When the service runs, what it really uses (its /info), beside what was predicted."""
+    from tasks.host.model_asked import other_model_sentence
+    from tasks.host.running_service import aimed_at_running_service
+
+    settings = aimed_at_running_service(settings)  # where it runs, as status finds it
     try:
         info = local_http.get(settings.mlx_endpoint("/info"), timeout=3).json()
     except (local_http.RequestException, ValueError):
         return []  # not running: nothing to report, and not a failure before `inv start`
+    other = other_model_sentence(settings, settings.mlx_url)
+    if other:  # the model check above judged the asked model, not this one
+        return [Check("running service", WARN, other, "inv mlx restart")]
     detail = (f"{info.get('model')} on {info.get('device')}, BLAS {info.get('blas')}, "
               f"forward {info.get('forward')}, {info.get('cpu_lanes')} lanes")
     why = (info.get("blas_choice") or {}).get("reason")
@@ -316,9 +341,13 @@ def check_settings(settings: Settings) -> list[Check]:
             for problem in problems]
 
 
-def settings_unreadable(error: SettingsError) -> list[Check]:
-    """What verify reports when the settings cannot even be read (a broken .env.dev line)."""
-    return [Check("settings", FAIL, str(error), "fix that line of the file (NAME=value)")]
+def env_file_lines(found: EnvFileContents) -> list[Check]:
+    """The env file's lines a task would refuse (each fails), and names set on more than one
+    line (each warns: the last wins, in the tasks as in Compose, but one of them is a slip)."""
+    return ([Check("settings", FAIL, problem, "fix that line of the file (NAME=value)")
+             for problem in found.problems]
+            + [Check(".env.dev", WARN, duplicate, "keep one line per name")
+               for duplicate in found.duplicates])
 
 
 CHECKS: list[Callable[[Settings], Check | list[Check]]] = [

@@ -20,8 +20,8 @@ from tasks.host import mlx_process as mp
 from tasks.host.logfiles import follow_log, tail_lines
 from tasks.host.service_lock import service_lock
 from tasks.host.service_status import format_status
-from tasks.host.service_venv import (bf16_hint, install_service_venv, saved_extras,
-                                     service_python)
+from tasks.host.service_venv import (bf16_hint, check_venv_flag, install_service_venv,
+                                     saved_extras, service_python)
 
 say = say_as("mlx")
 
@@ -36,11 +36,14 @@ def _seconds(value, name: str, positive: bool = False) -> float | None:
 
 @task(help={"venv": "where the venv lives (default MLX_VENV_PATH or .venv-mlx)",
             "force": "reinstall even when the fingerprint says it is up to date",
+            "create": "make --venv PATH when it is outside the checkout and does not exist"
+                      " (otherwise refused as a likely typo)",
             "blas": "mkl: add Intel oneMKL (about 1 GB; MLX_BLAS=auto measures it and "
                     "preloads the fastest), default: remove it again"})
-def install(c, venv=None, force=False, blas=None):
+def install(c, venv=None, force=False, blas=None, create=False):
     """Create or reuse the service's venv; reuse costs a hash, not a pip run."""
     settings = _settings()
+    check_venv_flag(settings, venv, create)
     path = venv or settings.mlx_venv
     # The start lock: pip never runs in the venv while a start installs or spawns from it.
     with service_lock(settings, "inv mlx install", say):
@@ -49,9 +52,9 @@ def install(c, venv=None, force=False, blas=None):
     extras = saved_extras(Path(path))
     measured = None
     if "mkl" in extras and cpu_bf16_units():  # what bf16 gives here, not what it might
-        from mlx_service import blas
-        measured = blas.choose("auto", os.environ, say=say,
-                               python=str(service_python(settings, Path(path)))).as_dict()
+        from mlx_service import blas as libraries  # `blas` is this task's --blas flag
+        measured = libraries.choose("auto", os.environ, say=say,
+                                    python=str(service_python(settings, Path(path)))).as_dict()
     hint = bf16_hint(extras, measured=measured)
     if hint:
         say(hint)
@@ -64,12 +67,15 @@ def install(c, venv=None, force=False, blas=None):
     "timeout": "seconds to wait for /health (default MLX_WAIT_TIMEOUT)",
     "venv": "the service venv (default MLX_VENV_PATH or .venv-mlx)",
     "watch": "attached, and restart on every change of mlx_service/ sources",
+            "create": "make --venv PATH when it is outside the checkout and does not exist"
+                      " (otherwise refused as a likely typo)",
 })
-def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None, watch=False):
+def start(c, foreground=False, install=True, wait=True, timeout=None, venv=None, watch=False,
+          create=False):
     """Start the host embedding service (detached by default)."""
     result = mp.start_service(_settings(), venv_path=venv, install=install, wait=wait,
                               timeout=_seconds(timeout, "timeout", positive=True),
-                              foreground=foreground, watch=watch)
+                              foreground=foreground, watch=watch, create_venv=create)
     code = result.get("exit_code", 0)
     if code:
         raise Exit(code=code)
@@ -84,12 +90,22 @@ def stop(c, grace=None):
 @task(help={"install": "refresh the venv first (default)", "wait": "wait for /health",
             "timeout": "seconds to wait for /health", "venv": "the service venv",
             "grace": "seconds between SIGTERM and SIGKILL when stopping "
-                     "(default MLX_STOP_GRACE)"})
-def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None):
-    """Stop the service if it runs, then start it (detached)."""
-    mp.restart_service(_settings(), grace=_seconds(grace, "grace"), venv_path=venv,
-                       install=install, wait=wait,
-                       timeout=_seconds(timeout, "timeout", positive=True))
+                     "(default MLX_STOP_GRACE)",
+            "create": "make --venv PATH when it is outside the checkout and does not exist"
+                      " (otherwise refused as a likely typo)",
+})
+def restart(c, install=True, wait=True, timeout=None, venv=None, grace=None, create=False):
+    """Stop the service if it runs, then start it (detached); the stack's containers that call
+    it follow a new port."""
+    from tasks.host.running_service import running_port
+    from tasks.stack.follow_host import containers_follow
+    settings = _settings()
+    before = running_port(settings)
+    result = mp.restart_service(settings, grace=_seconds(grace, "grace"), venv_path=venv,
+                                install=install, wait=wait,
+                                timeout=_seconds(timeout, "timeout", positive=True),
+                                create_venv=create)
+    containers_follow(settings, before, result, say_as("stack"), wait=wait)
 
 
 @task(help={"json": "print the status document as JSON (only JSON on stdout)"})
@@ -158,10 +174,12 @@ def print_actions() -> None:
     "venv": "the service venv", "watch": "start: restart on source changes",
     "grace": "stop/restart: seconds between SIGTERM and SIGKILL",
     "force": "install: reinstall", "json": "status: JSON only on stdout",
+    "create": "install/start/restart: make --venv PATH outside the checkout",
     "follow": "logs: keep following", "n": "logs: how many lines",
     "blas": "install: mkl adds oneMKL, default removes it"})
 def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout=None, json_=False,
-             venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None):
+             venv=None, install=True, wait=True, watch=False, grace=None, force=False, blas=None,
+             create=False):
     """`inv mlx ACTION [flags]`: the same tasks as `inv mlx.ACTION`, in the seed's spelling."""
     # Parameter order sets invoke's short flags: `f` owns -f (meaning chosen per action),
     # foreground keeps -o as before.
@@ -175,7 +193,7 @@ def dispatch(c, action, f=False, foreground=False, follow=False, n=None, timeout
                    + ", ".join(ACTIONS), code=2)
     given = {"f": f, "foreground": foreground, "install": install, "wait": wait,
              "timeout": timeout, "venv": venv, "watch": watch, "grace": grace, "force": force,
-             "json_": json_, "follow": follow, "n": n, "blas": blas}
+             "json_": json_, "follow": follow, "n": n, "blas": blas, "create": create}
     chosen(c, **flags_for(action, given))
 
 

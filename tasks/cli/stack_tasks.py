@@ -39,8 +39,8 @@ def setup(c, no_install=False, no_images=False, rebuild=False):
             "mlx-venv": "the host service's venv (default MLX_VENV_PATH or .venv-mlx)",
             "mlx-timeout": "seconds to wait for the host service's /health",
             "mlx-flag": "a flag for the host service, repeatable: --no-wait, --timeout=S and "
-                        "--venv=PATH as start-mlx-host.sh reads them; any other (--dim=N) "
-                        "goes to the server",
+                        "--venv=PATH as start-mlx-host.sh reads them (--create: make that "
+                        "venv outside the checkout); any other (--dim=N) goes to the server",
             "no-mlx": "containers only: leave the host service alone",
             "timeout": "seconds to wait for the containers' readiness (CORTEX_READY_TIMEOUT)"})
 def start(c, services=None, fast=False, follow=False, watch=False, no_install=False,

@@ -1,7 +1,9 @@
 """The one wrapper every task goes through, whichever module defines it: a closed reader ends
 the task quietly, a TaskError (tasks/core/errors.py) becomes its message on one line and its
 exit code, and anything else one line that says it is a bug (CORTEX_DEBUG=1: the traceback).
-The tasks themselves raise; they do not catch to print."""
+SIGTERM and SIGHUP interrupt a task as Ctrl+C does (tasks/cli/interrupts.py), and an
+interrupted task ends with one line and 128 + the signal. The tasks themselves raise; they do
+not catch to print."""
 from __future__ import annotations
 
 import copy
@@ -12,6 +14,7 @@ import sys
 from invoke import Collection, Exit, Failure, ParseError, Task
 
 from tasks.cli.closed_reader import exit_quietly_on_closed_reader
+from tasks.cli.interrupts import interrupted_line, stop_signals_interrupt
 from tasks.core.errors import TaskError
 
 # The collections whose messages carry their own tag, as their progress lines do.
@@ -58,9 +61,13 @@ def quiet_task(t: Task, prefix: str = "error") -> Task:
     @functools.wraps(body)  # invoke reads the flags from the wrapped signature
     def run(*args, **kwargs):
         try:
-            result = body(*args, **kwargs)
+            with stop_signals_interrupt():  # SIGTERM/SIGHUP clean up as Ctrl+C does
+                result = body(*args, **kwargs)
             sys.stdout.flush()
             return result
+        except KeyboardInterrupt as exc:  # its cleanup ran; one line says so
+            line, code = interrupted_line(exc, prefix)
+            raise Exit(line, code=code) from None
         except BrokenPipeError:
             exit_quietly_on_closed_reader()
         except (Exit, Failure, ParseError):

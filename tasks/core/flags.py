@@ -42,7 +42,7 @@ def count(value, flag: str, prefix: str = "error", default: int = 0, unit: str =
 
 # start-mlx-host.sh's own flags, as `inv start --mlx-flag=...` passes them on (the seed's way);
 # every other --mlx-flag is an argument of the server itself (e.g. --dim=128).
-LIFECYCLE_FLAGS = ("--no-wait", "--wait", "--timeout", "--venv")
+LIFECYCLE_FLAGS = ("--no-wait", "--wait", "--timeout", "--venv", "--create")
 FOREGROUND_FLAGS = ("-f", "--foreground")
 
 
@@ -53,6 +53,7 @@ class MlxFlags:
     timeout: float | None = None
     venv: str | None = None
     server_args: tuple[str, ...] = ()
+    create: bool = False  # --venv outside the checkout that does not exist yet: make it
 
 
 def _pairs(values: list[str]) -> list[tuple[str, str | None]]:
@@ -85,7 +86,7 @@ def mlx_flags(values, venv: str | None = None, timeout: float | None = None) -> 
     """Split `--mlx-flag` values into lifecycle flags and server arguments, merged with the
     task's --mlx-venv / --mlx-timeout. Bad values raise Exit(2) with one sentence."""
     values = [str(v) for v in (values or ())]
-    wait, flag_timeout, flag_venv, server = True, None, None, []
+    wait, flag_timeout, flag_venv, server, create = True, None, None, [], False
     for name, value in _pairs(values):
         if name in FOREGROUND_FLAGS:
             raise Exit(f"error: --mlx-flag={name}: `inv start` runs the host service in "
@@ -96,7 +97,10 @@ def mlx_flags(values, venv: str | None = None, timeout: float | None = None) -> 
             flag_timeout = seconds(value, "mlx-flag=--timeout", positive=True)
         elif name == "--venv":
             flag_venv = value
+        elif name == "--create":
+            create = True
         else:
             server.append(name)
     return MlxFlags(wait=wait, timeout=_one("timeout", timeout, flag_timeout),
-                    venv=_one("venv", venv, flag_venv), server_args=tuple(server))
+                    venv=_one("venv", venv, flag_venv), server_args=tuple(server),
+                    create=create)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from tasks.core.errors import TaskError
-from tasks.core.env_file import EnvFileError, read_env_file
+from tasks.core.env_file import EnvFileContents, scan_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,10 @@ DEFAULTS = {
 STOP_GRACE_DEFAULT = 10
 STOP_GRACE_MINIMUM = 2
 
+
+# Compose's rule for a project name (it refuses any other, in words that do not name our
+# setting): lowercase letters, digits, dashes and underscores, starting with a letter or digit.
+COMPOSE_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 # A service listening on a wildcard address is called on the loopback of the same family.
 WILDCARD_CALLED_ON = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}
@@ -198,7 +203,12 @@ class Settings:
     # --- containers ---------------------------------------------------------------------
     @property
     def compose_project(self) -> str:
-        return self.get("CORTEX_COMPOSE_PROJECT", "cortex")
+        name = self.get("CORTEX_COMPOSE_PROJECT", "cortex")
+        if not COMPOSE_PROJECT_NAME.fullmatch(name):
+            raise SettingsError(f"CORTEX_COMPOSE_PROJECT={name!r} is not a Compose project "
+                                "name: use lowercase letters, digits, dashes and underscores, "
+                                "starting with a letter or digit")
+        return name
 
     @property
     def compose_dir(self) -> Path:
@@ -251,18 +261,25 @@ def resolve_mlx_port(merged: dict[str, str], layers: list[Mapping[str, str]]) ->
             return
 
 
-def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Defaults < `.env.dev` < environment. Values are validated lazily, by the property read."""
+def read_settings(root: Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> tuple[Settings, EnvFileContents]:
+    """Defaults < the env file's usable lines < environment, and what the file got wrong
+    (lines that cannot be used, names set twice): `inv verify` reports those and checks the rest."""
     root = Path(root or REPO_ROOT)
     environ = os.environ if environ is None else environ
-    env_file = env_file_path(root, environ)
-    try:
-        from_file = read_env_file(env_file)
-    except EnvFileError as exc:  # the file and line, before any task goes on
-        raise SettingsError(str(exc)) from None
-    merged: dict[str, str] = {**DEFAULTS, **from_file, **environ}
-    resolve_mlx_port(merged, [environ, from_file])
-    return Settings(root, merged)
+    found = scan_env_file(env_file_path(root, environ))
+    merged: dict[str, str] = {**DEFAULTS, **found.values, **environ}
+    resolve_mlx_port(merged, [environ, found.values])
+    return Settings(root, merged), found
+
+
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < `.env.dev` < environment. Values are validated lazily, by the property read;
+    a line of the file that cannot be used stops the task first (SettingsError naming it)."""
+    settings, found = read_settings(root, environ)
+    if found.problems:  # the file and line, before any task goes on
+        raise SettingsError(found.problems[0])
+    return settings
 
 
 def python_for_tools() -> str:

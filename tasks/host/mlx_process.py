@@ -41,11 +41,13 @@ from tasks.host.logfiles import tail_lines
 from tasks.host.mlx_attached import run_attached
 from tasks.host.mlx_detached import await_started, failed_message, spawn_detached
 from tasks.host.mlx_stop import stop_service
+from tasks.host.model_asked import other_model_sentence
 from tasks.host.pidfile import Ownership, check_process, remove_pidfile
 from tasks.host.process_groups import ServiceError, terminate_group
 from tasks.host.service_lock import service_lock
 from tasks.host.service_settings import check_service_settings
 from tasks.host.service_state import ServiceState, inspect, owner_of
+from tasks.host.service_venv import check_venv_flag
 from tasks.host.service_status import service_status
 
 __all__ = ["ServiceError", "ServiceState", "restart_service", "service_status", "start_service",
@@ -55,7 +57,7 @@ __all__ = ["ServiceError", "ServiceState", "restart_service", "service_status", 
 
 def start_service(settings: Settings, *, venv_path: Path | str | None = None, install: bool = True,
                   wait: bool = True, timeout: float | None = None, extra_args: Iterable[str] = (),
-                  foreground: bool = False, watch: bool = False,
+                  foreground: bool = False, watch: bool = False, create_venv: bool = False,
                   say: Say = say_as("mlx")) -> dict:
     """Start the service (or find it running). Returns the status dict after start; in
     foreground/watch mode that is after it stopped, with "exit_code" added.
@@ -66,8 +68,9 @@ def start_service(settings: Settings, *, venv_path: Path | str | None = None, in
     timeout = settings.mlx_wait_timeout if timeout is None else float(timeout)
     # A bad setting, or a log that cannot be written, is the user's to fix before anything is
     # installed or run: one sentence naming it, not a traceback or a service dying in its log.
-    check_service_settings(settings)
     venv = Path(venv_path).expanduser() if venv_path else settings.mlx_venv
+    check_service_settings(settings, extra_args, venv)
+    check_venv_flag(settings, venv_path, create_venv)
     attached = foreground or watch
     proc = offset = launch = None
     with service_lock(settings, "inv mlx start", say):
@@ -111,7 +114,12 @@ def already_running(settings: Settings, state: ServiceState, *, wait: bool, time
                            f"{record.mode}); stop it first (`inv mlx stop`) to run it attached")
     status, body, detail = probe_health(url)
     if is_healthy(status, body):
-        say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}")
+        # EMBEDDINGS_MODEL asks for another model than the one that runs: not a start of it.
+        other = other_model_sentence(settings, url, record.pid)
+        if other:
+            raise ServiceError(other)
+        say(f"the mlx service is already running and healthy (pid {record.pid}) at {url}, "
+            f"serving {body.get('model')}")
         return service_status(settings, cleanup=False)
     if not wait:
         say(f"the mlx service is already running (pid {record.pid}) but not healthy yet ({detail})")
@@ -150,6 +158,9 @@ def _wait_for_the_running_one(settings: Settings, record, url: str, timeout: flo
 
 def restart_service(settings: Settings, *, grace: float | None = None,
                     say: Say = say_as("mlx"), **start_kwargs) -> dict:
-    check_service_settings(settings)  # refused before the running one is stopped
+    # Refused before the running one is stopped.
+    check_service_settings(settings, start_kwargs.get("extra_args", ()),
+                           start_kwargs.get("venv_path"))
+    check_venv_flag(settings, start_kwargs.get("venv_path"), start_kwargs.get("create_venv", False))
     stop_service(settings, grace=grace, say=say)
     return start_service(settings, say=say, **start_kwargs)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 
 from tasks.core.say import Say
-from tasks.core.settings import Settings
+from tasks.core.settings import Settings, SettingsError
 from tasks.host.pidfile_lock import LockTimeout, locked
 from tasks.host.process_groups import ServiceError
 
 # How long a task waits for the PID file's lock: long enough for another start to install
 # the venv. MLX_LOCK_TIMEOUT (seconds) changes it.
 LOCK_TIMEOUT = 300.0
+
+
+class LockSettingError(ServiceError, SettingsError):
+    """MLX_LOCK_TIMEOUT that is not a number of seconds: a setting (exit 2)."""
 
 
 def lock_timeout(settings: Settings) -> float:
@@ -23,7 +27,7 @@ def lock_timeout(settings: Settings) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise ServiceError(f"MLX_LOCK_TIMEOUT={raw!r} is not a number of seconds")
+        raise LockSettingError(f"MLX_LOCK_TIMEOUT={raw!r} is not a number of seconds")
     return value
 
 

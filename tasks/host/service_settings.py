@@ -7,21 +7,46 @@ anything runs; `inv verify` reports the same problems.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Sequence
 
-from mlx_service.config import ConfigError, load_config
+from mlx_service.config import ConfigError, build_parser, load_config
 
 from tasks.core.settings import Settings, SettingsError
+from tasks.host.served_model import dimension_problem
 
 # Set by the tasks themselves for a detached start (the log under CORTEX_LOG_DIR): the user's
 # value, if any, is not what the service will get.
 SET_BY_THE_TASKS = ("MLX_LOG_FILE",)
 
 
-def service_setting_problem(settings: Settings) -> str | None:
+def server_flags(server_args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the flags the service will be given, one sentence per flag it would refuse):
+    `inv start --mlx-flag=...` reaches `python -m mlx_service`, whose argparse would exit 2
+    with its usage in the log after the launch."""
+    given = [str(a) for a in server_args]
+    refused = [f"--mlx-flag={a} is not a flag of the host service (`python -m mlx_service "
+               "--help` lists them)" for a in given if a.split("=", 1)[0] in ("-h", "--help")]
+    if refused:
+        return [], refused
+    parser = build_parser()
+    parser.exit_on_error = False  # an ArgumentError to name, not a usage and SystemExit
+    try:
+        _, unknown = parser.parse_known_args(given)
+    except argparse.ArgumentError as exc:
+        return [], [f"--mlx-flag: {exc}"]
+    refused = [f"--mlx-flag={a} is not a flag of the host service (`python -m mlx_service "
+               "--help` lists them)" for a in unknown]
+    return ([], refused) if refused else (given, [])
+
+
+def service_setting_problem(settings: Settings, server_args: Sequence[str] = (),
+                            venv: Path | None = None) -> str | None:
     """Every setting the service (or the tasks that run it) would refuse, in their own words,
-    in one line; None when all are good."""
+    in one line; None when all are good. server_args: `inv start --mlx-flag` values; venv:
+    the service venv a start would use (where the bundled model's folder is)."""
     problems = []
     for read in (lambda: settings.mlx_port, lambda: settings.mlx_wait_timeout,
                  lambda: settings.mlx_stop_grace, lambda: settings.mlx_api_key):
@@ -29,13 +54,20 @@ def service_setting_problem(settings: Settings) -> str | None:
             read()
         except SettingsError as exc:
             problems.append(str(exc))
+    argv, refused = server_flags(server_args)
+    problems += refused
     environ = {k: v for k, v in settings.env.items() if k not in SET_BY_THE_TASKS}
     try:
-        load_config([], environ)
+        config = load_config(argv, environ)
     except ConfigError as exc:
         named = {p.split("=", 1)[0] for p in problems}  # said once, in the tasks' words
         problems += [p for p in str(exc).split("; ") if p.split("=", 1)[0] not in named]
-    return "; ".join(problems) or None
+    else:
+        dim_name = "--mlx-flag=--dim" if build_parser().parse_args(argv).dim is not None \
+            else "EMBEDDINGS_DIM"
+        problems.append(dimension_problem(dim_name, config.dim, config.model,
+                                          Path(venv).expanduser() if venv else settings.mlx_venv))
+    return "; ".join(p for p in problems if p) or None
 
 
 def folder_problem(folder: Path, variable: str) -> str | None:
@@ -69,8 +101,10 @@ def service_files_problem(settings: Settings) -> str | None:
             or folder_problem(settings.run_dir, "CORTEX_RUN_DIR"))
 
 
-def check_service_settings(settings: Settings) -> None:
+def check_service_settings(settings: Settings, server_args: Sequence[str] = (),
+                           venv: Path | None = None) -> None:
     """SettingsError with one sentence for the first problem a start would run into."""
-    problem = service_setting_problem(settings) or service_files_problem(settings)
+    problem = (service_setting_problem(settings, server_args, venv)
+               or service_files_problem(settings))
     if problem:
         raise SettingsError(problem)

@@ -72,8 +72,10 @@ def format_status(s: dict) -> str:
         lines.append(f"mlx service: not running ({s['url']})")
     if s["healthy"]:
         h = s["health"] or {}
+        reranker = (f", reranker {h['rerank_model']}" if h.get("rerank_model")
+                    else ", no reranker")
         lines.append(f"  health: ok (model {h.get('model', '?')}, "
-                     f"{h.get('dimensions', '?')} dimensions)")
+                     f"{h.get('dimensions', '?')} dimensions{reranker})")
     elif s.get("foreign"):
         lines.append(f"  health: {s['foreign']}")
     elif s["responding"]:

@@ -11,7 +11,7 @@ from mlx_service.precision import BF16_MARGIN, cpu_bf16_units
 
 from tasks.core import runner
 from tasks.core.say import Say, untagged
-from tasks.core.settings import Settings
+from tasks.core.settings import Settings, SettingsError
 from tasks.core.venvs import InstallStep, VenvError, ensure_venv, is_current, venv_python
 
 # Optional BLAS libraries the venv can carry (`inv mlx install --blas NAME`); "default" drops
@@ -105,6 +105,21 @@ def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None,
             f"did not beat {library}'s float32 ({figures.get(library)} GFLOPS) by "
             f"{BF16_MARGIN}x: the service runs fp32 on {library} (`inv mlx install --blas "
             "default` removes oneMKL; delete the venv's mlx-blas-choice.json to measure again)")
+
+
+def check_venv_flag(settings: Settings, venv_path: Path | str | None, create: bool = False) -> None:
+    """--venv PATH outside the checkout that does not exist is most likely a typo: pip would
+    quietly fill it with a new venv of about 500 MB. Refused (SettingsError, exit 2) before
+    pip runs, unless the user asked for a new one (--create). A path inside the checkout, or
+    one that exists, is used as given."""
+    if venv_path is None or create:
+        return
+    path = Path(venv_path).expanduser().absolute()
+    if path.exists() or path.is_relative_to(Path(settings.root).absolute()):
+        return
+    raise SettingsError(f"--venv {venv_path}: no such folder, and it is outside the checkout; "
+                        "check the path, or ask for a new service venv there (about 500 MB) "
+                        "with --create (`inv start`: --mlx-flag=--create)")
 
 
 def service_venv_ready(settings: Settings, venv_path: Path | None = None) -> bool:

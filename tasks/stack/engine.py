@@ -21,6 +21,7 @@ from tasks.core import runner
 from tasks.core.enums import StrEnum
 from tasks.core.errors import TaskError
 from tasks.core.output_text import first_line
+from tasks.core.settings import SettingsError
 
 
 class EngineKind(StrEnum):
@@ -35,6 +36,10 @@ DETECT_TIMEOUT = 20.0
 
 class EngineError(TaskError, RuntimeError):
     """No container engine, or one that does not answer."""
+
+
+class EngineSettingError(EngineError, SettingsError):
+    """CORTEX_ENGINE names no engine the stack drives: a setting, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ def chosen_engine_kind(env: Mapping[str, str]) -> str:
     """CORTEX_ENGINE: "" (either), docker or podman; anything else is EngineError naming it."""
     wanted = (env.get("CORTEX_ENGINE") or "").strip().lower()
     if wanted not in ("", *EngineKind):
-        raise EngineError(f"CORTEX_ENGINE={env.get('CORTEX_ENGINE')!r} is not one of "
+        raise EngineSettingError(f"CORTEX_ENGINE={env.get('CORTEX_ENGINE')!r} is not one of "
                           f"{', '.join(EngineKind)} (or empty for whichever is installed)")
     return wanted
 

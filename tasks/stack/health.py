@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tasks.core.settings import Settings
+from tasks.host.reranker_info import reranker_line
 from tasks.stack import status_doc
 from tasks.stack.container import ContainerState
 from tasks.stack.table import shorten
@@ -25,16 +26,18 @@ def health(settings: Settings) -> tuple[list[dict], bool]:
         detail += f" answers, but not ready ({(mlx.get('health') or {}).get('status', 'not our service')})"
     elif not mlx["responding"]:
         detail += " does not answer"
+    if mlx_ready and mlx.get("reranker"):
+        detail += f"; {reranker_line(mlx['reranker'])}"
     rows = [{"name": "mlx (host)", "running": mlx["running"], "healthy": mlx.get("healthy"),
              "ready": mlx_ready, "detail": detail, "problem": not mlx_ready}]
     ok = mlx_ready
     started = 0
     for name, svc in doc.get("services", {}).items():
         failing = False
-        if svc["state"] != ContainerState.ABSENT:
+        if svc["state"] != ContainerState.ABSENT or svc.get("gone"):
             started += 1
             # A stopped or exited container of the stack is a problem too, not only one that
-            # runs without answering.
+            # runs without answering; so is one `inv start` started that was removed since.
             failing = not (svc["running"] and svc["ready"])
             ok = ok and not failing
         rows.append({"name": name, "running": svc["running"], "healthy": svc["healthy"],

@@ -23,7 +23,7 @@ from tasks.core.say import Say, say_as
 from tasks.core.settings import Settings
 from tasks.stack.compose import Compose, compose_files
 from tasks.stack.engine import Engine, find_engine
-from tasks.stack.errors import StackError
+from tasks.stack.errors import StackError, StackSettingError
 from tasks.stack.image_choice import auto_choice
 
 IMAGE_MODES = ("auto", "local", "upstream")
@@ -37,14 +37,16 @@ def compose_env(settings: Settings) -> dict[str, str]:
     env = {k: str(v) for k, v in settings.env.items() if v is not None}
     env["MLX_PORT"] = str(settings.mlx_port)
     env["MLX_HOST_URL"] = settings.mlx_host_url
-    settings.ports()  # validated here: a bad port is a SettingsError before Compose sees it
+    # Validated here: a bad port or project name is a SettingsError before Compose sees it.
+    settings.ports()
+    settings.compose_project
     return env
 
 
 def image_mode(settings: Settings) -> str:
     mode = (settings.get("CORTEX_IMAGES", "auto") or "auto").strip().lower()
     if mode not in IMAGE_MODES:
-        raise StackError(f"CORTEX_IMAGES={mode!r} is not one of {', '.join(IMAGE_MODES)}.")
+        raise StackSettingError(f"CORTEX_IMAGES={mode!r} is not one of {', '.join(IMAGE_MODES)}.")
     return mode
 
 
@@ -54,7 +56,7 @@ def extra_compose_files(settings: Settings) -> list[Path]:
     files = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
     for path in files:
         if not path.exists():
-            raise StackError(f"CORTEX_COMPOSE_OVERRIDES names {path}, which does not exist.")
+            raise StackSettingError(f"CORTEX_COMPOSE_OVERRIDES names {path}, which does not exist.")
     return files
 
 
@@ -85,8 +87,9 @@ def open_stack(settings: Settings, check_daemon: bool = True,
                say: Say = say_as("stack")) -> Stack:
     """Engine found (and answering), compose files chosen. Raises EngineError/StackError."""
     env = compose_env(settings)
+    mode = image_mode(settings)  # a setting is refused (exit 2) before the engine is asked
+    extra_compose_files(settings)
     engine = find_engine(env, check_daemon=check_daemon)
-    mode = image_mode(settings)
     if mode == "auto" and check_daemon:
         upstream = (settings.get("CORTEX_NATS_IMAGE", UPSTREAM_NATS),
                     settings.get("CORTEX_PYTHON_BASE_IMAGE", UPSTREAM_PYTHON))

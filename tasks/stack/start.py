@@ -8,17 +8,21 @@ from typing import Callable, Sequence
 
 from tasks.core.flags import MlxFlags
 from tasks.core.say import Say, say_as
-from tasks.core.settings import Settings, positive_seconds
+from tasks.core.settings import Settings, SettingsError, positive_seconds
 from tasks.host import mlx_process
+from tasks.host.model_asked import other_model_sentence
+from tasks.host.running_service import running_port
 from tasks.host.service_settings import check_service_settings
 from tasks.stack.container import ContainerState
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.image_resolution import resolve_images, warn_skipped
 from tasks.stack.port_conflicts import port_warnings
+from tasks.stack.prometheus_targets import NOT_SCRAPED, wait_first_scrape
 from tasks.stack.otlp_endpoints import otlp_environment, running_services
 from tasks.stack.project import Stack, make_stack, open_stack
 from tasks.stack.readiness import PROBES, NotReady, wait_ready
 from tasks.stack.services import BUILT_SERVICES, parse_services
+from tasks.stack.started_record import remember_started
 from tasks.stack.stop import refuse_foreign
 
 DEFAULT_READY_TIMEOUT = 120.0
@@ -67,7 +71,7 @@ def service_log_tail(stack: Stack, service: str, lines: int = 20) -> str:
 def host_start_kwargs(options: MlxFlags) -> dict:
     """mlx_process.start_service's arguments for `options` (start and every watch restart)."""
     return {"venv_path": options.venv, "wait": options.wait, "timeout": options.timeout,
-            "extra_args": tuple(options.server_args)}
+            "extra_args": tuple(options.server_args), "create_venv": options.create}
 
 
 def start_host_service(settings: Settings, say: Say, fast: bool = False, install: bool = True,
@@ -79,12 +83,17 @@ def start_host_service(settings: Settings, say: Say, fast: bool = False, install
         # Healthy, not merely answering: a 503 (loading, broken), a foreign server on the
         # port, or another checkout's service must not pass for this checkout's.
         if current.get("healthy") and not current.get("other_checkout"):
+            other = other_model_sentence(settings, current["url"], current.get("pid"))
+            if other:
+                raise StackError(f"The host embedding service was not started: {other}")
             say(f"--fast: the host service is already healthy at {current.get('url')}; "
                 "not installing or restarting it")
             return current
     try:
         return mlx_process.start_service(settings, install=install, say=say,
                                          **host_start_kwargs(options))
+    except SettingsError:
+        raise  # a setting it could not use (MLX_LOCK_TIMEOUT): exit 2, said as it is
     except mlx_process.ServiceError as exc:
         raise StackError(f"The host embedding service did not start: {exc}") from None
 
@@ -95,11 +104,8 @@ def aimed_at_the_running_service(stack: Stack, host: dict | None, say: Say) -> S
     there: the gateway is pointed at that port, not at the configured one, where nothing (or
     something else) answers. MLX_HOST_URL set by the user is theirs: left as it is."""
     settings = stack.settings
-    if host is None:
-        host = mlx_process.service_status(settings, cleanup=False)
-        if not host.get("running"):
-            return stack
-    port = host.get("port")
+    # Where it runs: the start's own answer, else its PID file, as every task finds it.
+    port = host.get("port") if host is not None else running_port(settings)
     if (not isinstance(port, int) or port == settings.mlx_port
             or settings.get("MLX_HOST_URL") is not None):
         return stack
@@ -117,7 +123,7 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     wait_for = ready_timeout(settings, timeout)
     settings.ports()  # every port, before Compose is asked anything
     if with_mlx:
-        check_service_settings(settings)
+        check_service_settings(settings, mlx.server_args, mlx.venv)
     stack = open_stack(settings)
     # Compose would start (and reuse) another checkout's containers of the same project name.
     refuse_foreign(stack, "containers", outcome="started nothing")
@@ -142,6 +148,8 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
         stack.compose.up(runnable, build=any(s in BUILT_SERVICES for s in runnable))
     except ComposeError as exc:
         raise StackError(f"Compose could not start {', '.join(runnable)}: {exc}") from None
+    # Recorded once Compose started them: one removed by hand later is gone, not skipped.
+    remember_started(settings, runnable)
     say(f"waiting up to {wait_for:g}s for {', '.join(s for s in runnable if s in PROBES)}")
     try:
         took = wait_ready(runnable, settings.ports(), wait_for, state_of=state_reader(stack),
@@ -149,4 +157,18 @@ def start(settings: Settings, services: Sequence[str] | None = None, *, fast: bo
     except NotReady as exc:
         logs = service_log_tail(stack, exc.service)
         raise StackError(f"{exc}.\nLast log lines of {exc.service}:\n{logs or '(none)'}") from None
+    if "prometheus" in runnable:
+        first_scrape(settings, say)
     return StartResult(runnable, skipped, took, host, warnings, stack.offline)
+
+
+def first_scrape(settings: Settings, say: Say) -> None:
+    """Wait for Prometheus's first scrape of every target, so that `inv status` right after
+    `inv start` says up or down, not "not scraped yet"."""
+    jobs = wait_first_scrape(settings.ports()["prometheus"])
+    waiting = sorted(job for job, health in jobs.items() if health == NOT_SCRAPED)
+    if waiting:
+        say(f"prometheus has not scraped {', '.join(waiting)} yet")
+    elif jobs:
+        say("prometheus scraped every target once: "
+            + ", ".join(f"{job}={health}" for job, health in jobs.items()))

@@ -15,8 +15,9 @@ import jsonschema
 
 from tasks.core.errors import TaskError
 from tasks.core.local_http import get_json, http_ok
-from tasks.core.settings import ALL_SERVICES, Settings, http_url
+from tasks.core.settings import ALL_SERVICES, Settings, http_url, with_path
 from tasks.host.mlx_process import service_status
+from tasks.host.reranker_info import served_reranker
 from tasks.stack.container import Container, ContainerHealth, ContainerState
 from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
@@ -24,6 +25,7 @@ from tasks.stack.origins import foreign_origins, project_origins
 from tasks.stack.project import open_stack
 from tasks.stack.prometheus_targets import scrape_targets
 from tasks.stack.readiness import PROBES, probe_answer, probe_url, tcp_ok
+from tasks.stack.started_record import started_services
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "status.schema.json"
 
@@ -62,8 +64,11 @@ def mlx_status(settings: Settings) -> dict[str, Any]:
     raw["pid"] = int(pid) if isinstance(pid, int) and pid > 0 else None
     raw["url"] = str(raw.get("url") or settings.mlx_url)
     raw["log"] = None if raw.get("log") is None else str(raw["log"])
-    raw["model"] = served_model(settings) if raw["responding"] and not raw.get("foreign") \
+    raw["model"] = served_model(raw["url"]) if raw["responding"] and not raw.get("foreign") \
         else None
+    # RERANK_MODEL as the running service names it (reranker_info.py), or its cosine default.
+    raw["reranker"] = served_reranker(settings.mlx_endpoint("/info")) \
+        if raw["responding"] and not raw.get("foreign") else None
     return json.loads(json.dumps(raw, default=str))
 
 
@@ -72,10 +77,10 @@ MODEL_KEYS = ("name", "architecture", "pooling", "pooling_source", "prompts", "m
               "weights", "dtype", "quantization", "forward", "layers")
 
 
-def served_model(settings: Settings) -> dict[str, Any] | None:
-    """The model the service serves, as its /info describes it (None: an older service, or
-    no answer)."""
-    status, body, _ = get_json(settings.mlx_endpoint("/info"), timeout=2.0)
+def served_model(url: str) -> dict[str, Any] | None:
+    """The model the service at `url` (where it runs, as its status found it) serves, as its
+    /info describes it (None: an older service, or no answer)."""
+    status, body, _ = get_json(with_path(url, "/info"), timeout=2.0)
     info = body.get("model_info") if status == 200 and isinstance(body, dict) else None
     if not isinstance(info, dict):
         return None
@@ -109,14 +114,18 @@ def other_checkouts(stack) -> dict[str, str]:
 
 
 def service_facts(name: str, container: Container | None, ports: dict[str, int],
-                  other_where: str | None = None) -> dict:
+                  other_where: str | None = None, started: bool = False) -> dict:
+    """`started`: `inv start` started this service (tasks/stack/started_record.py), so a
+    missing container is gone, not skipped."""
     key = PROBES.get(name, (None, None))[0]
     port = ports.get(key) if key else None
     url = probe_url(name, ports) if name in PROBES else None
     if container is None:
+        detail = ("gone: inv start started it and its container no longer exists "
+                  "(inv start creates it again)" if started else "no container")
         return {"running": False, "healthy": None, "ready": False, "state": ContainerState.ABSENT,
                 "health": None, "container": None, "port": port, "probe": url,
-                "detail": "no container"}
+                "detail": detail, "gone": started}
     state = container.state or ContainerState.UNKNOWN
     running = state == ContainerState.RUNNING
     health = container.health or None
@@ -187,11 +196,13 @@ def build_status(settings: Settings) -> dict:
         engine["error"] = str(exc)
     mlx = mlx_status(settings)
     chosen = by_service(containers, others)
+    started = started_services(settings) if engine["available"] else set()
     services = {}
     for name in ALL_SERVICES:
         container = chosen.get(name)
         services[name] = service_facts(name, container, ports,
-                                       others.get(container.shown_name) if container else None)
+                                       others.get(container.shown_name) if container else None,
+                                       started=name in started)
     if services.get("prometheus", {}).get("ready"):
         services["prometheus"]["targets"] = scrape_targets(ports["prometheus"])
     return {

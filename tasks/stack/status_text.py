@@ -1,6 +1,7 @@
 """`inv status` as text: the status document (status_doc.py) read for a person."""
 from __future__ import annotations
 
+from tasks.host.reranker_info import reranker_line
 from tasks.stack.table import format_table
 
 
@@ -14,12 +15,16 @@ def status_text(doc: dict) -> str:
            f"{' (pid %s)' % mlx['pid'] if mlx['pid'] else ''}, "
            f"{'responding' if mlx['responding'] else 'not responding'} at {mlx['url']}"
            f"; log {mlx['log']}"]
+    if mlx.get("reranker"):
+        out.append(f"          {reranker_line(mlx['reranker'])}")
     if mlx.get("foreign"):
         out.append(f"          {mlx['foreign']}")
     if mlx.get("other_checkout"):
         out.append(f"          it is another checkout's service ({mlx['other_checkout']}), "
                    "not this checkout's")
-    rows = [{"service": name, **facts} for name, facts in doc["services"].items()]
+    # "gone": inv start started it and its container was removed since (not merely absent).
+    rows = [{"service": name, **facts, "state": "gone" if facts.get("gone") else facts["state"]}
+            for name, facts in doc["services"].items()]
     out += ["", format_table(rows, ["service", "state", "running", "healthy", "ready", "port",
                                     "container"]), ""]
     out.append("connectivity  " + "  ".join(f"{k}={'yes' if v else 'no'}"

@@ -8,6 +8,7 @@ from tasks.stack.engine import EngineError
 from tasks.stack.errors import ComposeError, StackError
 from tasks.stack.origins import foreign_origins, project_origins
 from tasks.stack.project import Stack, open_stack
+from tasks.stack.started_record import forget_started
 
 
 def stop_host(settings: Settings, say: Say) -> bool:
@@ -41,6 +42,7 @@ def stop(settings: Settings, say: Say = say_as("stack"), with_mlx: bool = True) 
         refuse_foreign(stack, "containers")
         say(f"stopping the containers of project {stack.compose.project}")
         stack.compose.stop()
+        forget_started(settings)  # stopped on purpose: no longer expected to run
     except (EngineError, ComposeError, StackError, SettingsError) as exc:
         problem = exc  # the host service is still stopped below
     if with_mlx:
@@ -59,6 +61,7 @@ def clean(settings: Settings, say: Say = say_as("stack")) -> None:
         refuse_foreign(stack, "containers and volumes")
         say(f"removing containers, volumes and networks of project {stack.compose.project}")
         stack.compose.down(volumes=True)
+        forget_started(settings)
     except (EngineError, ComposeError, StackError, SettingsError) as exc:
         problem = exc  # the host service is still stopped below
     stop_host(settings, say)

@@ -17,7 +17,7 @@ def test_roundtrip_goes_through_the_gateway_container(stack_up):
     done = inv("roundtrip", env=stack_up, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[ok  ] gateway: container -> host vectors equal the host's" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "roundtrip PASSED: 5 passed, 0 failed, 0 skipped"
+    assert done.stdout.strip().splitlines()[-1] == "roundtrip PASSED: 7 passed, 0 failed, 0 skipped"
 
 
 def test_verify_sees_the_stack_ports_as_ours(stack_up):

@@ -54,10 +54,17 @@ def _response(sock: socket.socket) -> tuple[int, dict, bytes]:
     return resp.status, dict(resp.getheaders()), resp.read()
 
 
-def _assert_openai_error(body: bytes, code: int) -> dict:
+# The code string each status carries, as the host service names them (issue 28, row 13).
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+         413: "request_too_large"}
+
+
+def _assert_openai_error(body: bytes, status: int) -> dict:
+    """OpenAI's shape, as the host writes it: a string code, invalid_request_error for a 4xx."""
     error = json.loads(body)["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
-    assert error["code"] == code and error["message"], error
+    assert error["code"] == CODES[status] and error["message"], error
+    assert error["type"] == "invalid_request_error", error
     return error
 
 

@@ -145,6 +145,33 @@ def test_one_trace_runs_from_the_gateway_into_the_host_service(observed):
     assert any("POST /v1/embeddings 200" in line for line in gateway_lines), gateway_lines
 
 
+def test_a_cortex_rerank_through_the_gateway_is_one_trace(observed):
+    """Cortex-OS's /rerank, translated by the gateway: its SERVER span continues the caller's,
+    the call to the host's TEI /rerank is its CLIENT child, the host's span a child of that."""
+    receiver, trace_id = observed["receiver"], "1bf7651916cd43dd8448eb211c80319d"
+    answer = requests.post(observed["gateway"] + "/rerank",
+                           json={"query": "what does a man eat?", "docs": ["food", "tax"]},
+                           headers={"traceparent": f"00-{trace_id}-{PARENT_ID}-01"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+
+    def whole_trace():  # each service exports on its own schedule: wait for all three
+        spans = receiver.spans_of(trace_id)
+        seen = {(s.service, s.kind) for s in spans}
+        return spans if {("model-gateway", "SERVER"), ("model-gateway", "CLIENT"),
+                         ("mlx-embeddings", "SERVER")} <= seen else None
+
+    spans = receiver.wait_for(whole_trace, timeout=30)
+    seen = [(s.service, s.name) for s in receiver.received.spans][-20:]
+    assert spans, f"no trace of the rerank: {seen}"
+    server = next(s for s in spans if s.service == "model-gateway" and s.kind == "SERVER")
+    assert server.name == "POST /rerank" and server.parent_id == PARENT_ID
+    client = next(s for s in spans if s.service == "model-gateway" and s.kind == "CLIENT"
+                  and s.name == "POST /rerank")
+    assert client.parent_id == server.span_id
+    host = next(s for s in spans if s.service == "mlx-embeddings" and s.kind == "SERVER")
+    assert host.name == "POST /rerank" and host.parent_id == client.span_id
+
+
 def test_status_lists_prometheus_and_a_stopped_host_service_is_a_down_target(observed):
     env = observed["env"]
     wait_targets(observed["prometheus"], {job: "up" for job in JOBS})  # scraped once at least

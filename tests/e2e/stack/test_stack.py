@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tasks.stack.status_doc import load_schema
-from tests.support import REPO_ROOT, inv
+from tests.support import REPO_ROOT, inv, remove_services
 
 START = ("start", "--services=nats,model-gateway")
 STREAM, SUBJECT = "CORTEXE2E", "cortex.e2e.persist"
@@ -112,8 +112,7 @@ def test_service_that_never_becomes_ready(stack_env, tmp_path):
         assert f"127.0.0.1:{stack_env['CORTEX_MCP_REGISTRY_PORT']}/health" in result.stderr
         assert "registry held back by the e2e override" in result.stderr  # its last log lines
     finally:
-        subprocess.run(["docker", "rm", "-f", f"{stack_env['CORTEX_COMPOSE_PROJECT']}-mcp-registry-1"],
-                       capture_output=True)
+        remove_services(env, "mcp-registry")
 
 
 def test_port_held_by_another_program_is_named(stack_env):
@@ -128,8 +127,7 @@ def test_port_held_by_another_program_is_named(stack_env):
                      timeout=400)
     finally:
         holder.close()
-        subprocess.run(["docker", "rm", "-f", f"{stack_env['CORTEX_COMPOSE_PROJECT']}-mcp-registry-1"],
-                       capture_output=True)
+        remove_services(env, "mcp-registry")
     assert f"port {port} (mcp-registry)" in result.stderr
     assert f"pid {os.getpid()}" in result.stderr  # the holder: this test process
     assert result.returncode != 0  # Compose cannot publish a port that is taken

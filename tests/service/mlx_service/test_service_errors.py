@@ -15,10 +15,10 @@ CASES = [
     ("missing input", "/embed", b"{}", JSON, 400, ["input", "required"]),
     ("missing input openai", "/v1/embeddings", b'{"texts": ["a"]}', JSON, 400, ["input"]),
     ("null input", "/v1/embeddings", b'{"input": null}', JSON, 400, ["input"]),
-    ("empty list", "/embed", b'{"input": []}', JSON, 422, ["empty list"]),
-    ("empty texts list", "/embed", b'{"texts": []}', JSON, 422, ["texts", "empty"]),
-    ("empty string", "/v1/embeddings", b'{"input": ""}', JSON, 422, ["empty string"]),
-    ("empty string in list", "/embed", b'{"input": ["ok", ""]}', JSON, 422, ["input[1]", "empty"]),
+    ("empty list", "/embed", b'{"input": []}', JSON, 400, ["empty list"]),
+    ("empty texts list", "/embed", b'{"texts": []}', JSON, 400, ["texts", "empty"]),
+    ("empty string", "/v1/embeddings", b'{"input": ""}', JSON, 400, ["empty string"]),
+    ("empty string in list", "/embed", b'{"input": ["ok", ""]}', JSON, 400, ["input[1]", "empty"]),
     ("integer item", "/embed", b'{"input": ["ok", 5]}', JSON, 400, ["input[1]", "string", "integer"]),
     ("null item", "/v1/embeddings", b'{"input": [null]}', JSON, 400, ["input[0]", "null"]),
     ("object item", "/embed", b'{"input": [{"text": "a"}]}', JSON, 400, ["input[0]", "object"]),
@@ -39,7 +39,7 @@ CASES = [
      ["'user'", "string", "object"]),
     ("huge integer", "/v1/embeddings", b'{"input": "x", "dimensions": ' + b"9" * 5000 + b"}",
      JSON, 400, ["not valid JSON"]),
-    ("huge number", "/v1/embeddings", b'{"input": "x", "dimensions": 1e999}', JSON, 422,
+    ("huge number", "/v1/embeddings", b'{"input": "x", "dimensions": 1e999}', JSON, 400,
      ["dimensions", "integer"]),
     ("invalid UTF-8 inside a string", "/v1/embeddings", b'{"input": "ok \xc3\x28"}', JSON, 400,
      ["UTF-8"]),
@@ -60,15 +60,15 @@ CASES = [
     ("body too large", "/v1/embeddings", json.dumps({"input": "a" * 70000}).encode(), JSON, 413,
      ["65536", "MLX_MAX_REQUEST_BYTES"]),
     ("unknown encoding_format", "/v1/embeddings", b'{"input": "a", "encoding_format": "int8"}',
-     JSON, 422, ["encoding_format", "int8"]),
-    ("dimensions zero", "/v1/embeddings", b'{"input": "a", "dimensions": 0}', JSON, 422,
+     JSON, 400, ["encoding_format", "int8"]),
+    ("dimensions zero", "/v1/embeddings", b'{"input": "a", "dimensions": 0}', JSON, 400,
      ["dimensions", "between 1 and 384"]),
-    ("dimensions too large", "/v1/embeddings", b'{"input": "a", "dimensions": 385}', JSON, 422,
+    ("dimensions too large", "/v1/embeddings", b'{"input": "a", "dimensions": 385}', JSON, 400,
      ["dimensions", "385"]),
-    ("dimensions negative", "/embed", b'{"input": "a", "dimensions": -3}', JSON, 422, ["dimensions"]),
-    ("dimensions a string", "/v1/embeddings", b'{"input": "a", "dimensions": "12"}', JSON, 422,
+    ("dimensions negative", "/embed", b'{"input": "a", "dimensions": -3}', JSON, 400, ["dimensions"]),
+    ("dimensions a string", "/v1/embeddings", b'{"input": "a", "dimensions": "12"}', JSON, 400,
      ["dimensions", "integer"]),
-    ("dimensions a boolean", "/v1/embeddings", b'{"input": "a", "dimensions": true}', JSON, 422,
+    ("dimensions a boolean", "/v1/embeddings", b'{"input": "a", "dimensions": true}', JSON, 400,
      ["dimensions", "integer"]),
     ("model not a string", "/v1/embeddings", b'{"input": "a", "model": 3}', JSON, 400, ["model"]),
     ("input and texts", "/embed", b'{"input": "a", "texts": ["b"]}', JSON, 400, ["not both"]),
@@ -112,6 +112,6 @@ def test_wrong_route_or_method_is_json(service, method, path, want):
 
 def test_requests_are_logged_one_line_each(service):
     status, _, _ = http("POST", service.url + "/embed?marker=1", b'{"input": []}', JSON)
-    assert status == 422
-    lines = [line for line in service.log().splitlines() if "POST /embed 422" in line]
+    assert status == 400
+    lines = [line for line in service.log().splitlines() if "POST /embed 400" in line]
     assert lines and "error=empty_input" in lines[-1]

@@ -53,7 +53,7 @@ def test_info(service, service_py):
 
 def test_metrics(service):
     assert service.post("/embed", {"input": ["one", "two"]})[0] == 200
-    assert service.post("/embed", {"input": []})[0] == 422
+    assert service.post("/embed", {"input": []})[0] == 400
     status, headers, raw = http("GET", service.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     text = raw.decode()
@@ -67,7 +67,7 @@ def test_metrics(service):
                 if s.name == "mlx_embed_requests_total"}
     ok = requests.get(frozenset({"endpoint": "/embed", "outcome": "ok", "code": "200"}.items()))
     bad = requests.get(frozenset({"endpoint": "/embed", "outcome": "client_error",
-                                  "code": "422"}.items()))
+                                  "code": "400"}.items()))
     assert ok and int(ok) >= 1 and bad and int(bad) >= 1
     assert int(re.search(r"^mlx_embed_tokens_total (\d+)", text, re.M).group(1)) > 0
 

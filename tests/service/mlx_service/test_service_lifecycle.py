@@ -98,7 +98,7 @@ def test_smaller_dimension_truncates_and_renormalizes(small_service, reference):
         assert cosine(vec, ref) >= 0.9999
     assert small_service.get("/health")[1]["dimensions"] == 128
     status, body = small_service.post("/v1/embeddings", {"input": "a", "dimensions": 129})
-    assert status == 422 and "128" in body["error"]["message"]
+    assert status == 400 and "128" in body["error"]["message"]
 
 
 def test_full_queue_answers_429(small_service):

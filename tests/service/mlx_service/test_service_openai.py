@@ -34,11 +34,14 @@ def test_openai_client_single_float_and_dimensions(service, reference):
 
 
 def test_openai_client_error_is_a_bad_request(service):
-    try:
-        client(service).embeddings.create(model="any", input="x", encoding_format="float",
-                                          dimensions=10_000)
-    except openai.UnprocessableEntityError as exc:
-        assert exc.status_code == 422
-        assert "dimensions" in str(exc)
-    else:
-        raise AssertionError("dimensions=10000 was accepted")
+    # OpenAI answers an invalid body 400 (issue 28, row 12): the client raises BadRequestError,
+    # as it would against OpenAI, not UnprocessableEntityError.
+    for bad in ({"dimensions": 10_000}, {"dimensions": 0}, {"dimensions": "x"}, {"input": ""}):
+        kwargs = {"model": "any", "input": "x", "encoding_format": "float", **bad}
+        try:
+            client(service).embeddings.create(**kwargs)
+        except openai.BadRequestError as exc:
+            assert exc.status_code == 400
+            assert exc.body["param"] == next(iter(bad)), exc.body
+        else:
+            raise AssertionError(f"{bad} was accepted")

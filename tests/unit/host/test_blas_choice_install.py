@@ -47,7 +47,7 @@ def test_the_venv_remembers_its_extras(tmp_path):
 
 def test_inv_refuses_an_unknown_blas_before_touching_the_venv(tmp_path):
     venv = tmp_path / "venv"
-    done = inv("mlx.install", "--blas", "openblass", "--venv", str(venv))
+    done = inv("mlx.install", "--blas", "openblass", "--venv", str(venv), "--create")
     assert done.returncode == 1
     assert "--blas 'openblass' is not one of mkl, default" in done.stderr
     assert "Traceback" not in done.stderr and not venv.exists()

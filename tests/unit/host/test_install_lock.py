@@ -17,7 +17,7 @@ def test_install_waits_for_a_start_and_gives_up_in_one_sentence(tmp_path):
     venv = tmp_path / "never-created"
     env = isolated_env(tmp_path, MLX_LOCK_TIMEOUT="1")
     with locked(_pidfile(env), 5, doing="inv mlx start"):
-        done = inv("mlx", "install", "--venv", str(venv), env=env, timeout=120)
+        done = inv("mlx", "install", "--venv", str(venv), "--create", env=env, timeout=120)
     assert done.returncode == 1, done.stderr
     assert f"waiting for pid {os.getpid()} (inv mlx start)" in done.stderr
     assert "[mlx] error: could not install the mlx service: " in done.stderr

@@ -288,7 +288,7 @@ def test_lock_timeout_is_one_sentence_naming_the_holder(tmp_path):
 def test_bad_lock_timeout_is_one_sentence(tmp_path):
     env = isolated_env(tmp_path, MLX_LOCK_TIMEOUT="soon")
     stop = inv("mlx.stop", env=env, timeout=60)
-    assert stop.returncode == 1 and "MLX_LOCK_TIMEOUT" in stop.stderr
+    assert stop.returncode == 2 and "MLX_LOCK_TIMEOUT" in stop.stderr  # a setting: exit 2
     assert "Traceback" not in stop.stderr
 
 

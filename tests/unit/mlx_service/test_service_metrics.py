@@ -24,6 +24,7 @@ def test_the_series_their_types_and_nothing_else():
                      f"{p}_batch_size_rows": "histogram", f"{p}_batch_padded_tokens": "histogram",
                      f"{p}_batch_duration_seconds": "histogram", f"{p}_tokens": "counter",
                      f"{p}_padded_tokens": "counter", f"{p}_texts": "counter",
+                     f"{p}_scored_pairs": "counter", f"{p}_refused_requests": "counter",
                      f"{p}_queue_depth": "gauge"}
     assert "_created" not in text
     lines = text.splitlines()
@@ -54,6 +55,19 @@ def test_requests_by_endpoint_outcome_and_code():
                        for (o, c), n in expect.items()}
     assert [RequestOutcome.of(s) for s in (204, 404, 429, 500)] == [
         "ok", "client_error", "rejected", "server_error"]
+    assert RequestOutcome.of(503, not_ready=True) == "not_ready"
+
+
+def test_refusals_are_counted_by_reason():
+    m = Metrics()
+    m.observe_request("/embed", 429, 0.01, refusal="queue_full")
+    m.observe_request("/rerank", 429, 0.01, refusal="too_many_requests")
+    m.observe_request("/embed", 413, 0.01, refusal="too_many_items")
+    m.observe_request("/embed", 400, 0.01, refusal="empty_input")  # not a refusal: a mistake
+    samples = {s.labels["reason"]: s.value for s in
+               families(m.render(0, True, INFO))["mlx_embed_refused_requests"].samples}
+    assert samples == {"queue_full": 1, "too_many_requests": 1, "too_many_items": 1}
+    assert m.refusals() == samples
 
 
 def test_the_device_label_follows_the_loaded_model_and_registries_are_separate():

@@ -22,16 +22,16 @@ def test_valid_shapes():
     ({}, True, 400, "missing_input"),
     ({"texts": ["a"]}, True, 400, "missing_input"),      # OpenAI's shape has only `input`
     ({"input": "a", "texts": ["b"]}, False, 400, "ambiguous_input"),
-    ({"input": []}, True, 422, "empty_input"),
-    ({"input": ["a", ""]}, True, 422, "empty_input"),
+    ({"input": []}, True, 400, "empty_input"),
+    ({"input": ["a", ""]}, True, 400, "empty_input"),
     ({"input": ["a", 1]}, True, 400, "invalid_type"),
     ({"input": [["a"]]}, True, 400, "invalid_type"),
     ({"input": 3}, False, 400, "invalid_type"),
     (["a"], True, 400, "invalid_type"),
     ({"input": ["a"] * 5}, True, 413, "too_many_items"),
-    ({"input": "a", "encoding_format": "int8"}, True, 422, "invalid_encoding_format"),
-    ({"input": "a", "dimensions": 385}, True, 422, "invalid_dimensions"),
-    ({"input": "a", "dimensions": False}, True, 422, "invalid_dimensions"),
+    ({"input": "a", "encoding_format": "int8"}, True, 400, "invalid_encoding_format"),
+    ({"input": "a", "dimensions": 385}, True, 400, "invalid_dimensions"),
+    ({"input": "a", "dimensions": False}, True, 400, "invalid_dimensions"),
     ({"input": "a", "model": ["x"]}, True, 400, "invalid_type"),
 ])
 def test_refusals(body, openai, status, code):

@@ -90,7 +90,9 @@ def test_scrape_targets_reads_each_jobs_health_and_a_down_target_wins():
                {"labels": {"job": "pair"}, "health": "up"},
                {"labels": {"job": "pair"}, "health": "down"},
                {"labels": {"job": "pair"}, "health": "up"},
-               {"labels": {"job": "new"}, "health": "unknown"}]
+               {"labels": {"job": "new"}, "health": "unknown"},
+               {"labels": {"job": "fresh"}, "health": "unknown",
+                "lastScrape": "0001-01-01T00:00:00Z"}]
 
     class Answer(QuietHandler):
         def do_GET(self):
@@ -102,7 +104,8 @@ def test_scrape_targets_reads_each_jobs_health_and_a_down_target_wins():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert scrape_targets(server.server_address[1]) == {
-            "mlx": "down", "model-gateway": "up", "new": "unknown", "pair": "down"}
+            "mlx": "down", "model-gateway": "up", "new": "unknown", "pair": "down",
+            "fresh": "not scraped yet"}  # its lastScrape is the zero time: never scraped
     finally:
         server.shutdown()
         server.server_close()

@@ -93,3 +93,24 @@ def test_exited_container_is_neither_running_nor_ready_and_health_is_separate():
                              {"natsMonitor": 1})
     # running, health check not decided yet, and port 1 answers nothing: three separate facts
     assert (starting["running"], starting["healthy"], starting["ready"]) == (True, None, False)
+
+
+def test_a_started_service_without_container_is_gone_and_one_never_started_is_not(tmp_path):
+    from tasks.core.settings import load_settings
+    from tasks.stack.started_record import forget_started, remember_started, started_services
+
+    settings = load_settings(environ={"CORTEX_RUN_DIR": str(tmp_path),
+                                      "CORTEX_COMPOSE_PROJECT": "p"})
+    remember_started(settings, ["nats", "model-gateway"])
+    remember_started(settings, ["prometheus"])  # a later start adds to the record
+    assert started_services(settings) == {"nats", "model-gateway", "prometheus"}
+    # another project name has its own record
+    assert started_services(settings.with_env(CORTEX_COMPOSE_PROJECT="q")) == set()
+    gone = service_facts("nats", None, {"natsMonitor": 1}, started=True)
+    assert gone["gone"] is True and gone["detail"].startswith("gone: inv start started it")
+    skipped = service_facts("grafana", None, {"grafana": 1})
+    assert skipped["gone"] is False and skipped["detail"] == "no container"
+    forget_started(settings, ["nats"])
+    assert started_services(settings) == {"model-gateway", "prometheus"}
+    forget_started(settings)  # inv stop / clean
+    assert started_services(settings) == set() and not list(tmp_path.iterdir())
