@@ -16,13 +16,11 @@ from mlx_service.models.architectures import (Architecture, architecture_of,
                                               normalize_model_type, supported_names)
 from mlx_service.models.pooling import Pooling, PoolingError, read_pooling
 from mlx_service.models.prompts import PromptError, Prompts, read_prompts
+from mlx_service.models.st_modules import Modules, ModulesError, read_modules
 from mlx_service.models.tokenizer_files import tokenizer_problems
 from mlx_service.models.weights import Weights, WeightsError, read_weights
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# sentence-transformers modules the service runs; any other changes the vectors (a Dense
-# projection, say) and is refused rather than skipped.
-SERVED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
 class ModelError(RuntimeError):
@@ -44,6 +42,7 @@ class ModelSpec:
     weights: Weights | None = None
     quantization: dict | None = None  # config.json's "quantization" (MLX: group_size, bits)
     do_lower_case: bool = False  # sentence_bert_config.json: texts lowercased before tokenizing
+    modules: Modules = field(default_factory=Modules)  # Dense and Normalize after pooling
 
     def describe_weights(self) -> str:
         if self.quantization:
@@ -105,6 +104,11 @@ def read_config(folder: Path) -> dict:
 
 
 def read_architecture(cfg: dict) -> Architecture:
+    remote = sorted(k for k in (cfg.get("auto_map") or {}) if k.startswith("AutoModel"))
+    if remote:
+        raise ModelError(f"the model needs remote code (config.json's auto_map names "
+                         f"{remote[0]}: {cfg['auto_map'][remote[0]]}), which this service does "
+                         f"not run; it serves these architectures: {supported_names()}")
     raw = cfg.get("model_type")
     if not raw:
         raise ModelError(f"config.json names no model_type (supported: {supported_names()})")
@@ -142,6 +146,7 @@ def read_max_seq_length(folder: Path, arch: Architecture | None = None) -> int:
 
 
 def read_native_dim(folder: Path, pooling: tuple[str, ...]) -> int:
+    """The pooled vector's size (hidden size times the pooling modes)."""
     cfg = _read_json(folder / "config.json")
     if cfg is None:
         raise ModelError(f"{folder} has no config.json: not a model folder")
@@ -152,15 +157,18 @@ def read_native_dim(folder: Path, pooling: tuple[str, ...]) -> int:
     return hidden * len(pooling)
 
 
-def check_modules(folder: Path) -> None:
-    modules = _read_json(folder / "modules.json")
-    if not isinstance(modules, list):
-        return
-    for module in modules:
-        kind = str(module.get("type", "")) if isinstance(module, dict) else ""
-        if kind and not kind.endswith(SERVED_MODULES):
-            raise ModelError(f"modules.json has a {kind.rsplit('.', 1)[-1]} module, which this "
-                             f"service does not run (it runs {', '.join(SERVED_MODULES)})")
+def check_modules(folder: Path, pooling: tuple[str, ...] | None = None) -> Modules:
+    """The folder's Dense and Normalize modules (refused in one sentence when they cannot
+    run), checked against the pooled vector's size."""
+    if pooling is None:
+        try:
+            pooling = read_pooling(folder).modes
+        except PoolingError:
+            pooling = ("mean",)  # said by the pooling check itself
+    try:
+        return read_modules(folder, read_native_dim(folder, pooling))
+    except ModulesError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def read_quantization(cfg: dict) -> dict | None:
@@ -181,23 +189,24 @@ def read_quantization(cfg: dict) -> dict | None:
 def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
     cfg = read_config(folder)
     arch = read_architecture(cfg)
-    check_modules(folder)
     try:
         pooling: Pooling = read_pooling(folder, arch.own_pooling, arch.own_pooling_why)
         prompts = read_prompts(folder)
         weights = read_weights(folder)
     except (PoolingError, PromptError, WeightsError) as exc:
         raise ModelError(str(exc)) from None
+    modules = check_modules(folder, pooling.modes)
     quantization = read_quantization(cfg)
     problems = tokenizer_problems(folder, cfg, arch.pad_id_matters)
     if problems:
         raise ModelError(problems[0])
     return ModelSpec(name=name, path=folder, pooling=pooling.modes,
-                     native_dim=read_native_dim(folder, pooling.modes),
+                     native_dim=modules.out_dim(read_native_dim(folder, pooling.modes)),
                      max_seq_length=read_max_seq_length(folder, arch), local=local,
                      architecture=arch.name, pooling_source=pooling.source,
                      include_prompt=pooling.include_prompt, prompts=prompts, weights=weights,
-                     quantization=quantization, do_lower_case=read_do_lower_case(folder))
+                     quantization=quantization, do_lower_case=read_do_lower_case(folder),
+                     modules=modules)
 
 
 def read_spec(model: str | None) -> ModelSpec:
