@@ -4,11 +4,14 @@ Tokenizing is thread-safe; `embed` must run on one thread (the inference thread;
 fast path it hands parts of a batch to lane threads of its own and waits). Which forward
 pass runs (`forward`, in /info):
 
-- `cpu-fast`: on a CPU, for BERT, XLM-R, ModernBERT and Qwen3 (mlx_service/models/
-  fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy exp/erf/SiLU, lanes);
+- `cpu-fast`: on a CPU, for BERT, XLM-R, DistilBERT, ModernBERT, Qwen3, Qwen2 and Mistral
+  (mlx_service/models/fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy
+  exp/erf/SiLU, lanes);
 - `mlx`: MLX layers (`layers` in /info): mlx-embeddings' for BERT, XLM-R and Qwen3, whose
   token states we pool ourselves (the library's own pooling is fixed per architecture), and
-  ours where the library's is wrong (mlx_service/models/modernbert.py).
+  ours where the library's is wrong or missing (models/architectures.py says which).
+
+After pooling come the folder's sentence-transformers Dense modules, then L2 normalization.
 
 Rows are padded on the right: exact for absolute positions (BERT, XLM-R), and for causal
 models (Qwen3) a token never sees what follows it, so a row's last real token is the same

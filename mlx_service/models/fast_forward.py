@@ -1,8 +1,9 @@
 """Which fast forward pass runs a model on the CPU (one module per architecture):
 
-- BERT and XLM-R: mlx_service/cpu_fast.py's CpuBertForward (the same layers; XLM-R's
-  embeddings count positions from padding_idx + 1 themselves);
-- Qwen3: mlx_service/models/fast_qwen3.py; ModernBERT: mlx_service/models/fast_modernbert.py.
+- BERT, XLM-R and DistilBERT (on BERT's layers): mlx_service/cpu_fast.py's CpuBertForward
+  (the same layers; XLM-R's embeddings count positions from padding_idx + 1 themselves);
+- Qwen3, Qwen2 and Mistral: mlx_service/models/fast_qwen3.py; ModernBERT:
+  mlx_service/models/fast_modernbert.py.
 
 Each has `use(precision)` / `forget(precision)` (mlx_service/gemm.py's precisions) and
 `__call__(ids, mask) -> last hidden state`. Quantized models, and activations a fast pass

@@ -35,8 +35,8 @@ EXPECTED = {"bert-cls": ("bert", ["cls"], "cpu-fast", ["Normalize"]),
                              ["Dense 64->256 identity, no bias", "Dense 256->64 identity, no bias",
                               "Normalize"]),
             "bert-dense-tanh": ("bert", ["cls"], "cpu-fast", ["Dense 64->48 tanh", "Normalize"]),
-            "qwen2-last": ("qwen2", ["lasttoken"], "mlx", ["Normalize"]),
-            "mistral-last": ("mistral", ["lasttoken"], "mlx", ["Normalize"])}
+            "qwen2-last": ("qwen2", ["lasttoken"], "cpu-fast", ["Normalize"]),
+            "mistral-last": ("mistral", ["lasttoken"], "cpu-fast", ["Normalize"])}
 
 
 @pytest.fixture(scope="module", params=MODELS)
