@@ -1,6 +1,6 @@
 """The CPU fast path for every architecture that has one (BERT, XLM-R, ModernBERT, Qwen3;
-DistilBERT and BERT with a Dense head on BERT's; Qwen2 and Mistral on Qwen3's, Mistral also
-with a sliding window shorter than the texts) and its
+DistilBERT and BERT with a Dense head on BERT's; MPNet's, BERT's with a position bias; Qwen2
+and Mistral on Qwen3's, Mistral also with a sliding window shorter than the texts) and its
 precisions (mlx_service/gemm.py, precision.py), run in the service's venv on the tiny fixtures.
 
 fp32 must give the MLX layers' vectors (to float32 rounding); bf16 (emulated on a CPU without
@@ -63,7 +63,7 @@ print(json.dumps(out))
 
 
 FAST_MODELS = ["bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last", "distilbert-cls",
-               "bert-dense-tanh", "qwen2-last", "mistral-last", "mistral-window8"]
+               "bert-dense-tanh", "qwen2-last", "mistral-last", "mistral-window8", "mpnet-mean"]
 
 
 @pytest.fixture(scope="module")
