@@ -1,5 +1,10 @@
 """The architectures the service serves, and what each needs (after TEI's candle backend,
-which keeps one table of the model types it knows).
+which keeps one table of the model types it knows): its MLX layers (mlx-embeddings' or
+ours), its own pooling, what its positions ask of padding, and its CPU fast pass. Adding an
+architecture is an entry here and its module (`build(cfg)`, and a fast pass if it pays).
+
+Every architecture's rows are padded on the right (models/embedder.py): absolute positions
+need it, and a causal model's real tokens never see what follows them.
 
 Pure data: the folder check (no MLX) and the loader read the same table.
 """
@@ -23,6 +28,10 @@ class Architecture:
     # the tokenizer must pad with that very id. Elsewhere it is unused (multilingual-e5-small,
     # a BERT, says 0 and pads with <pad> = 1), and a difference is no reason to refuse.
     pad_id_matters: bool = False
+    # The CPU fast forward pass, "module:Class" (its module's supports(model) says whether
+    # a loaded model can take it: quantized ones and other activations keep the MLX layers);
+    # None: the MLX layers always.
+    fast: str | None = None
 
     @property
     def library_module(self) -> str | None:
@@ -34,29 +43,32 @@ class Architecture:
 LIBRARY = "mlx_embeddings"
 OURS = "mlx_service.models"
 MEAN_WHY = "sentence-transformers' default for a bare transformer"
+BERT_FAST = "mlx_service.cpu_fast:CpuBertForward"
+DECODER_FAST = f"{OURS}.fast_qwen3:CpuQwen3Forward"
 
 
 ARCHITECTURES = {
     "bert": Architecture("bert", f"{LIBRARY}.models.bert", "mean", MEAN_WHY,
-                         absolute_positions=True),
+                         absolute_positions=True, fast=BERT_FAST),
     "xlm_roberta": Architecture("xlm_roberta", f"{LIBRARY}.models.xlm_roberta", "mean",
                                 MEAN_WHY, absolute_positions=True, position_offset=2,
-                                pad_id_matters=True),
+                                pad_id_matters=True, fast=BERT_FAST),
     # mlx-embeddings 0.1.0's ModernBERT returns its pooled vector as last_hidden_state:
     # mlx_service/models/modernbert.py runs the same weights and returns every token's state.
     "modernbert": Architecture("modernbert", f"{OURS}.modernbert", "mean", MEAN_WHY,
-                               absolute_positions=False),
+                               absolute_positions=False,
+                               fast=f"{OURS}.fast_modernbert:CpuModernBertForward"),
     # Decoder-only: the last token has seen the whole text (Qwen3-Embedding's authors and
     # mlx-embeddings pool it), a mean over causal states would not.
     "qwen3": Architecture("qwen3", f"{LIBRARY}.models.qwen3", "lasttoken", "Qwen3 embeds with "
                           "its last token, as its authors and mlx-embeddings do",
-                          absolute_positions=False),
+                          absolute_positions=False, fast=DECODER_FAST),
     # mlx-embeddings 0.1.0 has no MPNet: ours (relative position buckets per head).
     "mpnet": Architecture("mpnet", f"{OURS}.mpnet", "mean", MEAN_WHY, absolute_positions=True,
-                          position_offset=2),
+                          position_offset=2, fast=f"{OURS}.fast_mpnet:CpuMPNetForward"),
     # DistilBERT is BERT without token types: the library's BERT layers, renamed onto.
     "distilbert": Architecture("distilbert", f"{OURS}.distilbert", "mean", MEAN_WHY,
-                               absolute_positions=True),
+                               absolute_positions=True, fast=BERT_FAST),
     # EmbeddingGemma: the library's gemma3_text needs mlx-lm and masks sliding layers wrong.
     "gemma3_text": Architecture("gemma3_text", f"{OURS}.gemma3", "mean", MEAN_WHY,
                                 absolute_positions=False),
@@ -64,10 +76,10 @@ ARCHITECTURES = {
     # layers for either in mlx-embeddings 0.1.0).
     "qwen2": Architecture("qwen2", f"{OURS}.decoder", "lasttoken", "a causal decoder embeds "
                           "with its last token, as gte-Qwen2's authors do",
-                          absolute_positions=False),
+                          absolute_positions=False, fast=DECODER_FAST),
     "mistral": Architecture("mistral", f"{OURS}.decoder", "lasttoken", "a causal decoder "
                             "embeds with its last token, as e5-mistral's authors do",
-                            absolute_positions=False),
+                            absolute_positions=False, fast=DECODER_FAST),
 }
 
 # model_type spellings found in published config.json files.

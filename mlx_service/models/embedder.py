@@ -93,7 +93,7 @@ class Embedder:
         if cpu_fast and self.device == "cpu":
             from mlx_service import cpu_fast as fast
             from mlx_service.models.fast_forward import build
-            self._fast = build(self.model)
+            self._fast = build(self.model, self.arch)
             if self._fast is not None:
                 self._blas = fast.BlasThreads()
                 self.lanes = lanes or fast.cores()

@@ -62,7 +62,7 @@ def load_module(spec: ModelSpec, cpu: bool):
     import mlx.nn as nn
     from mlx.utils import tree_flatten, tree_map
 
-    cfg = read_config(spec.path)
+    cfg = spec.config or read_config(spec.path)  # read once by models/folder.py
     arch = architecture_of(cfg["model_type"])
     model, sanitize = build_module(arch, cfg)
     weights = read_tensors(spec)

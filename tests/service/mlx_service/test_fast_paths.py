@@ -174,3 +174,33 @@ def test_a_service_forced_to_bf16_says_so_and_keeps_parity(service_factory, refe
     status, body = svc.post("/embed", {"input": [i["text"] for i in items]})
     assert status == 200
     assert_parity(items, body["embeddings"])
+
+
+TABLE = r"""
+import importlib, json
+from mlx_service.models.architectures import ARCHITECTURES
+from mlx_service.models.library import layers
+out = {}
+for name, arch in ARCHITECTURES.items():
+    module = (layers(arch.library_module) if arch.library_module
+              else importlib.import_module(arch.layers))
+    builds = hasattr(module, "Model") and hasattr(module, "ModelArgs") if arch.library_module \
+        else callable(getattr(module, "build", None))
+    fast = None
+    if arch.fast:
+        mod, cls = arch.fast.split(":")
+        fast_module = importlib.import_module(mod)
+        fast = callable(getattr(fast_module, "supports")) and hasattr(fast_module, cls)
+    out[name] = {"builds": builds, "fast": fast}
+print(json.dumps(out))
+"""
+
+
+def test_every_table_entry_names_modules_that_exist(service_py):
+    """models/architectures.py: each entry's layers build, and its fast pass is there."""
+    table = run_in_service_venv(service_py, TABLE)
+    assert set(table) >= {"bert", "xlm_roberta", "modernbert", "qwen3", "mpnet", "distilbert",
+                          "gemma3_text", "qwen2", "mistral"}
+    assert all(entry["builds"] for entry in table.values()), table
+    assert all(entry["fast"] in (True, None) for entry in table.values()), table
+    assert table["gemma3_text"]["fast"] is None and table["mpnet"]["fast"] is True

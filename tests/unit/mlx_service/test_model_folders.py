@@ -202,3 +202,18 @@ def test_folder_problems_lists_every_problem_once(xlmr):
     assert "not a safetensors file" in problems[1] and "pad_token_id 2" in problems[2]
     with pytest.raises(ModelError, match=r"^model .*xlmr: model_type 't5' is not supported"):
         read_spec(str(xlmr))
+
+
+def test_config_json_is_read_once_on_the_way_to_a_spec(monkeypatch):
+    """The spec keeps config.json as read (the loader builds the layers from it)."""
+    from pathlib import Path
+    reads = []
+    real = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        if self.name == "config.json" and self.parent.name == "gemma3-dense":
+            reads.append(self)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "read_text", counting)
+    spec = read_spec(str(TINY / "gemma3-dense"))
+    assert len(reads) == 1 and spec.config["model_type"] == "gemma3_text"
