@@ -71,7 +71,8 @@ ARCHITECTURES = {
                                absolute_positions=True, fast=BERT_FAST),
     # EmbeddingGemma: the library's gemma3_text needs mlx-lm and masks sliding layers wrong.
     "gemma3_text": Architecture("gemma3_text", f"{OURS}.gemma3", "mean", MEAN_WHY,
-                                absolute_positions=False),
+                                absolute_positions=False,
+                                fast=f"{OURS}.fast_gemma3:CpuGemma3Forward"),
     # gte-Qwen2, e5-mistral: causal decoders that embed with their last token (no library
     # layers for either in mlx-embeddings 0.1.0).
     "qwen2": Architecture("qwen2", f"{OURS}.decoder", "lasttoken", "a causal decoder embeds "

@@ -4,7 +4,7 @@ Tokenizing is thread-safe; `embed` must run on one thread (the inference thread;
 fast path it hands parts of a batch to lane threads of its own and waits). Which forward
 pass runs (`forward`, in /info):
 
-- `cpu-fast`: on a CPU, for BERT, XLM-R, DistilBERT, ModernBERT, Qwen3, Qwen2 and Mistral
+- `cpu-fast`: on a CPU, for every architecture (models/architectures.py `fast`)
   (mlx_service/models/fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy
   exp/erf/SiLU, lanes);
 - `mlx`: MLX layers (`layers` in /info): mlx-embeddings' for BERT, XLM-R and Qwen3, whose

@@ -6,7 +6,7 @@ model can take it:
   (the same layers; XLM-R's embeddings count positions from padding_idx + 1 themselves);
 - Qwen3, Qwen2 and Mistral: mlx_service/models/fast_qwen3.py; ModernBERT:
   mlx_service/models/fast_modernbert.py; MPNet: mlx_service/models/fast_mpnet.py (BERT's
-  pass with a relative position bias); Gemma 3: none (its MLX layers).
+  pass with a relative position bias); Gemma 3: mlx_service/models/fast_gemma3.py.
 
 Each has `use(precision)` / `forget(precision)` (mlx_service/gemm.py's precisions) and
 `__call__(ids, mask) -> last hidden state`. Quantized models, and activations a fast pass

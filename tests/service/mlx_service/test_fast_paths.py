@@ -1,5 +1,6 @@
 """The CPU fast path for every architecture that has one (BERT, XLM-R, ModernBERT, Qwen3;
-DistilBERT and BERT with a Dense head on BERT's; MPNet's, BERT's with a position bias; Qwen2
+DistilBERT and BERT with a Dense head on BERT's; MPNet's, BERT's with a position bias; Gemma
+3's, bidirectional with a 9-token window on its sliding layers; Qwen2
 and Mistral on Qwen3's, Mistral also with a sliding window shorter than the texts) and its
 precisions (mlx_service/gemm.py, precision.py), run in the service's venv on the tiny fixtures.
 
@@ -63,7 +64,8 @@ print(json.dumps(out))
 
 
 FAST_MODELS = ["bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last", "distilbert-cls",
-               "bert-dense-tanh", "qwen2-last", "mistral-last", "mistral-window8", "mpnet-mean"]
+               "bert-dense-tanh", "qwen2-last", "mistral-last", "mistral-window8", "mpnet-mean",
+               "gemma3-dense"]
 
 
 @pytest.fixture(scope="module")
@@ -203,4 +205,4 @@ def test_every_table_entry_names_modules_that_exist(service_py):
                           "gemma3_text", "qwen2", "mistral"}
     assert all(entry["builds"] for entry in table.values()), table
     assert all(entry["fast"] in (True, None) for entry in table.values()), table
-    assert table["gemma3_text"]["fast"] is None and table["mpnet"]["fast"] is True
+    assert table["gemma3_text"]["fast"] is True and table["mpnet"]["fast"] is True
