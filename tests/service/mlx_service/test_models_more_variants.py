@@ -50,3 +50,20 @@ def test_8bit_bert_with_its_dense_head(tmp_path, service_factory, service_py):
     info = svc.get("/info")[1]["model_info"]
     assert info["weights"].startswith("MLX 8-bit") and info["forward"] == "mlx"
     assert info["modules"] == ["Dense 64->48 tanh", "Normalize"]
+
+
+def test_a_folder_without_normalize_still_gives_unit_vectors(tmp_path, service_factory):
+    """sentence-transformers would return the Dense output's own length; the service's
+    endpoints promise unit vectors (OpenAI's and TEI's do): the same direction, norm 1."""
+    import shutil
+    folder = tmp_path / "bert-dense-tanh-unnormalized"
+    shutil.copytree(TINY / "bert-dense-tanh", folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps(
+        [m for m in modules if not m["type"].endswith("Normalize")]))
+    shutil.rmtree(folder / "3_Normalize", ignore_errors=True)
+    svc = service_factory("--model", str(folder))
+    got = embed_all(svc, MORE["texts"])
+    assert worst(got, MORE["models"]["bert-dense-tanh"]["embeddings"]) >= 0.9999
+    assert all(abs(sum(x * x for x in row) - 1.0) < 1e-4 for row in got)
+    assert svc.get("/info")[1]["model_info"]["modules"] == ["Dense 64->48 tanh"]
