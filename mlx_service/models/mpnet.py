@@ -103,10 +103,10 @@ class Attention(nn.Module):
         return self.LayerNorm(self.attn(x, bias) + x)
 
 
-class Dense(nn.Module):
-    def __init__(self, fin: int, fout: int):
+class Intermediate(nn.Module):
+    def __init__(self, c: MPNetConfig):
         super().__init__()
-        self.dense = nn.Linear(fin, fout)
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
 
 
 class Output(nn.Module):
@@ -120,7 +120,7 @@ class Layer(nn.Module):
     def __init__(self, c: MPNetConfig):
         super().__init__()
         self.attention = Attention(c)
-        self.intermediate = Dense(c.hidden_size, c.intermediate_size)
+        self.intermediate = Intermediate(c)
         self.output = Output(c)
         act = hidden_activation(c.hidden_act)
         if act is None:
