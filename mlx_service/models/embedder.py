@@ -4,11 +4,14 @@ Tokenizing is thread-safe; `embed` must run on one thread (the inference thread;
 fast path it hands parts of a batch to lane threads of its own and waits). Which forward
 pass runs (`forward`, in /info):
 
-- `cpu-fast`: on a CPU, for BERT, XLM-R, ModernBERT and Qwen3 (mlx_service/models/
-  fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy exp/erf/SiLU, lanes);
+- `cpu-fast`: on a CPU, for every architecture (models/architectures.py `fast`)
+  (mlx_service/models/fast_forward.py: matmuls on the chosen BLAS in MLX_PRECISION, numpy
+  exp/erf/SiLU, lanes);
 - `mlx`: MLX layers (`layers` in /info): mlx-embeddings' for BERT, XLM-R and Qwen3, whose
   token states we pool ourselves (the library's own pooling is fixed per architecture), and
-  ours where the library's is wrong (mlx_service/models/modernbert.py).
+  ours where the library's is wrong or missing (models/architectures.py says which).
+
+After pooling come the folder's sentence-transformers Dense modules, then L2 normalization.
 
 Rows are padded on the right: exact for absolute positions (BERT, XLM-R), and for causal
 models (Qwen3) a token never sees what follows it, so a row's last real token is the same
@@ -56,7 +59,7 @@ class Embedder:
         (mlx_service/native_math.py), else numpy's."""
         import mlx.core as mx
 
-        from mlx_service.models.loading import load_module
+        from mlx_service.models.loading import load_dense, load_module
         from mlx_service.models.tokenizer_cache import load_tokenizer
 
         self.spec = spec
@@ -64,6 +67,7 @@ class Embedder:
         self.device = describe_device(mx)
         self.arch = ARCHITECTURES[spec.architecture]
         self.model, self.dtype = load_module(spec, cpu=self.device == "cpu")
+        self.dense = load_dense(spec)  # sentence-transformers' Dense modules, after pooling
         # As transformers builds it, kept from the first start (models/tokenizer_cache.py).
         loaded = load_tokenizer(spec.path)
         self.tokenizer = loaded.slow
@@ -82,15 +86,14 @@ class Embedder:
             # The loader's own object (models/tokenizer_cache.py): no copy needed.
             self._bounded = BoundedTokenizer(loaded.backend, spec.max_seq_length, own=True)
         self.forward = "mlx"  # or cpu-fast below
-        self.layers = ("mlx_service.models.modernbert" if self.arch.forward == "ours"
-                       else f"mlx_embeddings.models.{self.arch.library_module}")
+        self.layers = self.arch.layers
         self.lanes = 1
         self.kernels = "mlx"  # the element-wise kernels: mlx, numpy or native (in /info)
         self._fast = self._lanes = self._blas = None
         if cpu_fast and self.device == "cpu":
             from mlx_service import cpu_fast as fast
             from mlx_service.models.fast_forward import build
-            self._fast = build(self.model)
+            self._fast = build(self.model, self.arch)
             if self._fast is not None:
                 self._blas = fast.BlasThreads()
                 self.lanes = lanes or fast.cores()
@@ -137,6 +140,7 @@ class Embedder:
         """How the model runs, once loaded (the folder's facts are the spec's): the dtype it
         computes in, the forward path and whose layers."""
         return {"dtype": self.dtype, "forward": self.forward, "layers": self.layers,
+                "modules": self.spec.modules.describe(),
                 "precision": self.precision, "precision_reason": self.precision_reason,
                 "kernels": self.kernels}
 
@@ -209,12 +213,10 @@ class Embedder:
             if token_types is not None:
                 return self._fast(ids, mask, token_types)
             return self._fast(ids, mask)
-        if self.arch.forward == "ours":
-            return self.model(mx.array(ids), mx.array(mask))
-        if token_types is not None:
-            return self.model(mx.array(ids), attention_mask=mx.array(mask),
-                              token_type_ids=mx.array(token_types)).last_hidden_state
-        return self.model(mx.array(ids), attention_mask=mx.array(mask)).last_hidden_state
+        extra = {} if token_types is None else {"token_type_ids": mx.array(token_types)}
+        out = self.model(mx.array(ids), attention_mask=mx.array(mask), **extra)
+        # The library's models return an output object; ours return the states themselves.
+        return getattr(out, "last_hidden_state", out)
 
     def _forward(self, batch: list[list[int]], skips: list[int] | None = None):
         """One forward pass over rows of token ids, on the calling thread's MLX stream."""
@@ -230,6 +232,10 @@ class Embedder:
         hidden = self.hidden_states(ids, mask).astype(mx.float32)
         skip = mx.array(np.asarray(skips, dtype=np.int32)) if skips and any(skips) else None
         pooled = pool(mx, self.spec.pooling, hidden, mx.array(mask), skip)
+        for weight, bias, activation in self.dense:
+            pooled = pooled @ weight.T
+            pooled = activation(pooled + bias if bias is not None else pooled)
+        # Unit vectors whether or not the folder ends in Normalize (models/st_modules.py).
         pooled = pooled / mx.maximum(mx.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
         mx.eval(pooled)
         return np.array(pooled, dtype=np.float32)

@@ -1,8 +1,12 @@
-"""Which fast forward pass runs a model on the CPU (one module per architecture):
+"""Which fast forward pass runs a model on the CPU: the one its architecture's entry names
+(models/architectures.py `fast`), when that module's `supports(model)` says the loaded
+model can take it:
 
-- BERT and XLM-R: mlx_service/cpu_fast.py's CpuBertForward (the same layers; XLM-R's
-  embeddings count positions from padding_idx + 1 themselves);
-- Qwen3: mlx_service/models/fast_qwen3.py; ModernBERT: mlx_service/models/fast_modernbert.py.
+- BERT, XLM-R and DistilBERT (on BERT's layers): mlx_service/cpu_fast.py's CpuBertForward
+  (the same layers; XLM-R's embeddings count positions from padding_idx + 1 themselves);
+- Qwen3, Qwen2 and Mistral: mlx_service/models/fast_qwen3.py; ModernBERT:
+  mlx_service/models/fast_modernbert.py; MPNet: mlx_service/models/fast_mpnet.py (BERT's
+  pass with a relative position bias); Gemma 3: mlx_service/models/fast_gemma3.py.
 
 Each has `use(precision)` / `forget(precision)` (mlx_service/gemm.py's precisions) and
 `__call__(ids, mask) -> last hidden state`. Quantized models, and activations a fast pass
@@ -10,16 +14,17 @@ does not implement exactly, keep the MLX layers (None here).
 """
 from __future__ import annotations
 
-from mlx_service import cpu_fast
-from mlx_service.models import fast_modernbert, fast_qwen3
+import importlib
+
+from mlx_service.models.architectures import Architecture
 
 
-def build(model):
-    """The fast forward pass for this MLX module, or None."""
-    if cpu_fast.supports(model):
-        return cpu_fast.CpuBertForward(model)
-    if fast_qwen3.supports(model):
-        return fast_qwen3.CpuQwen3Forward(model)
-    if fast_modernbert.supports(model):
-        return fast_modernbert.CpuModernBertForward(model)
-    return None
+def build(model, arch: Architecture):
+    """The fast forward pass for this MLX module of that architecture, or None."""
+    if arch.fast is None:
+        return None
+    module_name, class_name = arch.fast.split(":")
+    module = importlib.import_module(module_name)
+    if not module.supports(model):
+        return None
+    return getattr(module, class_name)(model)

@@ -2,7 +2,9 @@
 (RMSNorm, q/k RMSNorm per head, rotary positions, grouped-query attention with the causal
 mask, SwiGLU), with the matmuls on the chosen BLAS and precision (mlx_service/gemm.py) and
 the transcendental work (softmax's exp, SiLU's sigmoid) in numpy, where MLX's CPU kernels
-are scalar.
+are scalar. Qwen2 and Mistral (mlx_service/models/decoder.py: the same attribute names) run
+it too: no q/k norm (the attention scale folded into q's weights instead), q/k/v biases
+(Qwen2), and Mistral's sliding window hidden with the future keys.
 
 Rows come right-padded (mlx_service/models/embedder.py): positions count from 0 on every
 row, a real token attends to the real tokens up to itself, and padding queries are kept
@@ -21,10 +23,11 @@ SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
 
 
 def supports(model) -> bool:
-    """mlx-embeddings' qwen3 Model (model.model.layers of Qwen3DecoderLayer), not quantized."""
+    """mlx-embeddings' qwen3 Model (model.model.layers of Qwen3DecoderLayer) or our decoder
+    (models/decoder.py), not quantized."""
     try:
-        from mlx_service.models import library
-        Qwen3DecoderLayer = library.layers("qwen3").Qwen3DecoderLayer
+        from mlx_service.models import decoder, library
+        layer_types = (library.layers("qwen3").Qwen3DecoderLayer, decoder.DecoderLayer)
         layers = list(model.model.layers)
         model.model.embed_tokens, model.model.norm  # noqa: B018 (attribute probes)
     except (ImportError, AttributeError, TypeError):
@@ -36,8 +39,7 @@ def supports(model) -> bool:
         return all(type(m) is nn.Linear for m in (att.q_proj, att.k_proj, att.v_proj,
                                                   att.o_proj, mlp.gate_proj, mlp.up_proj,
                                                   mlp.down_proj))
-    return bool(layers) and all(type(layer) is Qwen3DecoderLayer and plain(layer)
-                                for layer in layers)
+    return bool(layers) and all(type(layer) in layer_types and plain(layer) for layer in layers)
 
 
 def swiglu_rows_(gate_up: np.ndarray, inter: int, native=None) -> np.ndarray:
@@ -68,26 +70,51 @@ def future_of(length: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 (a ca
     return _cache[length]
 
 
+def hidden_pairs(window: int | None):
+    """The hidden (query, key) pairs of a row of `length` real tokens: the future, and with
+    a sliding `window` (Mistral) the keys `window` or more before the query too."""
+    if window is None:
+        return future_of
+    cache: dict = {}
+
+    def hidden(length: int) -> np.ndarray:
+        if length not in cache:
+            distance = np.arange(length)[:, None] - np.arange(length)[None, :]
+            cache[length] = (distance < 0) | (distance >= window)
+        return cache[length]
+    return hidden
+
+
 class CpuQwen3Forward(gemm.LayerKernels):
     """`self(ids, mask) -> last hidden state (mx.array)`, as mlx-embeddings' Qwen3Model."""
 
     def __init__(self, model, precision: str = "fp32", gemm_fn=None):
         self.core = model.model
+        from mlx_service.models.decoder import DecoderConfig
+        config = getattr(model, "config", None)
+        # Only our decoder's config holds a window it uses (models/decoder.py).
+        self.hidden = hidden_pairs(config.sliding_window
+                                   if isinstance(config, DecoderConfig) else None)
         super().__init__(self.core.layers, precision, gemm_fn)
 
     def _layer_kernels(self, layer, precision: str):
         att, mlp = layer.self_attn, layer.mlp
+        scale = 1.0 / math.sqrt(att.head_dim)
+        q_norm = getattr(att, "q_norm", None)
+        # 1/sqrt(head_dim): into q's RMSNorm weight where there is one, else into q itself
+        # (RoPE is linear: the same result either way).
         qkv = gemm.fused([(att.q_proj.weight, att.q_proj.get("bias")),
                           (att.k_proj.weight, att.k_proj.get("bias")),
                           (att.v_proj.weight, att.v_proj.get("bias"))], precision,
-                         self.bf16_gemm)
+                         self.bf16_gemm, scales=None if q_norm is not None else [scale, 1, 1])
         out = gemm.Linear(att.o_proj.weight, att.o_proj.get("bias"), precision, self.bf16_gemm)
         gate_up = gemm.fused([(mlp.gate_proj.weight, None), (mlp.up_proj.weight, None)],
                              precision, self.bf16_gemm)
         down = gemm.Linear(mlp.down_proj.weight, None, precision, self.bf16_gemm)
-        # 1/sqrt(head_dim) folded into q's RMSNorm weight (RoPE is linear: same result)
-        q_norm_w = att.q_norm.weight * (1.0 / math.sqrt(att.head_dim))
-        self._mx.eval(q_norm_w)
+        q_norm_w = None
+        if q_norm is not None:
+            q_norm_w = q_norm.weight * scale
+            self._mx.eval(q_norm_w)
         return layer, qkv, out, gate_up, down, q_norm_w
 
     def _attend(self, q, k, v, lengths, groups: int):
@@ -100,7 +127,7 @@ class CpuQwen3Forward(gemm.LayerKernels):
         scores = qg @ k.transpose(0, 1, 3, 2)  # (B, KV, G*T, T)
         mx.eval(scores)
         weights = writable(scores)
-        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, future_of, self.native)
+        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, self.hidden, self.native)
         if not np.shares_memory(weights, np.asarray(scores)):
             scores = mx.array(weights)
         ctx = (scores @ v).reshape(b, heads, t, d)
@@ -120,8 +147,10 @@ class CpuQwen3Forward(gemm.LayerKernels):
             q = qkv[..., :heads * d].reshape(batch, width, heads, d)
             k = qkv[..., heads * d:(heads + kv_heads) * d].reshape(batch, width, kv_heads, d)
             v = qkv[..., (heads + kv_heads) * d:].reshape(batch, width, kv_heads, d)
-            q = mx.fast.rms_norm(q, q_norm_w, att.q_norm.eps).transpose(0, 2, 1, 3)
-            k = mx.fast.rms_norm(k, att.k_norm.weight, att.k_norm.eps).transpose(0, 2, 1, 3)
+            if q_norm_w is not None:
+                q = mx.fast.rms_norm(q, q_norm_w, att.q_norm.eps)
+                k = mx.fast.rms_norm(k, att.k_norm.weight, att.k_norm.eps)
+            q, k = q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3)
             q = mx.contiguous(att.rotary_emb(q))
             k = att.rotary_emb(k)
             v = v.transpose(0, 2, 1, 3)

@@ -17,13 +17,11 @@ from mlx_service.models.architectures import (Architecture, architecture_of,
 from mlx_service.models.pooling import Pooling, PoolingError, read_pooling
 from mlx_service.models.prompts import PromptError, Prompts, read_prompts
 from mlx_service.models.roles import cross_encoder_as_embeddings
+from mlx_service.models.st_modules import Modules, ModulesError, read_modules
 from mlx_service.models.tokenizer_files import tokenizer_problems
 from mlx_service.models.weights import Weights, WeightsError, read_weights
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# sentence-transformers modules the service runs; any other changes the vectors (a Dense
-# projection, say) and is refused rather than skipped.
-SERVED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
 class ModelError(RuntimeError):
@@ -45,6 +43,9 @@ class ModelSpec:
     weights: Weights | None = None
     quantization: dict | None = None  # config.json's "quantization" (MLX: group_size, bits)
     do_lower_case: bool = False  # sentence_bert_config.json: texts lowercased before tokenizing
+    modules: Modules = field(default_factory=Modules)  # Dense and Normalize after pooling
+    # config.json as read once here; the loader builds the layers from it (not read again).
+    config: dict = field(default_factory=dict, repr=False, compare=False)
 
     def describe_weights(self) -> str:
         if self.quantization:
@@ -106,6 +107,11 @@ def read_config(folder: Path) -> dict:
 
 
 def read_architecture(cfg: dict) -> Architecture:
+    remote = sorted(k for k in (cfg.get("auto_map") or {}) if k.startswith("AutoModel"))
+    if remote:
+        raise ModelError(f"the model needs remote code (config.json's auto_map names "
+                         f"{remote[0]}: {cfg['auto_map'][remote[0]]}), which this service does "
+                         f"not run; it serves these architectures: {supported_names()}")
     raw = cfg.get("model_type")
     if not raw:
         raise ModelError(f"config.json names no model_type (supported: {supported_names()})")
@@ -123,7 +129,8 @@ def read_do_lower_case(folder: Path) -> bool:
     return st.get("do_lower_case") is True
 
 
-def read_max_seq_length(folder: Path, arch: Architecture | None = None) -> int:
+def read_max_seq_length(folder: Path, arch: Architecture | None = None,
+                        cfg: dict | None = None) -> int:
     st = _read_json(folder / "sentence_bert_config.json") or {}
     if isinstance(st.get("max_seq_length"), int):
         return st["max_seq_length"]
@@ -133,7 +140,8 @@ def read_max_seq_length(folder: Path, arch: Architecture | None = None) -> int:
     tok = _read_json(folder / "tokenizer_config.json") or {}
     if isinstance(tok.get("model_max_length"), int) and tok["model_max_length"] < 1_000_000:
         candidates.append(tok["model_max_length"])
-    cfg = _read_json(folder / "config.json") or {}
+    if cfg is None:
+        cfg = _read_json(folder / "config.json") or {}
     if isinstance(cfg.get("max_position_embeddings"), int):
         offset = arch.position_offset if arch is not None else 0
         candidates.append(cfg["max_position_embeddings"] - offset)
@@ -142,8 +150,10 @@ def read_max_seq_length(folder: Path, arch: Architecture | None = None) -> int:
     return min(candidates)
 
 
-def read_native_dim(folder: Path, pooling: tuple[str, ...]) -> int:
-    cfg = _read_json(folder / "config.json")
+def read_native_dim(folder: Path, pooling: tuple[str, ...], cfg: dict | None = None) -> int:
+    """The pooled vector's size (hidden size times the pooling modes)."""
+    if cfg is None:
+        cfg = _read_json(folder / "config.json")
     if cfg is None:
         raise ModelError(f"{folder} has no config.json: not a model folder")
     text_cfg = cfg.get("text_config", cfg)
@@ -153,15 +163,19 @@ def read_native_dim(folder: Path, pooling: tuple[str, ...]) -> int:
     return hidden * len(pooling)
 
 
-def check_modules(folder: Path) -> None:
-    modules = _read_json(folder / "modules.json")
-    if not isinstance(modules, list):
-        return
-    for module in modules:
-        kind = str(module.get("type", "")) if isinstance(module, dict) else ""
-        if kind and not kind.endswith(SERVED_MODULES):
-            raise ModelError(f"modules.json has a {kind.rsplit('.', 1)[-1]} module, which this "
-                             f"service does not run (it runs {', '.join(SERVED_MODULES)})")
+def check_modules(folder: Path, pooling: tuple[str, ...] | None = None,
+                  cfg: dict | None = None) -> Modules:
+    """The folder's Dense and Normalize modules (refused in one sentence when they cannot
+    run), checked against the pooled vector's size."""
+    if pooling is None:
+        try:
+            pooling = read_pooling(folder).modes
+        except PoolingError:
+            pooling = ("mean",)  # said by the pooling check itself
+    try:
+        return read_modules(folder, read_native_dim(folder, pooling, cfg))
+    except ModulesError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def read_quantization(cfg: dict) -> dict | None:
@@ -185,23 +199,24 @@ def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
         raise ModelError(wrong_role)
     cfg = read_config(folder)
     arch = read_architecture(cfg)
-    check_modules(folder)
     try:
         pooling: Pooling = read_pooling(folder, arch.own_pooling, arch.own_pooling_why)
         prompts = read_prompts(folder)
         weights = read_weights(folder)
     except (PoolingError, PromptError, WeightsError) as exc:
         raise ModelError(str(exc)) from None
+    modules = check_modules(folder, pooling.modes, cfg)
     quantization = read_quantization(cfg)
     problems = tokenizer_problems(folder, cfg, arch.pad_id_matters)
     if problems:
         raise ModelError(problems[0])
     return ModelSpec(name=name, path=folder, pooling=pooling.modes,
-                     native_dim=read_native_dim(folder, pooling.modes),
-                     max_seq_length=read_max_seq_length(folder, arch), local=local,
+                     native_dim=modules.out_dim(read_native_dim(folder, pooling.modes, cfg)),
+                     max_seq_length=read_max_seq_length(folder, arch, cfg), local=local,
                      architecture=arch.name, pooling_source=pooling.source,
                      include_prompt=pooling.include_prompt, prompts=prompts, weights=weights,
-                     quantization=quantization, do_lower_case=read_do_lower_case(folder))
+                     quantization=quantization, do_lower_case=read_do_lower_case(folder),
+                     modules=modules, config=cfg)
 
 
 def read_spec(model: str | None) -> ModelSpec:
@@ -220,22 +235,25 @@ def folder_problems(folder: Path) -> list[str]:
     if wrong_role:
         return [wrong_role]  # the one thing to fix; its other "problems" follow from it
     problems = []
-    steps = (lambda: read_architecture(read_config(folder)), lambda: check_modules(folder),
-             lambda: read_pooling(folder), lambda: read_prompts(folder),
-             lambda: read_weights(folder), lambda: read_quantization(read_config(folder)),
-             lambda: read_max_seq_length(folder))
+    cfg = None
+    try:
+        cfg = read_config(folder)  # once: every step below reads this copy
+    except ModelError as exc:
+        problems.append(str(exc))
+    steps = (lambda: cfg is not None and read_architecture(cfg),
+             lambda: check_modules(folder, cfg=cfg), lambda: read_pooling(folder),
+             lambda: read_prompts(folder), lambda: read_weights(folder),
+             lambda: cfg is not None and read_quantization(cfg),
+             lambda: read_max_seq_length(folder, cfg=cfg))
     for step in steps:
         try:
             step()
         except (ModelError, PoolingError, PromptError, WeightsError) as exc:
             if str(exc) not in problems:
                 problems.append(str(exc))
-    try:
-        cfg = read_config(folder)
+    if cfg is not None:
         arch = architecture_of(cfg.get("model_type") or "")
         problems += tokenizer_problems(folder, cfg, arch is None or arch.pad_id_matters)
-    except ModelError:
-        pass  # no config: said above
     return problems
 
 

@@ -8,6 +8,7 @@ weight the forward pass needs but the folder lacks is still an error that names 
 """
 from __future__ import annotations
 
+import importlib
 import logging
 
 from mlx_service.models.architectures import Architecture, architecture_of
@@ -24,10 +25,8 @@ WRAPPER_PREFIXES = ("bert.", "roberta.", "xlm_roberta.", "model.", "encoder_mode
 
 def build_module(arch: Architecture, cfg: dict):
     """The architecture's MLX module with random weights, and its name sanitizer."""
-    if arch.forward == "ours":
-        from mlx_service.models import modernbert
-        model = modernbert.ModernBert(modernbert.ModernBertConfig.from_dict(cfg))
-        return model, modernbert.ModernBert.sanitize
+    if arch.library_module is None:  # ours: the module builds itself
+        return importlib.import_module(arch.layers).build(cfg)
     module = layers(arch.library_module)
     args = module.ModelArgs.from_dict(cfg)
     model = module.Model(args)
@@ -63,7 +62,7 @@ def load_module(spec: ModelSpec, cpu: bool):
     import mlx.nn as nn
     from mlx.utils import tree_flatten, tree_map
 
-    cfg = read_config(spec.path)
+    cfg = spec.config or read_config(spec.path)  # read once by models/folder.py
     arch = architecture_of(cfg["model_type"])
     model, sanitize = build_module(arch, cfg)
     weights = read_tensors(spec)
@@ -99,3 +98,23 @@ def load_module(spec: ModelSpec, cpu: bool):
     mx.eval(model.parameters())
     model.eval()
     return model, dtype
+
+
+def load_dense(spec: ModelSpec) -> list:
+    """The folder's sentence-transformers Dense modules as (weight, bias or None, activation)
+    MLX triples, in float32 (their weights are tiny next to the transformer's)."""
+    import mlx.core as mx
+
+    from mlx_service.models.activations import mlx_function
+
+    out = []
+    for layer in spec.modules.dense:
+        try:
+            tensors = mx.load(str(layer.weights))
+        except Exception as exc:  # MLX's loader says what is wrong with the bytes
+            raise ModelError(f"cannot read {layer.path}/{layer.weights.name}: {exc}") from None
+        weight = tensors["linear.weight"].astype(mx.float32)
+        bias = tensors["linear.bias"].astype(mx.float32) if layer.bias else None
+        out.append((weight, bias, mlx_function(layer.activation)))
+    mx.eval([w for w, _, _ in out] + [b for _, b, _ in out if b is not None])
+    return out

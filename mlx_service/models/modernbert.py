@@ -162,3 +162,8 @@ class ModernBert(nn.Module):
                 continue
             out[key] = value
         return out
+
+
+def build(cfg: dict):
+    """The model for a config.json and its weight-name sanitizer (models/loading.py)."""
+    return ModernBert(ModernBertConfig.from_dict(cfg)), ModernBert.sanitize

@@ -3,6 +3,9 @@ own vectors for a folder. Run in the service's venv (it needs MLX), by the tests
 
     python model_variants.py copy SRC DEST float16|bfloat16|sharded
     python model_variants.py quantize SRC DEST BITS          (mlx-embeddings' own convert)
+    python model_variants.py quantize-heads SRC DEST BITS    (the same with the folder's
+                                                              sentence-transformers modules
+                                                              moved aside, then put back)
     python model_variants.py library FOLDER TEXTS.json       (JSON: vectors as loaded, and
                                                               with the weights in float32)
     python model_variants.py without-prompt FOLDER PROMPT TEXTS.json  (mean pooling that
@@ -28,6 +31,10 @@ def copy(src: Path, dest: Path, kind: str) -> None:
         mx.save_safetensors(str(dest / "model.safetensors"),
                             {k: v.astype(dtype) for k, v in weights.items()},
                             metadata={"format": "pt"})
+        for dense in dest.glob("*_Dense/model.safetensors"):  # its heads too, as published
+            mx.save_safetensors(str(dense), {k: v.astype(dtype)
+                                             for k, v in mx.load(str(dense)).items()},
+                                metadata={"format": "pt"})
         return
     names = sorted(weights)
     shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
@@ -45,6 +52,31 @@ def quantize(src: Path, dest: Path, bits: str) -> None:
     subprocess.run([sys.executable, "-m", "mlx_embeddings.convert", "--hf-path", str(src),
                     "--mlx-path", str(dest), "-q", "--q-bits", bits], check=True,
                    capture_output=True)
+
+
+def quantize_heads(src: Path, dest: Path, bits: str, work: Path) -> None:
+    """mlx-embeddings' convert reads every safetensors file under the folder and stops at a
+    Dense module's ("parameters not in model"): convert the transformer alone, then give the
+    result the folder's sentence-transformers files back, as a user would. Its BERT loader
+    also wants the pooler LaBSE's checkpoint has and the fixture lacks: a zero one is added
+    (no embedding reads it)."""
+    import mlx.core as mx
+
+    bare = work / f"{src.name}-bare"
+    shutil.copytree(src, bare, ignore=shutil.ignore_patterns("*_Dense", "*_Pooling",
+                                                             "*_Normalize", "modules.json"))
+    weights = mx.load(str(bare / "model.safetensors"))
+    if "pooler.dense.weight" not in weights:
+        hidden = json.loads((bare / "config.json").read_text())["hidden_size"]
+        weights.update({"pooler.dense.weight": mx.zeros((hidden, hidden)),
+                        "pooler.dense.bias": mx.zeros((hidden,))})
+        mx.save_safetensors(str(bare / "model.safetensors"), weights, metadata={"format": "pt"})
+    quantize(bare, dest, bits)
+    for item in src.iterdir():
+        if item.is_dir() and item.name.split("_", 1)[-1] in ("Dense", "Pooling", "Normalize"):
+            shutil.copytree(item, dest / item.name, dirs_exist_ok=True)
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        shutil.copy(src / name, dest / name)
 
 
 def library(folder: Path, texts_file: Path) -> None:
@@ -98,6 +130,8 @@ if __name__ == "__main__":
         copy(Path(args[0]), Path(args[1]), args[2])
     elif command == "quantize":
         quantize(Path(args[0]), Path(args[1]), args[2])
+    elif command == "quantize-heads":
+        quantize_heads(Path(args[0]), Path(args[1]), args[2], Path(args[1]).parent)
     elif command == "library":
         library(Path(args[0]), Path(args[1]))
     elif command == "without-prompt":

@@ -1,7 +1,9 @@
 """Every fixture architecture (BERT with CLS pooling, XLM-RoBERTa, ModernBERT, Qwen3 with
-last-token pooling) served as published, its vectors equal to sentence-transformers' (cos >=
-0.9999, `tests/fixtures/tiny-models/reference.json`), through both endpoints, batched with
-mixed lengths and one text at a time, and its queries with `prompt_name`.
+last-token pooling; `more-reference.json`: MPNet, DistilBERT, EmbeddingGemma-style Gemma 3
+with two Dense modules, BERT with a tanh Dense, Qwen2 and Mistral with last-token pooling)
+served as published, its vectors equal to sentence-transformers' (cos >= 0.9999,
+`tests/fixtures/tiny-models/reference.json`), through both endpoints, batched with mixed
+lengths and one text at a time, and its queries with `prompt_name`.
 
 One service per model for the whole module (each test reads what it needs from it).
 """
@@ -16,12 +18,25 @@ from tests.support import FIXTURES
 
 TINY = FIXTURES / "tiny-models"
 REFERENCE = json.loads((TINY / "reference.json").read_text())
-MODELS = ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last")
-# What each folder is, as /info must say it.
-EXPECTED = {"bert-cls": ("bert", ["cls"], "cpu-fast"),
-            "xlmr-mean": ("xlm_roberta", ["mean"], "cpu-fast"),
-            "modernbert-mean": ("modernbert", ["mean"], "cpu-fast"),
-            "qwen3-last": ("qwen3", ["lasttoken"], "cpu-fast")}
+MORE = json.loads((TINY / "more-reference.json").read_text())
+assert MORE["texts"] == REFERENCE["texts"] and MORE["queries"] == REFERENCE["queries"]
+MODEL_REFERENCES = {**REFERENCE["models"], **MORE["models"]}
+MODELS = ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last", "mpnet-mean",
+          "distilbert-cls", "gemma3-dense", "bert-dense-tanh", "qwen2-last", "mistral-last")
+# What each folder is, as /info must say it: architecture, pooling, forward pass, and the
+# sentence-transformers modules after pooling.
+EXPECTED = {"bert-cls": ("bert", ["cls"], "cpu-fast", ["Normalize"]),
+            "xlmr-mean": ("xlm_roberta", ["mean"], "cpu-fast", ["Normalize"]),
+            "modernbert-mean": ("modernbert", ["mean"], "cpu-fast", ["Normalize"]),
+            "qwen3-last": ("qwen3", ["lasttoken"], "cpu-fast", ["Normalize"]),
+            "mpnet-mean": ("mpnet", ["mean"], "cpu-fast", ["Normalize"]),
+            "distilbert-cls": ("distilbert", ["cls"], "cpu-fast", ["Normalize"]),
+            "gemma3-dense": ("gemma3_text", ["mean"], "cpu-fast",
+                             ["Dense 64->256 identity, no bias", "Dense 256->64 identity, no bias",
+                              "Normalize"]),
+            "bert-dense-tanh": ("bert", ["cls"], "cpu-fast", ["Dense 64->48 tanh", "Normalize"]),
+            "qwen2-last": ("qwen2", ["lasttoken"], "cpu-fast", ["Normalize"]),
+            "mistral-last": ("mistral", ["lasttoken"], "cpu-fast", ["Normalize"])}
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -30,7 +45,7 @@ def served(request, tmp_path_factory, service_py):
     name = request.param
     svc = spawn_service(tmp_path_factory.mktemp(name), "--model", str(TINY / name),
                         python=service_py)
-    yield name, svc, REFERENCE["models"][name]
+    yield name, svc, MODEL_REFERENCES[name]
     assert svc.stop() == 0, svc.log()[-2000:]
 
 
@@ -109,11 +124,12 @@ def test_info_says_what_is_served(served):
     name, svc, ref = served
     status, info = svc.get("/info")
     assert status == 200
-    arch, pooling, forward = EXPECTED[name]
+    arch, pooling, forward, modules = EXPECTED[name]
     model = info["model_info"]
     assert model["architecture"] == arch and model["pooling"] == pooling == info["pooling"]
     assert model["pooling_source"] == "1_Pooling/config.json"
     assert model["forward"] == forward == info["forward"]
+    assert model["modules"] == modules
     # MLX_PRECISION=auto: fp32 on a CPU without bf16 units or without oneMKL, with the reason
     assert info["precision"] == model["precision"] in ("fp32", "bf16")
     assert info["precision_reason"].startswith("auto: ")

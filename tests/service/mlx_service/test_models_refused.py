@@ -68,9 +68,38 @@ def weight_missing(d):
     (d / "model.safetensors").write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
 
 
+def dense_contradicts_hidden_size(d):
+    """(bert-dense-tanh) a Dense that takes 32 values after a 64-wide pooling."""
+    edit_json(d / "2_Dense" / "config.json", in_features=32)
+
+
+def dense_contradicts_its_weights(d):
+    edit_json(d / "2_Dense" / "config.json", out_features=40)  # the weight is 48 x 64
+
+
+def dense_activation_unknown(d):
+    edit_json(d / "2_Dense" / "config.json",
+              activation_function="torch.nn.modules.activation.Hardshrink")
+
+
+def unknown_module_type(d):
+    modules = json.loads((d / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Projection",
+                       "type": "my_package.layers.Projection"})
+    (d / "modules.json").write_text(json.dumps(modules))
+
+
+def needs_remote_code(d):
+    """A nomic-bert / jina-bert style folder: its layers are code shipped beside it."""
+    edit_json(d / "config.json", model_type="nomic_bert",
+              auto_map={"AutoConfig": "configuration_hf_nomic_bert.NomicBertConfig",
+                        "AutoModel": "modeling_hf_nomic_bert.NomicBertModel"})
+
+
+SERVED = ("bert, distilbert, gemma3_text, mistral, modernbert, mpnet, qwen2, qwen3, "
+          "xlm_roberta")
 CASES = {
-    unsupported_type: "model_type 'gpt2' is not supported (supported: bert, modernbert, qwen3, "
-                      "xlm_roberta)",
+    unsupported_type: f"model_type 'gpt2' is not supported (supported: {SERVED})",
     no_weights: "the folder has no weights",
     only_pytorch_bin: "only in pytorch_model.bin",
     no_tokenizer: "has no tokenizer",
@@ -79,13 +108,27 @@ CASES = {
     pad_token_contradicted: "pad_token_id 2",
     special_token_missing: "pad_token '[PAD]' is not in its vocabulary",
     weight_missing: "lack 1 parameter(s)",
+    dense_contradicts_hidden_size: "the Dense module '2_Dense' takes 32 values but gets 64",
+    dense_contradicts_its_weights: "linear.weight has shape [48, 64], its config says [40, 64]",
+    dense_activation_unknown: "'torch.nn.modules.activation.Hardshrink', which this service "
+                              "does not run",
+    unknown_module_type: "modules.json has a Projection module (my_package.layers.Projection), "
+                         "which this service does not run (it runs Transformer, Pooling, Dense, "
+                         "Normalize)",
+    needs_remote_code: "the model needs remote code (config.json's auto_map names AutoModel: "
+                       f"modeling_hf_nomic_bert.NomicBertModel), which this service does not "
+                       f"run; it serves these architectures: {SERVED}",
 }
+# The folder each case spoils (xlm-r's unless said).
+BASE = {dense_contradicts_hidden_size: "bert-dense-tanh",
+        dense_contradicts_its_weights: "bert-dense-tanh",
+        dense_activation_unknown: "bert-dense-tanh"}
 
 
 @pytest.mark.parametrize("spoil", list(CASES), ids=[f.__name__ for f in CASES])
 def test_refused_at_once_with_exit_2_and_one_sentence(tmp_path, service_py, spoil):
     folder = tmp_path / "model"
-    shutil.copytree(TINY / "xlmr-mean", folder)
+    shutil.copytree(TINY / BASE.get(spoil, "xlmr-mean"), folder)
     spoil(folder)
     env = spawn_env(MLX_HOST="127.0.0.1", MLX_PORT=str(free_port()))
     started = time.monotonic()
@@ -106,7 +149,9 @@ def test_refused_at_once_with_exit_2_and_one_sentence(tmp_path, service_py, spoi
 
 
 def test_check_model_passes_every_fixture(service_py):
-    for name in ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last"):
+    for name in ("bert-cls", "xlmr-mean", "modernbert-mean", "qwen3-last", "mpnet-mean",
+                 "distilbert-cls", "gemma3-dense", "bert-dense-tanh", "qwen2-last",
+                 "mistral-last"):
         done = subprocess.run([str(service_py), "-m", "mlx_service", "--check-model",
                                str(TINY / name)], cwd=REPO_ROOT, env=spawn_env(),
                               capture_output=True, text=True, timeout=60)

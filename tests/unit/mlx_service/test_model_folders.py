@@ -42,6 +42,12 @@ def safetensors(path, tensors: dict[str, tuple[str, list[int]]], data: bytes | N
 
 def test_every_fixture_reads_as_what_it_is():
     expected = {"bert-cls": ("bert", ("cls",), 128, ["query", "document"]),
+                "mpnet-mean": ("mpnet", ("mean",), 128, []),
+                "distilbert-cls": ("distilbert", ("cls",), 128, []),
+                "gemma3-dense": ("gemma3_text", ("mean",), 256,
+                                 ["query", "document", "Classification"]),
+                "qwen2-last": ("qwen2", ("lasttoken",), 256, ["query", "document"]),
+                "mistral-last": ("mistral", ("lasttoken",), 256, ["query", "document"]),
                 "xlmr-mean": ("xlm_roberta", ("mean",), 256, ["query", "document"]),
                 "modernbert-mean": ("modernbert", ("mean",), 256, []),
                 "qwen3-last": ("qwen3", ("lasttoken",), 256, ["query", "document"])}
@@ -56,7 +62,8 @@ def test_every_fixture_reads_as_what_it_is():
 
 def test_model_type_spellings():
     assert normalize_model_type("XLM-RoBERTa") == "xlm_roberta"
-    assert architecture_of("modernbert").forward == "ours"
+    assert architecture_of("modernbert").layers == "mlx_service.models.modernbert"
+    assert architecture_of("bert").library_module == "bert"
     assert architecture_of("bert").absolute_positions and architecture_of("qwen3") is not None
     assert architecture_of("gpt2") is None
 
@@ -158,12 +165,30 @@ def test_a_bert_whose_config_pad_id_differs_from_its_tokenizers_is_served(tmp_pa
 
 def test_modules_the_service_does_not_run_are_refused(xlmr):
     modules = json.loads((xlmr / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense",
-                       "type": "sentence_transformers.models.Dense"})
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_LSTM",
+                       "type": "sentence_transformers.models.LSTM"})
     (xlmr / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(ModelError, match="has a Dense module"):
+    with pytest.raises(ModelError, match="has a LSTM module"):
         check_modules(xlmr)
-    assert any("Dense" in p for p in folder_problems(xlmr))
+    assert any("LSTM" in p for p in folder_problems(xlmr))
+
+
+def test_dense_modules_are_read_in_order_with_their_activation_and_bias(tmp_path):
+    gemma = read_spec(str(TINY / "gemma3-dense")).modules
+    assert [(d.path, d.in_features, d.out_features, d.bias, d.activation) for d in gemma.dense] \
+        == [("2_Dense", 64, 256, False, "identity"), ("3_Dense", 256, 64, False, "identity")]
+    assert gemma.normalize
+    labse = read_spec(str(TINY / "bert-dense-tanh"))
+    assert labse.native_dim == 48 and labse.modules.describe() == ["Dense 64->48 tanh",
+                                                                   "Normalize"]
+    folder = tmp_path / "no-normalize"
+    shutil.copytree(TINY / "bert-dense-tanh", folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps(modules[:-1]))
+    assert read_spec(str(folder)).modules.normalize is False
+    # A Dense before Pooling runs on tokens, which the service does not do.
+    (folder / "modules.json").write_text(json.dumps([modules[0], modules[2], modules[1]]))
+    assert any("comes before Pooling" in p for p in folder_problems(folder))
 
 
 def test_folder_problems_lists_every_problem_once(xlmr):
@@ -177,3 +202,18 @@ def test_folder_problems_lists_every_problem_once(xlmr):
     assert "not a safetensors file" in problems[1] and "pad_token_id 2" in problems[2]
     with pytest.raises(ModelError, match=r"^model .*xlmr: model_type 't5' is not supported"):
         read_spec(str(xlmr))
+
+
+def test_config_json_is_read_once_on_the_way_to_a_spec(monkeypatch):
+    """The spec keeps config.json as read (the loader builds the layers from it)."""
+    from pathlib import Path
+    reads = []
+    real = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        if self.name == "config.json" and self.parent.name == "gemma3-dense":
+            reads.append(self)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "read_text", counting)
+    spec = read_spec(str(TINY / "gemma3-dense"))
+    assert len(reads) == 1 and spec.config["model_type"] == "gemma3_text"
