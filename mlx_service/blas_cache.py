@@ -52,8 +52,14 @@ def read_cache(path: Path) -> dict:
 
 def write_cache(path: Path, cache: Mapping, machine: str, candidates: Mapping[str, Candidate],
                 probes: Mapping[str, Mapping]) -> None:
-    """Add fresh probe results; atomic, and silent when the venv is read-only."""
+    """Add fresh probe results; atomic, and silent when the venv is read-only.
+
+    A failure is kept only beside a success of the same round: when every probe failed, the
+    probe's own environment was broken (MLX not yet installed in a venv being rebuilt), not
+    the libraries, and a cached verdict would pin MLX's slow BLAS until the file is deleted."""
     entries = dict(cache.get("entries", {})) if cache.get("schema") == CACHE_SCHEMA else {}
+    if not any("gflops" in result for result in probes.values()):
+        probes = {}
     for name, result in probes.items():
         entries[cache_key(machine, candidates[name])] = {**result, "name": name,
                                                          "measured": time.time()}

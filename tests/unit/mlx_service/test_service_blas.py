@@ -7,7 +7,7 @@ import json
 from mlx_service.blas import (OPENBLAS_CANDIDATES, REEXEC_MARKER, Candidate, Decision,
                               blas_in_use, exec_env, find_candidates, find_mkl, matmul_blas,
                               preload_for, preloaded_library, preloaded_paths)
-from mlx_service.blas_cache import cache_path, read_cache, write_cache
+from mlx_service.blas_cache import cache_path, cached_probes, read_cache, write_cache
 
 LIB = OPENBLAS_CANDIDATES[0]
 MKL = "/venv/lib/libmkl_rt.so.3"
@@ -109,3 +109,16 @@ def test_preloaded_paths_are_the_real_files(tmp_path):
 
 def test_macos_runs_on_accelerate():
     assert blas_in_use("darwin") == "accelerate"
+
+
+def test_a_round_where_every_probe_failed_is_not_cached(tmp_path):
+    # Seen when the venv was rebuilt under a running start: "No module named 'mlx'" for
+    # every library, cached, and MLX's reference BLAS chosen at every later start.
+    path = tmp_path / "c.json"
+    candidates = {n: Candidate(n, None, n) for n in ("openblas", "reference")}
+    broken = {n: {"error": "ModuleNotFoundError: No module named 'mlx'"} for n in candidates}
+    write_cache(path, {}, "cpu", candidates, broken)
+    assert cached_probes(read_cache(path), "cpu", candidates) == {}
+    write_cache(path, {}, "cpu", candidates, {"openblas": {"error": "bad ELF"},
+                                              "reference": {"gflops": 5.0}})
+    assert set(cached_probes(read_cache(path), "cpu", candidates)) == {"openblas", "reference"}
