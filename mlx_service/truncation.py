@@ -10,7 +10,9 @@ A text of a megabyte needs only its first few hundred tokens. Tokenizing all of 
    than that limit is cut to one character past it. Both are regex passes at C speed.
 2. A window of the text's characters that doubles until the tokens of its complete words (all but the
    last, which the window may have cut) are more than truncation keeps. Pre-tokenizers split
-   text into words locally, so those tokens are the full text's first tokens.
+   text into words locally, so those tokens are the full text's first tokens. The window
+   stops at MAX_CHARS_PER_TOKEN characters per token of max_length: only a text with no
+   whitespace that long (megabytes of CJK for a BPE or Unigram tokenizer) gets there.
 
 The tokens kept are then wrapped with the model's special tokens by its own post-processor.
 """
