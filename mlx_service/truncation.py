@@ -10,7 +10,9 @@ A text of a megabyte needs only its first few hundred tokens. Tokenizing all of 
    than that limit is cut to one character past it. Both are regex passes at C speed.
 2. A window of the text's characters that doubles until the tokens of its complete words (all but the
    last, which the window may have cut) are more than truncation keeps. Pre-tokenizers split
-   text into words locally, so those tokens are the full text's first tokens.
+   text into words locally, so those tokens are the full text's first tokens. The window
+   stops at MAX_CHARS_PER_TOKEN characters per token of max_length: only a text with no
+   whitespace that long (megabytes of CJK for a BPE or Unigram tokenizer) gets there.
 
 The tokens kept are then wrapped with the model's special tokens by its own post-processor.
 """
@@ -22,6 +24,11 @@ from typing import Sequence
 
 # Texts this short are tokenized whole: windowing would not save anything.
 DIRECT_CHARS = 2048
+# The bound on the cost: a window that reaches this many (reduced) characters per token of
+# max_length stops growing, even if its last word is still not complete. Only one word
+# that long (no whitespace at all: a megabyte of CJK for a BPE or Unigram tokenizer) gets
+# there; its tokens are then the cut word's, near its first max_length tokens.
+MAX_CHARS_PER_TOKEN = 64
 # Python's idea of whitespace, plus the separators Unicode puts in other categories; each is
 # kept only if the tokenizer really treats a run of it as a single space.
 _SPACE_CANDIDATES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\u200b\u3000"
@@ -42,6 +49,7 @@ class BoundedTokenizer:
         # Room for the text's own tokens once [CLS]/[SEP] (or the model's equivalent) are added.
         self.specials = self._tok.num_special_tokens_to_add(False)
         self.budget = max(1, max_length - self.specials)
+        self.max_chars = MAX_CHARS_PER_TOKEN * max_length
         self._space_run = _space_run_pattern(self._tok)
         self._long_word = _long_word_rule(self._tok)
 
@@ -101,7 +109,7 @@ class BoundedTokenizer:
             words = enc.word_ids
             last = words[-1] if words else None
             complete = sum(1 for w in words if w != last)  # word ids only grow
-            if complete >= self.budget:
+            if complete >= self.budget or len(reduced) >= self.max_chars:
                 return enc
             window *= 2
 

@@ -8,4 +8,7 @@ apart, one module per architecture where ours runs instead of mlx-embeddings'.
 - `loading`: weights into MLX modules (lenient on unused heads, quantized, float32 on a CPU);
 - `modernbert`: our ModernBERT encoder;
 - `embedder`: the runner the inference thread drives (tokenize, forward, pool).
+- rerankers (sentence-transformers CrossEncoder folders): `roles` (embedding or scorer
+  folder), `scorer_folder` (ScorerSpec, refusals), `chat_template` and `pair_tokens` (pairs
+  into ids), `heads` (classifier / LogitScore heads) and `scorer` (the Scorer runner).
 """

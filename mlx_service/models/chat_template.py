@@ -65,6 +65,13 @@ class PairTemplate:
         except JinjaError as exc:
             raise TemplateError(f"the chat template is not valid Jinja2: {exc}") from None
         self._jinja_error = JinjaError
+        # A chat model's own template (user/assistant turns) either drops messages of other
+        # roles or prints them as turns of a conversation: neither is a reranker's prompt.
+        unnamed = [r for r in ROLES if f"'{r}'" not in source and f'"{r}"' not in source]
+        if unnamed:
+            raise TemplateError(f"the chat template does not render the pair roles 'query' and "
+                                f"'document' (it never names {' or '.join(map(repr, unnamed))}): "
+                                "it is a chat model's template, not a reranker's")
         self._layouts = {False: self._split(False), True: self._split(True)}
 
     def render(self, query: str, document: str, instruction: str | None = None) -> str:

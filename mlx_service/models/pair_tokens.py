@@ -4,14 +4,15 @@ at a cost bounded by the model's window, not by the texts.
 - `EncoderPairs` (BERT, XLM-R, ModernBERT): `tokenizer(query, document, truncation=
   "longest_first", max_length=L)`. Each text is tokenized only as far as truncation can
   reach (mlx_service/truncation.py's BoundedTokenizer.first_tokens: at least L tokens of
-  complete words, exact), then the Rust tokenizer's own pair truncation and post-processor
-  (special tokens, segments) run on those: the same ids as the whole texts give.
+  complete words, exact), cut by the tokenizers library's longest_first rule, and put
+  between the special tokens its post-processor adds: the same ids as the whole texts give.
 - `ChatPairs` (a causal LM scored by LogitScore): the pair rendered by the folder's chat
   template (models/chat_template.py), tokenized; a rendering past the window keeps its
   first L - len(suffix) tokens and the template's suffix is put back at the end (the
   assistant prefix stays last), as sentence-transformers does. Long texts are cut before
   rendering, in windows that double until the tokens kept all lie before every cut's last
-  word (exact), up to MAX_CHARS_PER_TOKEN x L characters per text.
+  word (exact), up to MAX_CHARS_PER_TOKEN x L characters per text (truncation.py: past
+  that, a text with no whitespace is tokenized as cut: the bound on the cost).
 """
 from __future__ import annotations
 
@@ -19,12 +20,24 @@ import re
 from typing import Sequence
 
 from mlx_service.models.chat_template import Layout, PairTemplate
-from mlx_service.truncation import DIRECT_CHARS, BoundedTokenizer
+from mlx_service.truncation import DIRECT_CHARS, MAX_CHARS_PER_TOKEN, BoundedTokenizer
 
-# A text cut this far past the window is tokenized as cut, even if its last word (a run with
-# no whitespace at all) might have reached into the tokens kept: the bound on the cost.
-MAX_CHARS_PER_TOKEN = 64
 _LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
+
+
+def longest_first(n1: int | float, n2: int | float, room: int) -> tuple[int, int]:
+    """The lengths `longest_first` truncation keeps of two sequences of n1 and n2 tokens in
+    `room` tokens, as the tokenizers library computes them: the shorter one whole if the
+    longer still gets as much, else half each, the odd token to the longer one (to the
+    second when they tie). n1, n2: the texts' whole lengths (which one is longer decides)."""
+    if n1 + n2 <= room:
+        return int(n1), int(n2)
+    swap = n1 > n2
+    short, long = (n2, n1) if swap else (n1, n2)
+    long = short if short > room else max(short, room - short)
+    if short + long > room:
+        short, long = room // 2, room // 2 + room % 2
+    return (int(long), int(short)) if swap else (int(short), int(long))
 
 
 class EncoderPairs:
@@ -33,15 +46,67 @@ class EncoderPairs:
 
         self.max_length = max_length
         self._single = BoundedTokenizer(backend, max_length)  # a copy: truncation off
-        self._pair = Tokenizer.from_str(backend.to_str())
-        self._pair.no_padding()
-        self._pair.enable_truncation(max_length, strategy="longest_first")
-        self.pair_specials = self._pair.num_special_tokens_to_add(True)
+        self._plain = Tokenizer.from_str(backend.to_str())
+        self._plain.no_truncation()
+        self._plain.no_padding()
+        self.pair_specials = self._plain.num_special_tokens_to_add(True)
+        self._layout = self._pair_layout()
+
+    def _pair_layout(self) -> tuple[list[int], list[int], list[int]] | None:
+        """(before A, between A and B, after B): the special tokens the post-processor puts
+        around a pair, read off one pair of short texts. The tokenizers library's pair
+        truncation builds every combination of both texts' overflowing parts (a pair of
+        long documents: tens of gigabytes), so the pair is assembled here instead."""
+        a = self._plain.encode("hello", add_special_tokens=False)
+        b = self._plain.encode("world", add_special_tokens=False)
+        ids = self._plain.post_process(a, b).ids
+        na, nb = len(a.ids), len(b.ids)
+        for i in range(len(ids) - na + 1):
+            if ids[i:i + na] != a.ids:
+                continue
+            for j in range(i + na, len(ids) - nb + 1):
+                if ids[j:j + nb] == b.ids:
+                    layout = (ids[:i], ids[i + na:j], ids[j + nb:])
+                    if sum(map(len, layout)) == self.pair_specials:
+                        return layout
+        return None
 
     def pairs(self, pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
         texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # a query once
         first = dict(zip(texts, self._single.first_tokens(texts)))
-        return [self._pair.post_process(first[a], first[b]).ids for a, b in pairs]
+        room = max(0, self.max_length - self.pair_specials)
+        sizes: dict[str, float] = {}
+        out = []
+        for a, b in pairs:
+            ids_a, ids_b = first[a].ids, first[b].ids
+            n_a, n_b = len(ids_a), len(ids_b)
+            if room % 2 and min(n_a, n_b) > room // 2:
+                # Both cut to half the room: the odd token goes to the longer text, which
+                # only the whole texts' lengths tell.
+                n_a, n_b = (sizes.setdefault(t, self._whole_length(t, first[t])) for t in (a, b))
+            keep_a, keep_b = longest_first(n_a, n_b, room)
+            if self._layout is None:  # a post-processor we cannot read: its own assembly
+                out.append(self._assembled(a, b, keep_a, keep_b))
+                continue
+            before, between, after = self._layout
+            out.append(before + ids_a[:keep_a] + between + ids_b[:keep_b] + after)
+        return out
+
+    def _whole_length(self, text: str, first) -> float:
+        """The text's token count: counted up to MAX_CHARS_PER_TOKEN x max_length characters,
+        estimated past that from the tokens of the part already tokenized."""
+        if len(text) <= DIRECT_CHARS:
+            return len(first.ids)  # tokenized whole
+        if len(text) <= MAX_CHARS_PER_TOKEN * self.max_length:
+            return len(self._plain.encode(text, add_special_tokens=False).ids)
+        covered = first.offsets[-1][1] if first.offsets else 0
+        return len(first.ids) * len(text) / max(covered, 1)
+
+    def _assembled(self, a: str, b: str, keep_a: int, keep_b: int) -> list[int]:
+        enc_a, enc_b = self._single.first_tokens([a, b])  # fresh: truncate() edits them
+        enc_a.truncate(keep_a)
+        enc_b.truncate(keep_b)
+        return self._plain.post_process(enc_a, enc_b).ids
 
     def singles(self, texts: Sequence[str]) -> list[list[int]]:
         return self._single.encode_batch(texts)
