@@ -97,8 +97,10 @@ def resolve_model(model: str | None) -> tuple[str, Path, bool]:
     return model, Path(folder), False
 
 
-def read_config(folder: Path) -> dict:
-    cfg = _read_json(folder / "config.json")
+def read_config(folder: Path, cfg=None) -> dict:
+    """config.json as a JSON object (`cfg`: the file as already read), or a refusal."""
+    if cfg is None:
+        cfg = _read_json(folder / "config.json")
     if cfg is None:
         raise ModelError(f"{folder} has no config.json: not a model folder")
     if not isinstance(cfg, dict):
@@ -194,10 +196,11 @@ def read_quantization(cfg: dict) -> dict | None:
 
 
 def spec_from_folder(name: str, folder: Path, local: bool) -> ModelSpec:
-    wrong_role = cross_encoder_as_embeddings(folder)  # a reranker is RERANK_MODEL's
+    cfg = _read_json(folder / "config.json")  # read once: every step below takes this copy
+    wrong_role = cross_encoder_as_embeddings(folder, cfg)  # a reranker is RERANK_MODEL's
     if wrong_role:
         raise ModelError(wrong_role)
-    cfg = read_config(folder)
+    cfg = read_config(folder, cfg)
     arch = read_architecture(cfg)
     try:
         pooling: Pooling = read_pooling(folder, arch.own_pooling, arch.own_pooling_why)

@@ -25,8 +25,10 @@ def _json(path: Path):
         return None  # unreadable files are the folder check's business, not the role's
 
 
-def architectures(folder: Path) -> list[str]:
-    cfg = _json(folder / "config.json")
+def architectures(folder: Path, cfg=None) -> list[str]:
+    """config.json's architectures (`cfg`: the file as the caller already read it)."""
+    if cfg is None:
+        cfg = _json(folder / "config.json")
     names = cfg.get("architectures") if isinstance(cfg, dict) else None
     return [str(n) for n in names] if isinstance(names, list) else []
 
@@ -40,12 +42,12 @@ def has_logit_score(folder: Path) -> bool:
                for m in modules)
 
 
-def scorer_evidence(folder: Path) -> str | None:
+def scorer_evidence(folder: Path, cfg=None) -> str | None:
     """Why the folder is a cross-encoder (a few words), or None when it is not one."""
     st = _json(folder / "config_sentence_transformers.json")
     if isinstance(st, dict) and st.get("model_type") == "CrossEncoder":
         return "config_sentence_transformers.json says model_type CrossEncoder"
-    for name in architectures(folder):
+    for name in architectures(folder, cfg):
         if name.endswith("ForSequenceClassification"):
             return f"its architecture is {name}"
         if name.endswith("ForCausalLM") and has_logit_score(folder):
@@ -58,9 +60,9 @@ def folder_role(folder: Path) -> str:
     return SCORER if scorer_evidence(Path(folder)) else EMBEDDING
 
 
-def cross_encoder_as_embeddings(folder: Path) -> str | None:
+def cross_encoder_as_embeddings(folder: Path, cfg=None) -> str | None:
     """The sentence refusing a cross-encoder given as EMBEDDINGS_MODEL, or None."""
-    why = scorer_evidence(Path(folder))
+    why = scorer_evidence(Path(folder), cfg)
     if why is None:
         return None
     return (f"this folder is a cross-encoder ({why}): it scores query-document pairs and "

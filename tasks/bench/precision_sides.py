@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping
 
 from tasks.bench.client import EmbedClient, http_pass
 from tasks.bench.engines import BenchService
-from tasks.bench.stats import ratio
+from tasks.bench.stats import fmt, ratio
 from tasks.core.say import Say
 
 # (name, the service settings of that path)
@@ -92,7 +92,6 @@ def format_sides(doc: Mapping | None) -> list[str]:
     for name, path in doc["paths"].items():
         lines.append(f"  {name}: runs {path.get('precision')} on {path.get('blas')} "
                      f"({path.get('precision_reason')})")
-    from tasks.bench.report import fmt  # report imports this module: no cycle at import
     head = (f"{'shape, texts/s (HTTP)':<24}{'fp32':>8}{'bf16':>8}{'bf16/fp32':>11}"
             f"{'peer (ST)':>11}{'fp32/peer':>11}{'bf16/peer':>11}")
     lines += [head, "-" * len(head)]

@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from tasks.bench.precision_sides import format_sides
-
-
-def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
+from tasks.bench.stats import fmt
 
 
 def format_report(doc: dict) -> str:

@@ -36,3 +36,8 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 def rate(count: int, seconds: float | None) -> float | None:
     return ratio(float(count), seconds)
+
+
+def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
+    """A figure for a report's table cell; '-' where there is none."""
+    return "-" if value is None else f"{value:{spec}}{suffix}"

