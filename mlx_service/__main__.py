@@ -15,7 +15,7 @@ import threading
 import time
 
 from mlx_service.blas import BlasError, blas_in_use, maybe_reexec
-from mlx_service.config import ConfigError, load_config
+from mlx_service.config import ConfigError, load_config, model_settings
 from mlx_service.service_log import LogFileError, start_log, stop_log
 
 log = logging.getLogger("mlx_service")
@@ -39,7 +39,7 @@ def check_model(argv: list[str]) -> int:
 
     from mlx_service.models.folder import ModelError, folder_problems, looks_like_path, read_spec
 
-    target = argv[0] if argv else os.environ.get("EMBEDDINGS_MODEL") or None
+    target = argv[0] if argv else model_settings(os.environ)[0]
     if len(argv) > 1:
         return _fail("--check-model takes one model folder")
     if target and not Path(target).expanduser().exists() and not looks_like_path(target):
@@ -68,7 +68,7 @@ def check_rerank_model(argv: list[str]) -> int:
     from mlx_service.models.folder import looks_like_path
     from mlx_service.models.scorer_folder import read_scorer_spec, scorer_problems
 
-    target = argv[0] if argv else os.environ.get("RERANK_MODEL") or None
+    target = argv[0] if argv else model_settings(os.environ)[1]
     if len(argv) > 1:
         return _fail("--check-rerank-model takes one model folder")
     if not target:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         return _fail(str(exc))
     try:
-        maybe_reexec(config.blas, argv)  # returns only when no re-exec is needed
+        maybe_reexec(config.blas, argv, precision=config.precision)  # returns only when no re-exec is needed
     except BlasError as exc:
         return _fail(str(exc))
 

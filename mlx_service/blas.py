@@ -263,11 +263,12 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
 # --- acting on it --------------------------------------------------------------------------------
 def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = sys.platform,
            say: Callable[[str], None] = lambda line: None,
-           python: str = sys.executable) -> Decision:
+           python: str = sys.executable, precision: str = "auto") -> Decision:
     """Gather the inputs (libraries found, cache, probes when needed) and decide.
 
     python: the interpreter of the venv that will run MLX (the probe runs there, the cache
-    and oneMKL live there); this process's own by default.
+    and oneMKL live there); this process's own by default. precision: Config's MLX_PRECISION
+    (fp32 never needs oneMKL's bf16 GEMM).
     """
     prefix = sys.prefix if python == sys.executable else str(Path(python).parent.parent)
     candidates = find_candidates(environ, prefix, mlx_version(prefix))
@@ -281,7 +282,7 @@ def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = s
         from mlx_service.precision import cpu_bf16_units, wants_onemkl
         # bf16 units: oneMKL's bf16 GEMM may beat any float32 one (precision.py); decide
         # takes it only after its probe loaded it, computed right and measured bf16 faster.
-        prefer_mkl = wants_onemkl(environ.get("MLX_PRECISION", "auto"), cpu_bf16_units(),
+        prefer_mkl = wants_onemkl(precision, cpu_bf16_units(),
                                   "mkl" in candidates)
     decision = decide(mode, platform, candidates, {}, hits, preloaded, prefer_mkl)
     if not decision.to_probe:
@@ -306,7 +307,8 @@ def exec_env(decision: Decision, environ: Mapping[str, str]) -> dict[str, str] |
 
 
 def maybe_reexec(mode: str, args: Sequence[str], command: Sequence[str] | None = None,
-                 say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> None:
+                 say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                 precision: str = "auto") -> None:
     """Re-exec `python -m mlx_service ARGS` (or `command`) with the chosen BLAS preloaded.
 
     Returns only when no re-exec is needed; raises BlasError when a forced library is absent.
@@ -314,7 +316,7 @@ def maybe_reexec(mode: str, args: Sequence[str], command: Sequence[str] | None =
     """
     if os.environ.get(REEXEC_MARKER):
         return
-    decision = choose(mode, os.environ, sys.platform, say)
+    decision = choose(mode, os.environ, sys.platform, say, precision=precision)
     os.environ[CHOICE_ENV] = json.dumps(decision.as_dict())
     env = exec_env(decision, os.environ) if sys.platform.startswith("linux") else None
     if env is None:

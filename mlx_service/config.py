@@ -167,6 +167,12 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def model_settings(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(EMBEDDINGS_MODEL, RERANK_MODEL) as set, None when unset or empty: read here only, for
+    the service and its --check-model / --check-rerank-model alike."""
+    return _env(environ, "EMBEDDINGS_MODEL"), _env(environ, "RERANK_MODEL")
+
+
 def parse_hosts(raw: str, name: str = "MLX_HOST") -> tuple[str, ...]:
     hosts = tuple(h.strip().strip("[]") for h in raw.split(",") if h.strip())
     if not hosts:
@@ -321,8 +327,8 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     log_max_bytes = problems.read(lambda: parse_log_max_bytes(environ), LOG_MAX_BYTES)
     problems.raise_any()
     return Config(hosts=hosts, port=port,
-                  model=args.model or _env(environ, "EMBEDDINGS_MODEL"), dim=dim, blas=blas,
-                  rerank_model=args.rerank_model or _env(environ, "RERANK_MODEL"),
+                  model=args.model or model_settings(environ)[0], dim=dim, blas=blas,
+                  rerank_model=args.rerank_model or model_settings(environ)[1],
                   cpu_fast=SWITCHES[fast_raw], cpu_lanes=lanes, precision=precision,
                   native_kernels=SWITCHES[native_raw],
                   log_level=level, log_file=log_file, log_max_bytes=log_max_bytes,

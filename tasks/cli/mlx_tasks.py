@@ -54,7 +54,8 @@ def install(c, venv=None, force=False, blas=None, create=False):
     if "mkl" in extras and cpu_bf16_units():  # what bf16 gives here, not what it might
         from mlx_service import blas as libraries  # `blas` is this task's --blas flag
         measured = libraries.choose("auto", os.environ, say=say,
-                                    python=str(service_python(settings, Path(path)))).as_dict()
+                                    python=str(service_python(settings, Path(path))),
+                                    precision=settings.get("MLX_PRECISION", "auto")).as_dict()
     hint = bf16_hint(extras, measured=measured)
     if hint:
         say(hint)

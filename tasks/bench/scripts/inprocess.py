@@ -34,10 +34,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", default=os.environ.get("EMBEDDINGS_MODEL"))
     args = parser.parse_args(argv)
 
+    from mlx_service.config import load_config
+    # MLX_MAX_BATCH_TOKENS, MLX_CPU_FAST, MLX_CPU_LANES, MLX_PRECISION: as the service reads them
+    config = load_config([], os.environ)
     # The same choice and re-exec as the service: LD_PRELOAD is read at exec time.
     try:
         blas.maybe_reexec(args.blas, argv,
-                          command=[sys.executable, str(Path(__file__).resolve()), *argv])
+                          command=[sys.executable, str(Path(__file__).resolve()), *argv],
+                          precision=config.precision)
     except blas.BlasError as exc:
         print(f"inprocess: {exc}", file=sys.stderr)
         return 2
@@ -45,11 +49,9 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     import mlx.core as mx
     import numpy as np
-    from mlx_service.config import load_config
     from mlx_service.models.embedder import Embedder
     from mlx_service.models.folder import read_spec
 
-    config = load_config([], os.environ)  # MLX_MAX_BATCH_TOKENS, MLX_CPU_FAST, MLX_CPU_LANES
     embedder = Embedder(read_spec(args.model), cpu_fast=config.cpu_fast, lanes=config.cpu_lanes,
                         precision=config.precision)
     load_seconds = time.perf_counter() - started

@@ -76,7 +76,8 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one lane's BLAS
     os.environ.setdefault("MKL_NUM_THREADS", "1")       # (oneMKL's too: its bf16 GEMM)
     blas.maybe_reexec(os.environ.get("MLX_BLAS", "auto"), argv,
-                      command=[sys.executable, str(Path(__file__).resolve()), *argv])
+                      command=[sys.executable, str(Path(__file__).resolve()), *argv],
+                      precision=args.precision)
 
     import mlx.core as mx
     import numpy as np

@@ -82,3 +82,26 @@ def test_every_bad_setting_is_named_at_once_not_only_the_first():
     for name in env:
         assert f"{name}=" in message, message
     assert "\n" not in message
+
+
+def test_the_model_settings_have_one_way_in():
+    """Issue 26, item 3: --check-model and --check-rerank-model read the models as the
+    service does (config.model_settings); an empty value is unset, as in load_config."""
+    from mlx_service.config import model_settings
+    assert model_settings({}) == (None, None)
+    assert model_settings({"EMBEDDINGS_MODEL": "", "RERANK_MODEL": "/r"}) == (None, "/r")
+    env = {"EMBEDDINGS_MODEL": "/e", "RERANK_MODEL": "/r"}
+    c = load_config([], env)
+    assert model_settings(env) == (c.model, c.rerank_model) == ("/e", "/r")
+
+
+def test_the_blas_choice_takes_precision_from_config_not_the_environment(monkeypatch):
+    """blas.choose weighs oneMKL for bf16 only by the precision it is given (Config's
+    MLX_PRECISION): an environment variable alone changes nothing."""
+    import inspect
+    import re
+
+    from mlx_service import blas
+    assert "precision" in inspect.signature(blas.choose).parameters
+    assert "precision" in inspect.signature(blas.maybe_reexec).parameters
+    assert not re.search(r"[\"']MLX_PRECISION[\"']", inspect.getsource(blas))
