@@ -386,10 +386,10 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = quiet
         # fp32 and bf16 side by side where the CPU has bf16 units (tasks/bench/precision_sides.py)
         sides, sides_why = sides_mod.wanted_sides(cpu_bf16_units(),
                                                   find_mkl({}, str(python.parent.parent)))
-        started = sides_mod.start_sides(sides, python, root, logs, options.model_env, headers,
-                                        running, say)
+        side_services = sides_mod.start_sides(sides, python, root, logs, options.model_env,
+                                              headers, running, say)
         throughput = measure_throughput(runs, given.workloads, repeats, say)
-        shapes = measure_shapes({**runs, **sides_mod.side_engines(started)},
+        shapes = measure_shapes({**runs, **sides_mod.side_engines(side_services)},
                                 given.shape_workloads, repeats, say)
         latency = measure_latency(services.client, given.corpus["short"],
                                   options.latency_requests, say)
@@ -399,8 +399,8 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = quiet
                                     options.per_client, repeats, say)
         sides_one_text = {name: measure_one_text(svc.url, None, given.prose, options.per_client,
                                                  repeats, say)
-                          for name, (svc, _, _) in started.items()}
-        sides_doc = sides_mod.describe(sides_why, machine["cpu"], started, shapes,
+                          for name, (svc, _, _) in side_services.items()}
+        sides_doc = sides_mod.describe(sides_why, machine["cpu"], side_services, shapes,
                                        sides_one_text, one_text.get("peer_tps"))
         service_doc = describe_service(services, info, engines.inproc)
         cold_doc = describe_cold_starts(services)
