@@ -23,8 +23,9 @@ from mlx_service.metrics import Metrics
 from mlx_service.rerank_api import register_rerank_routes
 from mlx_service.scoring import Scoring
 from mlx_service.served_models import model_list, reranker_info
-from mlx_service.validation import (RequestError, check_content_encoding, check_content_type,
-                                    decode_json, error_body, parse_embed_request)
+from mlx_service.errors import RequestError, error_body
+from mlx_service.validation import (check_content_encoding, check_content_type, decode_json,
+                                    parse_embed_request)
 
 try:  # vectors to JSON ~10x faster than json + tolist(), and less time holding the GIL
     import orjson

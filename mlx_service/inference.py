@@ -18,11 +18,11 @@ from typing import Callable
 from mlx_service.admission import Admission, Ticket
 from mlx_service.config import Config
 from mlx_service.enums import StrEnum
+from mlx_service.errors import RequestError
 from mlx_service.models.embedder import truncate_normalize
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.prompts import PromptError
 from mlx_service.telemetry import job_spans, step
-from mlx_service.validation import RequestError
 from mlx_service.worker import (Job, JobKind, JobOutcome, QueueFull, ShuttingDown, Worker,
                                 WorkerState)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_service.enums import StrEnum
-from mlx_service.validation import (RequestError, check_known_fields, check_unicode,
-                                    type_name)
+from mlx_service.errors import RequestError
+from mlx_service.validation import check_known_fields, check_unicode, type_name
 
 
 class RerankShape(StrEnum):

@@ -16,9 +16,9 @@ import numpy as np
 
 from mlx_service.admission import Ticket
 from mlx_service.enums import StrEnum
+from mlx_service.errors import RequestError
 from mlx_service.inference import Inference, Tokenized
 from mlx_service.telemetry import step
-from mlx_service.validation import RequestError
 
 # sentence-transformers' encode_document takes the first of these prompts the model has.
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")

@@ -20,7 +20,7 @@ from waitress.server import BaseWSGIServer
 
 from mlx_service.config import Config
 from mlx_service.connections import OVERFLOW_CONNECTIONS, handle_connections, idle
-from mlx_service.validation import error_body
+from mlx_service.errors import error_body
 
 _CODES = {400: "bad_request", 413: "request_too_large", 431: "headers_too_large",
           500: "internal_error", 501: "unsupported_transfer_encoding"}

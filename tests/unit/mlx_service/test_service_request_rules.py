@@ -6,8 +6,8 @@ import pytest
 
 from mlx_service import admission as admission_module
 from mlx_service.admission import Admission
-from mlx_service.validation import (OPENAI_FIELDS, RequestError, check_content_encoding,
-                                    parse_embed_request)
+from mlx_service.errors import RequestError
+from mlx_service.validation import OPENAI_FIELDS, check_content_encoding, parse_embed_request
 
 
 def parse(body, openai=True):
