@@ -1,6 +1,6 @@
 """What a request is told when it fails: OpenAI's error body, and the RequestError that
-carries it with its HTTP status. Raised by the HTTP layer (mlx_service/validation.py) and by
-the inference façade beneath it (mlx_service/inference.py, scoring.py) alike, so it lives
+carries it with its HTTP status. Raised by the HTTP layer (mlx_service/http/validation.py) and by
+the inference façade beneath it (mlx_service/engine/inference.py, scoring.py) alike, so it lives
 below both.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mlx_service.errors import RequestError
-from mlx_service.validation import check_content_type, decode_json, parse_embed_request
+from mlx_service.http.validation import check_content_type, decode_json, parse_embed_request
 
 
 def parse(body, openai=True, max_items=4, max_dim=384):
