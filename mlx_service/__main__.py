@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 
-from mlx_service.blas import BlasError, blas_in_use, maybe_reexec
 from mlx_service.config import ConfigError, load_config, model_settings
-from mlx_service.service_log import LogFileError, start_log, stop_log
+from mlx_service.kernels.blas import BlasError, blas_in_use, maybe_reexec
+from mlx_service.telemetry.service_log import LogFileError, start_log, stop_log
 
 log = logging.getLogger("mlx_service")
 # Of MLX_STOP_GRACE (the lifecycle's wait before SIGKILL), what the drain leaves for the rest
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     # switch interval, each time the inference thread comes back from native code it may wait
     # 5 ms per busy thread, and so does a health probe. 1 ms keeps both moving under a flood.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:  # one writer thread behind a bounded queue (mlx_service/service_log.py)
+    try:  # one writer thread behind a bounded queue (mlx_service/telemetry/service_log.py)
         start_log(config.log_level, config.log_file, config.log_max_bytes)
     except LogFileError as exc:
         return _fail(str(exc))
@@ -143,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    from mlx_service.app import InFlight, create_app
-    from mlx_service.inference import Inference
-    from mlx_service.metrics import Metrics
-    from mlx_service.server import channels_idle, make_server, shed_connections
-    from mlx_service.model_runner import ModelRunner
-    from mlx_service.worker import Worker, WorkerState
+    from mlx_service.engine.inference import Inference
+    from mlx_service.engine.model_runner import ModelRunner
+    from mlx_service.engine.worker import Worker, WorkerState
+    from mlx_service.http.app import InFlight, create_app
+    from mlx_service.http.server import channels_idle, make_server, shed_connections
+    from mlx_service.telemetry.metrics import Metrics
 
     metrics = Metrics()
 
@@ -185,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     inference = Inference(config=config, spec=spec, dim=dim, worker=worker,
                           blas=blas_in_use(), rerank_spec=rerank_spec)
     flask_app = create_app(inference, metrics)
-    # Process RSS/CPU on /metrics; spans and log export where OTEL_* asks (mlx_service/otlp.py).
-    from mlx_service.telemetry import install as install_telemetry
+    # Process RSS/CPU on /metrics; spans and log export where OTEL_* asks
+    # (mlx_service/telemetry/otlp.py).
+    from mlx_service.telemetry.tracing import install as install_telemetry
     install_telemetry(flask_app, metrics)
     app = InFlight(flask_app)
     server_map: dict = {}
@@ -277,7 +278,7 @@ def _exit_now(code: int = 0) -> None:
     without an active exception") when destroyed at exit, and waitress would wait 5 s more
     for threads whose answers nobody reads any more."""
     stop_log()  # drains the queue: the last lines are written before we exit
-    from mlx_service.telemetry import flush as flush_telemetry
+    from mlx_service.telemetry.tracing import flush as flush_telemetry
     flush_telemetry(EXIT_FLUSH_S)  # the last spans and log records, if a collector takes them
     logging.shutdown()
     sys.stdout.flush()

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 T = TypeVar("T")
 
 BLAS_MODES = ("auto", "openblas", "mkl", "reference")
-PRECISION_MODES = ("auto", "fp32", "bf16")  # MLX_PRECISION, mlx_service/precision.py
+PRECISION_MODES = ("auto", "fp32", "bf16")  # MLX_PRECISION, mlx_service/kernels/precision.py
 
 # Limits: (env var, default, minimum). Defaults are sized for a laptop CPU and MiniLM:
 # a full batch of 8192 padded tokens is ~32 rows of 256 tokens.
@@ -48,7 +48,7 @@ LIMITS = {
     "batch_wait_ms": ("MLX_BATCH_WAIT_MS", 20, 0),
     # Beside other work, a request is admitted only when all the work in flight can be done
     # within this share of MLX_REQUEST_TIMEOUT at the rate the service measures (429 beyond:
-    # mlx_service/admission.py). 0: admit by the limits above alone.
+    # mlx_service/engine/admission.py). 0: admit by the limits above alone.
     "admission_time_percent": ("MLX_ADMISSION_TIME_PERCENT", 50, 0),
 }
 SWITCHES = {"1": True, "on": True, "true": True, "yes": True,
@@ -101,10 +101,10 @@ class Config:
     coalesce_rows: int = LIMITS["coalesce_rows"][1]
     batch_wait_ms: int = LIMITS["batch_wait_ms"][1]
     admission_time_percent: int = LIMITS["admission_time_percent"][1]
-    cpu_fast: bool = True             # MLX_CPU_FAST: mlx_service/cpu_fast.py where it applies
+    cpu_fast: bool = True             # MLX_CPU_FAST: models/fast_bert.py where it applies
     cpu_lanes: int = 0                # MLX_CPU_LANES: threads a batch is split over; 0 = cores
-    native_kernels: bool = True       # MLX_NATIVE_KERNELS: mlx_service/native_math.py's exp/GELU
-    precision: str = "auto"           # MLX_PRECISION: auto | fp32 | bf16 (mlx_service/precision.py)
+    native_kernels: bool = True       # MLX_NATIVE_KERNELS: kernels/native_math.py's exp/GELU
+    precision: str = "auto"           # MLX_PRECISION: auto | fp32 | bf16 (kernels/precision.py)
     log_level: str = "INFO"
     log_file: str | None = None       # MLX_LOG_FILE: write (and rotate) the log there, not stderr
     log_max_bytes: int = LOG_MAX_BYTES

@@ -16,7 +16,7 @@ if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
   command -v ip >/dev/null || need+=(iproute2)
   python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)
   # A C compiler and glibc's libmvec: the service builds its exp/GELU kernels at first start
-  # (mlx_service/native_math.py; without them it runs numpy's, slower).
+  # (mlx_service/kernels/native_math.py; without them it runs numpy's, slower).
   command -v cc >/dev/null || need+=(gcc)
   [ -e /usr/lib/"$(uname -m)"-linux-gnu/libmvec.so ] || need+=(libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then

@@ -1,7 +1,7 @@
 """An OTLP/HTTP receiver for the tests: takes what the services export (protobuf, as the
 SDK's OTLP/HTTP exporters send it, decoded with opentelemetry-proto) and keeps it to look at.
 
-Written for the tests, independently of mlx_service/otlp.py: it checks what arrives on the
+Written for the tests, independently of mlx_service/telemetry/otlp.py: it checks what arrives on the
 wire, not what the exporting code believes it sent.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ What the hand-rolled http.server versions lacked, in one place for both:
 - one error shape, OpenAI's `{"error": {"message", "type", "param", "code"}}`, for the app's
   errors and for the ones waitress answers itself (bad Content-Length, bad chunking, too large),
   OPTIONS included, and a TLS handshake on this plain-HTTP port answered at once;
-- the host service's own connection rules (connections.py: its mlx_service/connections.py,
+- the host service's own connection rules (connections.py: its mlx_service/http/connections.py,
   copied in by the Dockerfile): at the connection limit a new connection closes the
   longest-idle one, so a probe never waits in the backlog; a refused request's unread body is
   read and dropped after the answer (a lingering close), so the client reads the answer
@@ -30,11 +30,11 @@ from flask import Flask, Response, g, request
 from waitress import create_server
 from werkzeug.exceptions import HTTPException
 
-# The host service's mlx_service/connections.py, which the image copies in beside this file.
+# The host service's mlx_service/http/connections.py, which the image copies in beside this file.
 from connections import handle_connections
 
 # The `code` of each status the servers answer themselves: a string, as the host service
-# sends it (mlx_service/validation.py: snake case of the reason), never the bare number.
+# sends it (mlx_service/http/validation.py: snake case of the reason), never the bare number.
 ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "request_too_large", 429: "rate_limit_exceeded",
                431: "request_header_fields_too_large", 500: "internal_error",

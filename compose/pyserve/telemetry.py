@@ -4,9 +4,10 @@
   and status, their latency, process RSS and CPU, and for the gateway its calls to the host
   service (latency by path and status, errors by reason);
 - OTLP traces and logs where the standard OTEL_* variables ask for them (otlp.py: the host
-  service's mlx_service/otlp.py, copied in by the Dockerfile): a SERVER span per request that continues
-  the caller's `traceparent`, a CLIENT span per call to the host service, and the trace
-  headers passed on with it, so one trace runs from the container into the host service.
+  service's mlx_service/telemetry/otlp.py, copied in by the Dockerfile): a SERVER span per
+  request that continues the caller's `traceparent`, a CLIENT span per call to the host
+  service, and the trace headers passed on with it, so one trace runs from the container into
+  the host service.
 Works with Debian bookworm's python3-prometheus-client 0.16 and PyPI's 0.26.
 """
 from __future__ import annotations

@@ -43,7 +43,7 @@ class Architecture:
 LIBRARY = "mlx_embeddings"
 OURS = "mlx_service.models"
 MEAN_WHY = "sentence-transformers' default for a bare transformer"
-BERT_FAST = "mlx_service.cpu_fast:CpuBertForward"
+BERT_FAST = "mlx_service.models.fast_bert:CpuBertForward"
 DECODER_FAST = f"{OURS}.fast_qwen3:CpuQwen3Forward"
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from mlx_service.batch_plan import split_rows
 from mlx_service.models.architectures import ARCHITECTURES
+from mlx_service.models.batch_plan import split_rows
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.pooling import pool
 
@@ -54,9 +54,9 @@ class Embedder:
         """cpu_fast: take the fast forward pass where it applies (BERT, XLM-R, ModernBERT,
         Qwen3 on the CPU: models/fast_forward.py); lanes: threads a batch is split over there
         (0: one per core);
-        precision: MLX_PRECISION (mlx_service/precision.py), checked at start;
+        precision: MLX_PRECISION (mlx_service/kernels/precision.py), checked at start;
         native_kernels: the fast path's exp/GELU/SiLU in C where they build
-        (mlx_service/native_math.py), else numpy's."""
+        (mlx_service/kernels/native_math.py), else numpy's."""
         import mlx.core as mx
 
         from mlx_service.models.loading import load_dense, load_module
@@ -76,13 +76,13 @@ class Embedder:
         # transformers' wrapper re-applies truncation settings on every call, which makes
         # concurrent calls fail ("Already borrowed"): it needs a lock. A Rust tokenizer of our
         # own only reads its settings, so HTTP threads tokenize in parallel; it tokenizes only
-        # as much of a text as truncation keeps (mlx_service/truncation.py), and its
+        # as much of a text as truncation keeps (mlx_service/models/truncation.py), and its
         # post-processor adds the special tokens after truncation (Qwen3's appended
         # <|endoftext|>, the token it pools, is never cut).
         self._tok_lock = threading.Lock()
         self._bounded = None
         if loaded.backend is not None:
-            from mlx_service.truncation import BoundedTokenizer
+            from mlx_service.models.truncation import BoundedTokenizer
             # The loader's own object (models/tokenizer_cache.py): no copy needed.
             self._bounded = BoundedTokenizer(loaded.backend, spec.max_seq_length, own=True)
         self.forward = "mlx"  # or cpu-fast below
@@ -91,7 +91,7 @@ class Embedder:
         self.kernels = "mlx"  # the element-wise kernels: mlx, numpy or native (in /info)
         self._fast = self._lanes = self._blas = None
         if cpu_fast and self.device == "cpu":
-            from mlx_service import cpu_fast as fast
+            from mlx_service.models import fast_bert as fast
             from mlx_service.models.fast_forward import build
             self._fast = build(self.model, self.arch)
             if self._fast is not None:
@@ -99,22 +99,22 @@ class Embedder:
                 self.lanes = lanes or fast.cores()
                 self._lanes = fast.Lanes(self.lanes) if self.lanes > 1 else None
                 self.forward = "cpu-fast"
-                from mlx_service import native_math
+                from mlx_service.kernels import native_math
                 self._fast.native, self.kernels = native_math.load(native_kernels)
         self.precision, self.precision_reason, self.precision_check = "fp32", "", None
         self._choose_precision(precision)
 
     def _choose_precision(self, mode: str) -> None:
         """MLX_PRECISION -> the fast path's matmul precision, after the start-up self-check
-        (a fixed probe set against numpy's BLAS, mlx_service/precision.py)."""
-        from mlx_service import gemm, precision
+        (a fixed probe set against numpy's BLAS, mlx_service/kernels/precision.py)."""
+        from mlx_service.kernels import gemm, precision
         library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
         units = precision.cpu_bf16_units()
         choice = precision.decide(mode, self._fast is not None, units, library is not None)
         if self._fast is not None:
             self._fast.bf16_gemm = library
         if choice.measure:  # auto where bf16 could pay: time the model's own layer
-            from mlx_service.precision_probe import measured_timing
+            from mlx_service.kernels.precision_probe import measured_timing
             timing = measured_timing(self._fast, self._blas, library=self._blas.library or "")
             choice = precision.decide(mode, True, units, True, timing)
         if self._fast is not None and choice.check:

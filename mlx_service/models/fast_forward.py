@@ -2,13 +2,13 @@
 (models/architectures.py `fast`), when that module's `supports(model)` says the loaded
 model can take it:
 
-- BERT, XLM-R and DistilBERT (on BERT's layers): mlx_service/cpu_fast.py's CpuBertForward
+- BERT, XLM-R and DistilBERT (on BERT's layers): mlx_service/models/fast_bert.py's CpuBertForward
   (the same layers; XLM-R's embeddings count positions from padding_idx + 1 themselves);
 - Qwen3, Qwen2 and Mistral: mlx_service/models/fast_qwen3.py; ModernBERT:
   mlx_service/models/fast_modernbert.py; MPNet: mlx_service/models/fast_mpnet.py (BERT's
   pass with a relative position bias); Gemma 3: mlx_service/models/fast_gemma3.py.
 
-Each has `use(precision)` / `forget(precision)` (mlx_service/gemm.py's precisions) and
+Each has `use(precision)` / `forget(precision)` (mlx_service/kernels/gemm.py's precisions) and
 `__call__(ids, mask) -> last hidden state`. Quantized models, and activations a fast pass
 does not implement exactly, keep the MLX layers (None here).
 """

@@ -1,5 +1,5 @@
 """Gemma 3's forward pass on the CPU fast path (models/gemma3.py's semantics): the matmuls
-on the chosen BLAS and precision (mlx_service/gemm.py), softmax's exp in numpy or the native
+on the chosen BLAS and precision (mlx_service/kernels/gemm.py), softmax's exp in numpy or the native
 kernels over the real rows only, and the gated tanh-GELU in numpy, where MLX's CPU kernels
 are scalar. Grouped-query attention as fast_qwen3's (query heads stacked per key/value head);
 the scale query_pre_attn_scalar^-0.5 folded into q's norm weight, every (1 + weight) of
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from mlx_service import gemm
-from mlx_service.cpu_fast import exp_real_rows_, writable
+from mlx_service.kernels import gemm
+from mlx_service.models.fast_bert import exp_real_rows_, writable
 from mlx_service.models.fast_qwen3 import future_of
 
 GELU_CHUNK = 65536

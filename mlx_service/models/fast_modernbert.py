@@ -2,7 +2,7 @@
 mlx_service/models/modernbert.py (RoPE with a theta per attention kind, global attention
 every few layers and a sliding window of `local_attention` tokens in the others, GeGLU with
 the exact GELU, LayerNorms), with the matmuls on the chosen BLAS and precision
-(mlx_service/gemm.py) and softmax's exp and GELU's erf in numpy.
+(mlx_service/kernels/gemm.py) and softmax's exp and GELU's erf in numpy.
 
 Rows come right-padded: padding keys get no weight; padding queries are kept finite, never
 pooled.
@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from mlx_service import gemm
-from mlx_service.cpu_fast import exp_real_rows_, gelu_real_rows_
+from mlx_service.kernels import gemm
+from mlx_service.models.fast_bert import exp_real_rows_, gelu_real_rows_
 
 
 def supports(model) -> bool:

@@ -1,4 +1,4 @@
-"""MPNet's forward pass on the CPU fast path: BERT's (mlx_service/cpu_fast.py: fused Q/K/V
+"""MPNet's forward pass on the CPU fast path: BERT's (mlx_service/models/fast_bert.py: fused Q/K/V
 with the scale folded in, softmax's exp and the exact GELU in numpy or the native kernels,
 matmuls on the chosen BLAS and precision) with MPNet's relative position bias added to the
 scores before the softmax, and its positions counted from padding_idx + 1
@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from mlx_service import gemm
-from mlx_service.cpu_fast import (MASK_BIAS, exp_real_rows_, exp_rows_, gelu_real_rows_,
+from mlx_service.kernels import gemm
+from mlx_service.models.fast_bert import (MASK_BIAS, exp_real_rows_, exp_rows_, gelu_real_rows_,
                                   right_padded_lengths, writable)
 
 

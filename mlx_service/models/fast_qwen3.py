@@ -1,6 +1,6 @@
 """Qwen3's forward pass on the CPU fast path: mlx-embeddings' qwen3 weights and semantics
 (RMSNorm, q/k RMSNorm per head, rotary positions, grouped-query attention with the causal
-mask, SwiGLU), with the matmuls on the chosen BLAS and precision (mlx_service/gemm.py) and
+mask, SwiGLU), with the matmuls on the chosen BLAS and precision (mlx_service/kernels/gemm.py) and
 the transcendental work (softmax's exp, SiLU's sigmoid) in numpy, where MLX's CPU kernels
 are scalar. Qwen2 and Mistral (mlx_service/models/decoder.py: the same attribute names) run
 it too: no q/k norm (the attention scale folded into q's weights instead), q/k/v biases
@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from mlx_service import gemm
-from mlx_service.cpu_fast import exp_real_rows_, writable
+from mlx_service.kernels import gemm
+from mlx_service.models.fast_bert import exp_real_rows_, writable
 
 SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
 
@@ -45,7 +45,7 @@ def supports(model) -> bool:
 def swiglu_rows_(gate_up: np.ndarray, inter: int, native=None) -> np.ndarray:
     """(N, 2I) [gate | up] -> (N, I) silu(gate) * up, written over the gate half; returns
     that half (a strided view; the caller copies it into MLX). `native`:
-    mlx_service/native_math.py's kernels, else numpy's."""
+    mlx_service/kernels/native_math.py's kernels, else numpy's."""
     gate, up = gate_up[:, :inter], gate_up[:, inter:]
     if native is not None:
         native.silu_mul(gate_up, inter)

@@ -63,7 +63,7 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.nd
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from mlx_service.cpu_fast import gelu_erf_
+    from mlx_service.models.fast_bert import gelu_erf_
     return gelu_erf_(np.ascontiguousarray(x, dtype=np.float32))
 
 

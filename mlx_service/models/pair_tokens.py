@@ -3,7 +3,7 @@ at a cost bounded by the model's window, not by the texts.
 
 - `EncoderPairs` (BERT, XLM-R, ModernBERT): `tokenizer(query, document, truncation=
   "longest_first", max_length=L)`. Each text is tokenized only as far as truncation can
-  reach (mlx_service/truncation.py's BoundedTokenizer.first_tokens: at least L tokens of
+  reach (mlx_service/models/truncation.py's BoundedTokenizer.first_tokens: at least L tokens of
   complete words, exact), cut by the tokenizers library's longest_first rule, and put
   between the special tokens its post-processor adds: the same ids as the whole texts give.
 - `ChatPairs` (a causal LM scored by LogitScore): the pair rendered by the folder's chat
@@ -20,7 +20,7 @@ import re
 from typing import Sequence
 
 from mlx_service.models.chat_template import Layout, PairTemplate
-from mlx_service.truncation import DIRECT_CHARS, MAX_CHARS_PER_TOKEN, BoundedTokenizer
+from mlx_service.models.truncation import DIRECT_CHARS, MAX_CHARS_PER_TOKEN, BoundedTokenizer
 
 _LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
 
@@ -113,7 +113,7 @@ class EncoderPairs:
 
     def most_tokens(self, a: str, b: str | None = None) -> int:
         """An upper bound on the ids of (a, b), without tokenizing (see most_tokens in
-        mlx_service/truncation.py)."""
+        mlx_service/models/truncation.py)."""
         if b is None:
             return self._single.most_tokens(a)
         return min(self.max_length, self._single.most_tokens(a) + self._single.most_tokens(b)

@@ -40,8 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from mlx_service.blas import find_mkl
-from mlx_service.precision import cpu_bf16_units
+from mlx_service.kernels.blas import find_mkl
+from mlx_service.kernels.precision import cpu_bf16_units
 
 from tasks.bench import corpus as inputs
 from tasks.bench import precision_sides as sides_mod

@@ -54,10 +54,11 @@ def check_mlx_backend(system: str, machine: str, environ: Mapping[str, str] | No
                       venv: Path | None = None) -> Check:
     """Which backend, and on Linux which BLAS, the service will use, and why.
 
-    mlx_service.blas decides; this process has no MLX, so it cannot probe: it reads the probe
-    cache in the service venv, as the service will, and says when the next start will measure.
+    mlx_service.kernels.blas decides; this process has no MLX, so it cannot probe: it reads the
+    probe cache in the service venv, as the service will, and says when the next start will
+    measure.
     """
-    from mlx_service import blas
+    from mlx_service.kernels import blas
 
     environ = os.environ if environ is None else environ
     if system == "Darwin" and machine == "arm64":

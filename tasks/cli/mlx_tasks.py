@@ -11,7 +11,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from mlx_service.precision import cpu_bf16_units
+from mlx_service.kernels.precision import cpu_bf16_units
 
 from tasks.core.flags import count, seconds
 from tasks.core.say import say_as
@@ -52,7 +52,7 @@ def install(c, venv=None, force=False, blas=None, create=False):
     extras = saved_extras(Path(path))
     measured = None
     if "mkl" in extras and cpu_bf16_units():  # what bf16 gives here, not what it might
-        from mlx_service import blas as libraries  # `blas` is this task's --blas flag
+        from mlx_service.kernels import blas as libraries  # `blas` is this task's --blas flag
         measured = libraries.choose("auto", os.environ, say=say,
                                     python=str(service_python(settings, Path(path))),
                                     precision=settings.get("MLX_PRECISION", "auto")).as_dict()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from mlx_service.precision import BF16_MARGIN, cpu_bf16_units
+from mlx_service.kernels.precision import BF16_MARGIN, cpu_bf16_units
 
 from tasks.core import runner
 from tasks.core.say import Say, untagged

@@ -77,13 +77,15 @@ def test_no_import_circles(package):
 
 
 def test_the_import_contracts_hold():
-    """tasks' packages import only downwards (cli > checks | bench > stack > host > core),
-    mlx_service imports nothing from tasks, the model runner not the queue."""
+    """tasks' packages import only downwards (cli > checks | bench > stack > host > core), so
+    do mlx_service's (__main__ > http > engine > models > kernels | telemetry > config | enums
+    | errors, every module of its root in one), mlx_service imports nothing from tasks, the
+    model runner not the queue."""
     lint = Path(sys.executable).with_name("lint-imports")
     done = subprocess.run([str(lint), "--no-cache"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "3 kept, 0 broken" in done.stdout
+    assert "4 kept, 0 broken" in done.stdout
 
 
 def test_every_task_module_lives_in_a_package():

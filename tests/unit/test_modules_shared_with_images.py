@@ -13,7 +13,7 @@ DOCKERFILE = REPO_ROOT / "compose" / "pyserve" / "Dockerfile"
 
 
 def shared_modules() -> list[str]:
-    copied = re.findall(r"mlx_service/(\w+\.py)", DOCKERFILE.read_text())
+    copied = re.findall(r"mlx_service/([\w/]+\.py)", DOCKERFILE.read_text())
     assert copied, "the pyserve Dockerfile copies none of the host service's modules"
     return copied
 

@@ -1,5 +1,5 @@
-"""The OTLP export code (mlx_service/otlp.py, which the containers' images copy in too): it
-plans, bounds and counts as it says."""
+"""The OTLP export code (mlx_service/telemetry/otlp.py, which the containers' images copy in
+too): it plans, bounds and counts as it says."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +10,7 @@ import time
 
 from tests.support import REPO_ROOT
 
-HOST_COPY = REPO_ROOT / "mlx_service" / "otlp.py"
+HOST_COPY = REPO_ROOT / "mlx_service" / "telemetry" / "otlp.py"
 
 
 def _otlp():

@@ -5,7 +5,7 @@
 Times, on one core (as each lane runs), the erf GELU over the FFN's (rows, 1536) activations
 and the softmax exp over (8, 12, 256, 256)-sized attention scores, in every way at hand
 (and the residual add + LayerNorm over (rows, 384), which stays in MLX today):
-numpy in place (mlx_service.cpu_fast), MLX's own ops, and the same ops fused by mx.compile.
+numpy in place (mlx_service.models.fast_bert), MLX's own ops, and the same ops fused by mx.compile.
 Prints one JSON line; the median of the repeats, milliseconds, and each way's worst error.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     import mlx.core as mx
     import numpy as np
 
-    from mlx_service import cpu_fast
+    from mlx_service.models import fast_bert
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((args.rows, 1536)) * 2).astype(np.float32)
@@ -54,16 +54,16 @@ def main(argv: list[str]) -> int:
     def mlx_gelu(v):
         return v * 0.5 * (1 + mx.erf(v * sqrt1_2))
 
-    def mlx_gelu_as(v):  # A&S 7.1.26 with mx.exp, as cpu_fast does in numpy
+    def mlx_gelu_as(v):  # A&S 7.1.26 with mx.exp, as fast_bert does in numpy
         a = mx.abs(v)
-        t = 1 / (1 + cpu_fast._P * sqrt1_2 * a)
-        poly = t * (cpu_fast._A[0] + t * (cpu_fast._A[1] + t * (cpu_fast._A[2] + t * (
-            cpu_fast._A[3] + t * cpu_fast._A[4]))))
+        t = 1 / (1 + fast_bert._P * sqrt1_2 * a)
+        poly = t * (fast_bert._A[0] + t * (fast_bert._A[1] + t * (fast_bert._A[2] + t * (
+            fast_bert._A[3] + t * fast_bert._A[4]))))
         return mx.maximum(v, 0) - a * 0.5 * poly * mx.exp(-0.5 * v * v)
 
     fused_gelu, fused_gelu_as = mx.compile(mlx_gelu), mx.compile(mlx_gelu_as)
     ways = {
-        "numpy in place (today)": lambda: cpu_fast.gelu_erf_(x.copy()),
+        "numpy in place (today)": lambda: fast_bert.gelu_erf_(x.copy()),
         "mlx ops (erf)": lambda: mx.eval(mlx_gelu(xm)),
         "mx.compile (erf)": lambda: mx.eval(fused_gelu(xm)),
         "mx.compile (A&S with exp)": lambda: mx.eval(fused_gelu_as(xm)),
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     fused_exp = mx.compile(mlx_exp_rows)
     s_copy_ms = timed(lambda: scores.copy(), args.repeats)
     softmax = {
-        "numpy in place (today)": round(timed(lambda: cpu_fast.exp_rows_(scores.copy(), None),
+        "numpy in place (today)": round(timed(lambda: fast_bert.exp_rows_(scores.copy(), None),
                                               args.repeats) - s_copy_ms, 2),
         "mlx ops": timed(lambda: mx.eval(*mlx_exp_rows(sm)), args.repeats),
         "mx.compile": timed(lambda: mx.eval(*fused_exp(sm)), args.repeats),

@@ -7,7 +7,7 @@ Speaks worker.py's line protocol (beside this file). Each batch goes the way the
 takes a request (tokenize, plan_batches into forward passes capped by MLX_MAX_BATCH_TOKENS,
 embed each pass, reassemble rows in order), minus HTTP, JSON and the queue: so
 "service efficiency" = HTTP / this measures what serving costs, not a different algorithm. It picks the BLAS the same way the service does
-(mlx_service.blas: the chosen library preloaded by a re-exec on Linux; auto reads the same
+(mlx_service.kernels.blas: the chosen library preloaded by a re-exec on Linux; auto reads the same
 probe cache), so that "service efficiency" compares HTTP against the very same matmul library.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 # dotenv and friends are not in the service venv).
 sys.path[:0] = [str(HERE.parents[2]), str(HERE)]
 
-from mlx_service import blas  # noqa: E402
+from mlx_service.kernels import blas  # noqa: E402
 from worker import serve  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
 
     max_tokens = config.max_batch_tokens
     try:
-        from mlx_service.batch_plan import plan_batches
+        from mlx_service.models.batch_plan import plan_batches
     except ImportError:  # a service without a planner: one forward pass per batch
         def plan_batches(lengths, max_tokens):
             return [list(range(len(lengths)))]

@@ -3,8 +3,8 @@
     [MLX_BLAS=openblas|mkl] .venv-mlx/bin/python tasks/bench/scripts/profile_stages.py
         [--model FOLDER] [--rows 4] [--tokens 256] [--precision fp32|bf16]
 
-Any architecture the fast path runs (BERT, XLM-R, ModernBERT, Qwen3: mlx_service/cpu_fast.py,
-mlx_service/models/fast_*.py). The weight matmuls (mlx_service/gemm.py's Linear) and the
+Any architecture the fast path runs (BERT, XLM-R, ModernBERT, Qwen3:
+mlx_service/models/fast_*.py). The weight matmuls (mlx_service/kernels/gemm.py's Linear) and the
 element-wise kernels (native or numpy: `kernels` in the first line) are timed by wrapping
 them, with evaluation forced before and after each (MLX is lazy: a sampling profiler
 charges a matmul to whichever line evaluates it, which is how an earlier profile blamed
@@ -24,14 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from mlx_service import blas  # noqa: E402
+from mlx_service.kernels import blas  # noqa: E402
 
 LINEAR = "weight matmuls (gemm.Linear)"
 EXP = "softmax exp"
 ACT = "GELU / SiLU gate"
 # (module, function name, stage): the element-wise kernels, wherever a forward pass looks them up
-KERNELS = (("mlx_service.cpu_fast", "exp_rows_", EXP), ("mlx_service.cpu_fast", "exp_real_rows_", EXP),
-           ("mlx_service.cpu_fast", "gelu_real_rows_", ACT),
+KERNELS = (("mlx_service.models.fast_bert", "exp_rows_", EXP),
+           ("mlx_service.models.fast_bert", "exp_real_rows_", EXP),
+           ("mlx_service.models.fast_bert", "gelu_real_rows_", ACT),
            ("mlx_service.models.fast_qwen3", "exp_real_rows_", EXP),
            ("mlx_service.models.fast_qwen3", "swiglu_rows_", ACT),
            ("mlx_service.models.fast_modernbert", "exp_real_rows_", EXP),
@@ -41,7 +42,7 @@ KERNELS = (("mlx_service.cpu_fast", "exp_rows_", EXP), ("mlx_service.cpu_fast", 
 def instrument(mx, totals: dict, flops: list) -> None:
     import importlib
 
-    from mlx_service import gemm
+    from mlx_service.kernels import gemm
 
     def timed(stage, fn, count_flops=False):
         def wrapper(*args, **kwargs):

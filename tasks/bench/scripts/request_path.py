@@ -45,16 +45,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from mlx_service.blas import maybe_reexec
+    from mlx_service.kernels.blas import maybe_reexec
     # The same BLAS as the service: this script re-execs itself with it preloaded.
     maybe_reexec("auto", [], command=[sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
 
     import numpy as np
     import orjson
 
+    from mlx_service.http.validation import decode_json, parse_embed_request
     from mlx_service.models.embedder import Embedder, truncate_normalize
     from mlx_service.models.folder import read_spec
-    from mlx_service.validation import decode_json, parse_embed_request
 
     spec = read_spec(None)
     embedder = Embedder(spec)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mlx_service.blas import find_openblas
+from mlx_service.kernels.blas import find_openblas
 from tests.support import free_port, inv, isolated_env
 
 

@@ -1,4 +1,4 @@
-"""The bf16 path's parts (mlx_service/gemm.py's Bf16Gemm, native_math's round_bf16): the
+"""The bf16 path's parts (mlx_service/kernels/gemm.py's Bf16Gemm, native_math's round_bf16): the
 native rounding gives numpy's (and MLX's) bits, and oneMKL's packed bf16 GEMM gives the exact
 product of the rounded operands to float32 accumulation. oneMKL is loaded by its file here
 (blas.find_mkl), so the GEMM is checked wherever the venv has it, whatever the CPU (oneMKL
@@ -19,7 +19,7 @@ PACKED_GEMM = r"""
 import ctypes, json, os
 import numpy as np
 import mlx.core as mx
-from mlx_service import blas, gemm, native_math
+from mlx_service.kernels import blas, gemm, native_math
 
 kernels, said = native_math.load(True)
 rng = np.random.default_rng(27)
@@ -93,7 +93,7 @@ def test_auto_precision_through_the_service_is_measured_and_keeps_parity(
     was measured. The vectors keep parity with sentence-transformers either way."""
     import re
 
-    from mlx_service import blas, precision
+    from mlx_service.kernels import blas, precision
     from tests.service_support import assert_parity
     mkl = blas.find_mkl({}, str(service_py.parent.parent))
     env = {"MLX_PRECISION": "auto", "MLX_PRECISION_CACHE": str(tmp_path / "probe.json")}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx_service.blas import find_mkl, find_openblas
-from mlx_service.precision import bf16_pays
+from mlx_service.kernels.blas import find_mkl, find_openblas
+from mlx_service.kernels.precision import bf16_pays
 from tests.support import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 CHOOSE = r"""
 import json, sys, time
-from mlx_service import blas
+from mlx_service.kernels import blas
 said = []
 t0 = time.perf_counter()
 decision = blas.choose("auto", say=said.append)
@@ -31,13 +31,13 @@ print(json.dumps({"decision": decision.as_dict(), "said": said,
 
 # The child of the re-exec reports what it runs on, with MLX imported, and numpy (whose wheel
 # bundles an OpenBLAS of its own that MLX never calls: not what the matmuls run on).
-CHILD = ("import json, mlx.core as mx, numpy; from mlx_service import blas; "
+CHILD = ("import json, mlx.core as mx, numpy; from mlx_service.kernels import blas; "
          "mx.eval(mx.ones((64, 64)) @ mx.ones((64, 64))); "
          "print(json.dumps({'in_use': blas.blas_in_use(), 'choice': blas.current_choice()}))")
 REEXEC = r"""
 import sys
 from pathlib import Path
-from mlx_service import blas
+from mlx_service.kernels import blas
 blas.maybe_reexec(sys.argv[1], [], command=[sys.executable, "-c", sys.argv[2]])
 print('{"reexec": false}')
 """

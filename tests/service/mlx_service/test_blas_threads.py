@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from mlx_service.blas import find_openblas
+from mlx_service.kernels.blas import find_openblas
 from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -25,8 +25,8 @@ SCRIPT = r"""
 import json, threading
 import mlx.core as mx, numpy
 from threadpoolctl import threadpool_info
-from mlx_service import blas
-from mlx_service.cpu_fast import BlasThreads
+from mlx_service.kernels import blas
+from mlx_service.models.fast_bert import BlasThreads
 
 def counts():
     return {i["filepath"].rsplit("/", 2)[-2]: i["num_threads"] for i in threadpool_info()

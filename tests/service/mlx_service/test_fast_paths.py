@@ -2,7 +2,8 @@
 DistilBERT and BERT with a Dense head on BERT's; MPNet's, BERT's with a position bias; Gemma
 3's, bidirectional with a 9-token window on its sliding layers; Qwen2
 and Mistral on Qwen3's, Mistral also with a sliding window shorter than the texts) and its
-precisions (mlx_service/gemm.py, precision.py), run in the service's venv on the tiny fixtures.
+precisions (mlx_service/kernels/gemm.py, precision.py), run in the service's venv on the tiny
+fixtures.
 
 fp32 must give the MLX layers' vectors (to float32 rounding); bf16 (emulated on a CPU without
 bf16 units) must pass the self-check truthfully; the self-check must catch wrong vectors.
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 EVERY_MODEL = r"""
 import json, shutil, tempfile
 import numpy as np
+from mlx_service.kernels.precision import min_cosine
 from mlx_service.models.embedder import Embedder
 from mlx_service.models.folder import read_spec
-from mlx_service.precision import min_cosine
 
 TINY = "tests/fixtures/tiny-models/"
 ref = json.load(open(TINY + "reference.json"))
@@ -109,7 +110,7 @@ ROUNDING_AND_CHECK = r"""
 import json
 import numpy as np
 import mlx.core as mx
-from mlx_service import gemm, precision
+from mlx_service.kernels import gemm, precision
 
 rng = np.random.default_rng(3)
 x = np.concatenate([rng.standard_normal(100000).astype(np.float32) * 50,

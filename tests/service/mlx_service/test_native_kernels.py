@@ -1,6 +1,6 @@
-"""The native exp/GELU/SiLU kernels (mlx_service/native_math.py, built from
-mlx_service/native/fastmath.c with the machine's compiler and libmvec) compute what the numpy
-kernels compute, a machine without them falls back to numpy and says so, and /info names
+"""The native exp/GELU/SiLU kernels (mlx_service/kernels/native_math.py, built from
+mlx_service/kernels/native/fastmath.c with the machine's compiler and libmvec) compute what the
+numpy kernels compute, a machine without them falls back to numpy and says so, and /info names
 which ran. Run in the service's venv (numpy, MLX)."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 SAME_NUMBERS = r"""
 import json, os, tempfile
 import numpy as np
-from mlx_service import native_math
-from mlx_service.cpu_fast import exp_real_rows_, gelu_real_rows_
+from mlx_service.kernels import native_math
+from mlx_service.models.fast_bert import exp_real_rows_, gelu_real_rows_
 from mlx_service.models.fast_qwen3 import future_of, swiglu_rows_
 kernels, said = native_math.load(True)
 rng = np.random.default_rng(20261203)

@@ -1,4 +1,4 @@
-"""The CPU fast path (mlx_service/cpu_fast.py): exact enough, same vectors, and switchable.
+"""The CPU fast path (mlx_service/models/fast_bert.py): exact enough, same vectors, and switchable.
 
 The kernels and the forward pass run in the service's venv (numpy and MLX live there, not in
 the test venv): each test runs a short script there and checks what it prints.
@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from mlx_service import blas
+from mlx_service.kernels import blas
 from tests.service_support import assert_parity, http
 from tests.support import FIXTURES, REPO_ROOT
 
@@ -36,14 +36,14 @@ KERNELS = r"""
 import json, math
 import numpy as np
 import mlx.core as mx
-from mlx_service import cpu_fast
+from mlx_service.models import fast_bert
 
 x = np.linspace(-12, 12, 300007, dtype=np.float32)   # not a multiple of the chunk size
 exact = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
-got = cpu_fast.gelu_erf_(x.copy())
+got = fast_bert.gelu_erf_(x.copy())
 gelu_err = float(np.abs(got - exact).max())
 try:
-    cpu_fast.gelu_erf_(x[::2])
+    fast_bert.gelu_erf_(x[::2])
     strided_refused = False
 except ValueError:
     strided_refused = True
@@ -51,40 +51,40 @@ except ValueError:
 rng = np.random.default_rng(7)
 scores = (rng.standard_normal((3, 4, 9, 9)) * 6).astype(np.float32)
 mask = np.ones((3, 9), np.float32); mask[1, 5:] = 0; mask[2, 1:] = 0
-bias = ((1 - mask) * cpu_fast.MASK_BIAS)[:, None, None, :]
+bias = ((1 - mask) * fast_bert.MASK_BIAS)[:, None, None, :]
 ref = scores.astype(np.float64) + bias
 ref = np.exp(ref - ref.max(-1, keepdims=True)); ref /= ref.sum(-1, keepdims=True)
 work = scores.copy()
-sums = cpu_fast.exp_rows_(work, bias)
+sums = fast_bert.exp_rows_(work, bias)
 softmax_err = float(np.abs(work / sums - ref).max())
 padding_weight = float((work / sums)[1, :, :, 5:].max())
 
 # The same softmax on the real positions only (right-padded rows, what Embedder sends).
-lengths = cpu_fast.right_padded_lengths(mask.astype(np.int32))
+lengths = fast_bert.right_padded_lengths(mask.astype(np.int32))
 real = scores.copy()
-real_sums = cpu_fast.exp_real_rows_(real, lengths)
+real_sums = fast_bert.exp_real_rows_(real, lengths)
 real_w = real / real_sums
 real_err = max(float(np.abs(real_w[b, :, :n] - ref[b, :, :n]).max())
                for b, n in enumerate(lengths))
 real_padding_weight = float(real_w[1, :, :, 5:].max())
 real_finite = bool(np.isfinite(real_w).all())
-left_padded = cpu_fast.right_padded_lengths(np.array([[0, 1, 1]], np.int32)) is None
+left_padded = fast_bert.right_padded_lengths(np.array([[0, 1, 1]], np.int32)) is None
 inner = rng.standard_normal((2, 6, 10)).astype(np.float32)
 gelu_rows = inner.copy()
-cpu_fast.gelu_real_rows_(gelu_rows, np.array([6, 2]))
-whole = cpu_fast.gelu_erf_(inner.copy())
+fast_bert.gelu_real_rows_(gelu_rows, np.array([6, 2]))
+whole = fast_bert.gelu_erf_(inner.copy())
 gelu_rows_ok = bool(np.array_equal(gelu_rows[0], whole[0])
                     and np.array_equal(gelu_rows[1, :2], whole[1, :2])
                     and np.array_equal(gelu_rows[1, 2:], inner[1, 2:]))
 
 fresh = mx.arange(12).astype(mx.float32) * 2
 mx.eval(fresh)
-shared = np.shares_memory(cpu_fast.writable(fresh), np.asarray(fresh))
+shared = np.shares_memory(fast_bert.writable(fresh), np.asarray(fresh))
 t = mx.arange(12).reshape(3, 4).astype(mx.float32).T
 mx.eval(t)
-copied = not np.shares_memory(cpu_fast.writable(t), np.asarray(t))
+copied = not np.shares_memory(fast_bert.writable(t), np.asarray(t))
 
-lanes = cpu_fast.Lanes(2)
+lanes = fast_bert.Lanes(2)
 doubled = lanes.map(lambda v: v * 2, [1, 2])
 try:
     lanes.map(lambda v: 1 / v, [1, 0])

@@ -6,7 +6,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlx_service import blas
+from mlx_service.kernels import blas
 from tests.service_support import http
 
 
@@ -40,7 +40,7 @@ def test_info(service, service_py):
     assert body["pooling"] == ["mean"]
     assert body["backend"] == "mlx"
     assert body["device"] == "cpu"
-    # auto: the fastest library the machine can load, by a GEMM probe (mlx_service/blas.py).
+    # auto: the fastest library the machine can load, by a GEMM probe (mlx_service/kernels/blas.py).
     chosen = blas.choose(os.environ.get("MLX_BLAS", "auto"), os.environ,
                          python=str(service_py)).library
     assert body["blas"] == chosen and body["blas_choice"]["library"] == chosen

@@ -38,7 +38,7 @@ import json, random, sys
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 from mlx_service.models.folder import bundled_model_path
-from mlx_service.truncation import BoundedTokenizer
+from mlx_service.models.truncation import BoundedTokenizer
 hf = AutoTokenizer.from_pretrained(str(bundled_model_path()))
 full = Tokenizer.from_str(hf.backend_tokenizer.to_str())
 full.enable_truncation(256)

@@ -2,7 +2,7 @@
 it, and the table it prints from measured figures."""
 from __future__ import annotations
 
-from mlx_service.precision import cpu_bf16_units
+from mlx_service.kernels.precision import cpu_bf16_units
 from tasks.bench import precision_sides as sides
 
 ZEN3 = "flags\t\t: fpu sse2 avx fma avx2 bmi2\n"

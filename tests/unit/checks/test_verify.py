@@ -36,7 +36,7 @@ def test_backend_reports_the_blas_choice(tmp_path):
 
 def test_backend_says_what_auto_will_pick_and_why(tmp_path):
     """auto: before any probe it says the next start measures; after, the cached winner."""
-    from mlx_service import blas
+    from mlx_service.kernels import blas
 
     openblas = tmp_path / "libopenblas.so.0"
     openblas.write_bytes(b"openblas")

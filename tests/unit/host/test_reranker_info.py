@@ -10,7 +10,7 @@ from tasks.host.reranker_info import COSINE, reranker_from_info, reranker_line
 from tasks.stack.status_doc import StatusDocError, validate
 from tests.unit.stack.test_status_doc import SEED_SHAPE
 
-# The host's /info (mlx_service/served_models.py reranker_info)
+# The host's /info (mlx_service/http/served_models.py reranker_info)
 LOADED = {"model": "all-MiniLM-L6-v2",
           "reranker": {"configured": True, "ranked_by": "reranker", "model": "xlmr-rerank",
                        "model_path": "/models/xlmr", "role": "reranker",

@@ -1,10 +1,11 @@
-"""MLX_BLAS=auto's decision (mlx_service.blas.decide): pure, so every case is a table row."""
+"""MLX_BLAS=auto's decision (mlx_service.kernels.blas.decide): pure, so every case is a table
+row."""
 from __future__ import annotations
 
 import pytest
 
-from mlx_service.blas import BlasError, Candidate, decide
-from mlx_service.blas_cache import CACHE_SCHEMA, cache_key, cached_probes
+from mlx_service.kernels.blas import BlasError, Candidate, decide
+from mlx_service.kernels.blas_cache import CACHE_SCHEMA, cache_key, cached_probes
 
 OPENBLAS = Candidate("openblas", "/usr/lib/libopenblas.so.0", "openblas 0.3.21")
 MKL = Candidate("mkl", "/venv/lib/libmkl_rt.so.3", "mkl 2026.2")
@@ -134,7 +135,7 @@ SPR = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
     (SPR, {"gflops": 364, "bf16_gflops": 1600}, "mkl"),
 ])
 def test_each_cpu_kinds_flags_and_figures(cpuinfo, mkl, winner):
-    from mlx_service.precision import cpu_bf16_units, wants_onemkl
+    from mlx_service.kernels.precision import cpu_bf16_units, wants_onemkl
     prefer = wants_onemkl("auto", cpu_bf16_units(cpuinfo), True)
     results = {**figures(openblas=95, reference=5), "mkl": mkl}
     assert decide("auto", "linux", ALL, results, {}, prefer_mkl=prefer).library == winner

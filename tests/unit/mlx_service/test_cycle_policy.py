@@ -1,10 +1,11 @@
-"""The worker's queue policy (mlx_service/cycle_policy.py), on a real queue, without a thread."""
+"""The worker's queue policy (mlx_service/engine/cycle_policy.py), on a real queue, without a
+thread."""
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass
 
-from mlx_service.cycle_policy import CycleLimits, requests_to_expect, take_cycle
+from mlx_service.engine.cycle_policy import CycleLimits, requests_to_expect, take_cycle
 
 STOP = object()
 

@@ -1,11 +1,11 @@
 """Where the native exp/GELU kernels are built, and for which CPU: one pure function, a case
-per platform (mlx_service/native_math.py)."""
+per platform (mlx_service/kernels/native_math.py)."""
 from __future__ import annotations
 
 import pytest
 
-from mlx_service.cpu_info import cpu_flags
-from mlx_service.native_math import compile_flags
+from mlx_service.kernels.cpu_info import cpu_flags
+from mlx_service.kernels.native_math import compile_flags
 
 ZEN3 = "flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx avx2 bmi2\n"
 OLD_XEON = "flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx\n"

@@ -1,11 +1,11 @@
 """MLX_PRECISION: which precision the fast path's matmuls take, and the reason it says
-(mlx_service/precision.py's pure parts; the self-check runs in tests/service)."""
+(mlx_service/kernels/precision.py's pure parts; the self-check runs in tests/service)."""
 from __future__ import annotations
 
 import pytest
 
-from mlx_service import precision
 from mlx_service.config import ConfigError, load_config
+from mlx_service.kernels import precision
 
 ZEN3_FLAGS = ("flags\t\t: fpu vme sse sse2 ssse3 fma avx f16c avx2 bmi1 bmi2 sha_ni vaes\n")
 ZEN4_FLAGS = ("flags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n")

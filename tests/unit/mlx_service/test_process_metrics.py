@@ -7,7 +7,8 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mlx_service.process_metrics import UsageCollector, register_process_metrics, resident_bytes
+from mlx_service.telemetry.process_metrics import (UsageCollector, register_process_metrics,
+                                                   resident_bytes)
 
 
 def samples(registry) -> dict[str, float]:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from mlx_service.config import Config
-from mlx_service.inference import Inference
+from mlx_service.engine.inference import Inference
+from mlx_service.engine.worker import Worker
+from mlx_service.errors import RequestError
+from mlx_service.http.validation import parse_embed_request
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.prompts import Prompts
-from mlx_service.validation import RequestError, parse_embed_request
-from mlx_service.worker import Worker
 
 
 class Recording:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from mlx_service.batch_plan import plan_batches
-from mlx_service.worker import QueueFull, Worker
+from mlx_service.engine.worker import QueueFull, Worker
+from mlx_service.models.batch_plan import plan_batches
 
 
 def test_plan_sorts_longest_first_and_covers_every_row_once():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from mlx_service.blas import (OPENBLAS_CANDIDATES, REEXEC_MARKER, Candidate, Decision,
+from mlx_service.kernels.blas import (OPENBLAS_CANDIDATES, REEXEC_MARKER, Candidate, Decision,
                               blas_in_use, exec_env, find_candidates, find_mkl, matmul_blas,
                               preload_for, preloaded_library, preloaded_paths)
-from mlx_service.blas_cache import cache_path, cached_probes, read_cache, write_cache
+from mlx_service.kernels.blas_cache import cache_path, cached_probes, read_cache, write_cache
 
 LIB = OPENBLAS_CANDIDATES[0]
 MKL = "/venv/lib/libmkl_rt.so.3"

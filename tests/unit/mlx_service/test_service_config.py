@@ -101,7 +101,7 @@ def test_the_blas_choice_takes_precision_from_config_not_the_environment(monkeyp
     import inspect
     import re
 
-    from mlx_service import blas
+    from mlx_service.kernels import blas
     assert "precision" in inspect.signature(blas.choose).parameters
     assert "precision" in inspect.signature(blas.maybe_reexec).parameters
     assert not re.search(r"[\"']MLX_PRECISION[\"']", inspect.getsource(blas))

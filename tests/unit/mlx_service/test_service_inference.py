@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from mlx_service.config import Config
-from mlx_service.inference import Inference, ServiceStatus
+from mlx_service.engine.inference import Inference, ServiceStatus
+from mlx_service.engine.worker import Worker
+from mlx_service.errors import RequestError
 from mlx_service.models.folder import ModelSpec
-from mlx_service.validation import RequestError
-from mlx_service.worker import Worker
 
 SPEC = ModelSpec("m", Path("."), ("mean",), 4, 8, True)
 

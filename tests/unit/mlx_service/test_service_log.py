@@ -1,4 +1,4 @@
-"""The service's log writer (mlx_service/service_log.py): a file that cannot be written is
+"""The service's log writer (mlx_service/telemetry/service_log.py): a file that cannot be written is
 said once and its lines dropped, never a traceback per line; it resumes when it can be
 written again; a full queue drops lines instead of making the request thread wait."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import logging
 import queue
 import shutil
 
-from mlx_service import service_log
-from mlx_service.service_log import DroppingQueueHandler, SafeRotatingFileHandler
+from mlx_service.telemetry import service_log
+from mlx_service.telemetry.service_log import DroppingQueueHandler, SafeRotatingFileHandler
 
 
 def _record(i: int) -> logging.LogRecord:

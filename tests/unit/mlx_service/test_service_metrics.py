@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlx_service.metrics import Metrics, RequestOutcome
+from mlx_service.telemetry.metrics import Metrics, RequestOutcome
 
 INFO = {"model": "m", "dimensions": 384, "blas": "openblas", "device": "cpu"}
 

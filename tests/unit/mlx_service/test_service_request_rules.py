@@ -1,13 +1,14 @@
-"""Request rules that need no model (mlx_service/validation.py, admission.py): unknown fields
-named with a near match, compressed bodies refused, and admission by the measured rate."""
+"""Request rules that need no model (mlx_service/http/validation.py, engine/admission.py):
+unknown fields named with a near match, compressed bodies refused, and admission by the
+measured rate."""
 from __future__ import annotations
 
 import pytest
 
-from mlx_service import admission as admission_module
-from mlx_service.admission import Admission
-from mlx_service.validation import (OPENAI_FIELDS, RequestError, check_content_encoding,
-                                    parse_embed_request)
+from mlx_service.engine import admission as admission_module
+from mlx_service.engine.admission import Admission
+from mlx_service.errors import RequestError
+from mlx_service.http.validation import OPENAI_FIELDS, check_content_encoding, parse_embed_request
 
 
 def parse(body, openai=True):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_service.batch_plan import PASS_OVERHEAD_TOKENS, plan_batches, split_rows
 from mlx_service.config import ConfigError, load_config
-from mlx_service.worker import Worker
+from mlx_service.engine.worker import Worker
+from mlx_service.models.batch_plan import PASS_OVERHEAD_TOKENS, plan_batches, split_rows
 
 
 # --- plan_batches: padding against the fixed cost of a pass -------------------------------------

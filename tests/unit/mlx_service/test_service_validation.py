@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_service.validation import RequestError, check_content_type, decode_json, parse_embed_request
+from mlx_service.errors import RequestError
+from mlx_service.http.validation import check_content_type, decode_json, parse_embed_request
 
 
 def parse(body, openai=True, max_items=4, max_dim=384):
@@ -58,7 +59,7 @@ def test_content_type_and_json():
 def test_one_function_builds_every_error_body():
     """App and server answer errors through error_body (issue 20): no other module writes the
     OpenAI error shape by hand."""
-    from mlx_service.validation import RequestError, error_body
+    from mlx_service.errors import RequestError, error_body
     from tests.support import REPO_ROOT
 
     assert RequestError(413, "too big", param="input", code="too_many").body() == {
@@ -66,5 +67,5 @@ def test_one_function_builds_every_error_body():
                   "code": "too_many"}}
     assert error_body("x", "server_error")["error"]["type"] == "server_error"
     by_hand = [p.name for p in (REPO_ROOT / "mlx_service").rglob("*.py")
-               if p.name != "validation.py" and '{"error": {' in p.read_text()]
+               if p.name != "errors.py" and '{"error": {' in p.read_text()]
     assert not by_hand

@@ -2,8 +2,8 @@
 back to their request, a pass holds one kind only, and jobs of both kinds share a cycle."""
 from __future__ import annotations
 
-from mlx_service.model_runner import ModelRunner
-from mlx_service.worker import JobKind, Worker
+from mlx_service.engine.model_runner import ModelRunner
+from mlx_service.engine.worker import JobKind, Worker
 from tests.unit.mlx_service.test_service_batching import FakeEmbedder
 
 

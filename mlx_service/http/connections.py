@@ -1,5 +1,5 @@
 """waitress's connections as every server of the stack handles them: the host service
-(mlx_service/server.py) and the containers' services (compose/pyserve/httpserve.py, whose
+(mlx_service/http/server.py) and the containers' services (compose/pyserve/httpserve.py, whose
 images copy this file in: it imports nothing but waitress and the standard library, and works
 with Debian bookworm's waitress 2.1 as with PyPI's 3.0).
 

@@ -2,7 +2,7 @@
 
 A `Linear` holds one layer's weight, converted once at load, and computes on MLX arrays:
 
-- `fp32`: MLX's addmm, i.e. cblas_sgemm of the preloaded BLAS (mlx_service/blas.py);
+- `fp32`: MLX's addmm, i.e. cblas_sgemm of the preloaded BLAS (mlx_service/kernels/blas.py);
 - `bf16` on oneMKL's `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16 units): weight rounded
   to bf16 (uint16, the top half of a float32) and packed once, activations rounded to bf16
   per matmul (to nearest even, one native pass), products accumulated in float32 (Bf16Gemm);
@@ -11,7 +11,7 @@ A `Linear` holds one layer's weight, converted once at load, and computes on MLX
   gives what the bf16 GEMM gives (up to summation order), at float32's speed less the
   rounding: how the bf16 path's accuracy is checked on a CPU that lacks the units;
 - `reference`: numpy's own bundled BLAS, a different library from the preloaded one: the
-  start-up self-check (mlx_service/precision.py) compares the serving path against it.
+  start-up self-check (mlx_service/kernels/precision.py) compares the serving path against it.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class Bf16Gemm:
 
 def bf16_gemm_function(native=None, lib=None) -> Bf16Gemm | None:
     """oneMKL's bf16 GEMM when the preloaded BLAS (or `lib`) exports it, else None.
-    native: mlx_service/native_math.py's kernels, for the activations' rounding."""
+    native: mlx_service/kernels/native_math.py's kernels, for the activations' rounding."""
     try:
         return Bf16Gemm(lib if lib is not None else ctypes.CDLL(None), native)
     except (OSError, AttributeError):
@@ -171,11 +171,11 @@ def fused(linears_weights, precision: str, gemm=None, scales=None) -> Linear:
 
 
 class LayerKernels:
-    """What every fast forward pass (cpu_fast.CpuBertForward, models/fast_qwen3.py,
+    """What every fast forward pass (models/fast_bert.py's CpuBertForward, models/fast_qwen3.py,
     models/fast_modernbert.py) keeps per precision: each layer's matmuls, converted once on
     first use (`use`), dropped when no longer wanted (`forget`: the self-check's reference).
     A subclass says how one layer's kernels are made (`_layer_kernels`); `layer_kernels` are
-    those of the precision in use. `native`: mlx_service/native_math.py's element-wise
+    those of the precision in use. `native`: mlx_service/kernels/native_math.py's element-wise
     kernels, set by the Embedder (None: numpy's)."""
 
     def __init__(self, layers, precision: str = "fp32", bf16_gemm=None):

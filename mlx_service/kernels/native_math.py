@@ -3,7 +3,7 @@ the bf16 GEMM's float32 -> bf16 rounding.
 
 numpy's float32 exp runs at scalar speed on the CPUs we measured (1.5-2.5 ns an element on a
 Zen 3, float64 5.6 ns), and GELU built from it (erf by polynomial, ~15 numpy passes) at about
-7 ns: 23 % of a MiniLM pass at 256 tokens. mlx_service/native/fastmath.c has the same three
+7 ns: 23 % of a MiniLM pass at 256 tokens. mlx_service/kernels/native/fastmath.c has the same three
 loops for the compiler to vectorise with glibc's libmvec (its SIMD expf and erff): on the same
 machine exp over attention rows 1.2 vs 3.9 ns an element, GELU 1.6 vs 7.2 ns.
 
@@ -13,7 +13,8 @@ builds it again) and loaded with ctypes, which lets go of the GIL during each ca
 run side by side as with numpy. Where it cannot be built or loaded (no C compiler, no libmvec:
 macOS, musl, glibc < 2.35) the numpy kernels run and the reason is logged and shown in /info
 (`kernels`). MLX_NATIVE_KERNELS=0 keeps the numpy kernels. The start-up self-check
-(mlx_service/precision.py) compares the whole pass, these kernels included, with a reference.
+(mlx_service/kernels/precision.py) compares the whole pass, these kernels included, with a
+reference.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:  # numpy only for the annotations: the tasks' venv reads compile_flags
     import numpy as np
 
-from mlx_service.cpu_info import cpu_flags
+from mlx_service.kernels.cpu_info import cpu_flags
 
 log = logging.getLogger("mlx_service.native")
 

@@ -3,9 +3,10 @@
 bf16 can pay only where the CPU has bf16 units (AMX-BF16, AVX512_BF16) and a library drives
 them (oneMKL's cblas_gemm_bf16bf16f32; OpenBLAS as Debian and numpy ship it exports none).
 Whether it does is measured, as MLX_BLAS=auto measures the libraries: `auto` times the model's
-own first layer, its real fast-path Linears in fp32 and in bf16 (mlx_service/precision_probe.py,
-cached per machine), and takes bf16 only where it was BF16_MARGIN faster and the start-up
-self-check passes; elsewhere fp32. The reason, with both figures, is in the log and /info.
+own first layer, its real fast-path Linears in fp32 and in bf16
+(mlx_service/kernels/precision_probe.py, cached per machine), and takes bf16 only where it was
+BF16_MARGIN faster and the start-up self-check passes; elsewhere fp32. The reason, with both
+figures, is in the log and /info.
 (On a shared 2-core AMD EPYC with AVX512_BF16 the packed bf16 GEMM measured 1.2-2x oneMKL's
 float32 one at 512 rows, and a slow path around it has lost to fp32 end to end: issue 27.)
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from mlx_service.cpu_info import cpu_flags
+from mlx_service.kernels.cpu_info import cpu_flags
 
 MODES = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for the bf16 units

@@ -1,7 +1,7 @@
 """HTTP: the Flask routes, request limits, JSON errors and the per-request log line.
 
 The routes only parse and answer: everything else goes through the inference façade
-(mlx_service/inference.py: admit, tokenize, embed, status)."""
+(mlx_service/engine/inference.py: admit, tokenize, embed, status)."""
 from __future__ import annotations
 
 import base64
@@ -17,14 +17,15 @@ from importlib import metadata
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from mlx_service.blas import current_choice
-from mlx_service.inference import Inference, ServiceStatus
-from mlx_service.metrics import Metrics
-from mlx_service.rerank_api import register_rerank_routes
-from mlx_service.scoring import Scoring
-from mlx_service.served_models import model_list, reranker_info
-from mlx_service.validation import (RequestError, check_content_encoding, check_content_type,
-                                    decode_json, error_body, parse_embed_request)
+from mlx_service.engine.inference import Inference, ServiceStatus
+from mlx_service.engine.scoring import Scoring
+from mlx_service.errors import RequestError, error_body
+from mlx_service.http.rerank_api import register_rerank_routes
+from mlx_service.http.served_models import model_list, reranker_info
+from mlx_service.http.validation import (check_content_encoding, check_content_type, decode_json,
+                                    parse_embed_request)
+from mlx_service.kernels.blas import current_choice
+from mlx_service.telemetry.metrics import Metrics
 
 try:  # vectors to JSON ~10x faster than json + tolist(), and less time holding the GIL
     import orjson
@@ -208,8 +209,8 @@ def create_app(inference: Inference, metrics: Metrics) -> Flask:
             "device": inference.device or "unknown",
             "blas": inference.blas,
             "blas_choice": current_choice(),  # which library, and the measurement behind it
-            # cpu-fast: mlx_service/cpu_fast.py (exp/erf in numpy, batches split over lanes):
-            # forward, cpu_lanes, blas_threads
+            # cpu-fast: mlx_service/models/fast_bert.py (exp/erf in numpy, batches split over
+            # lanes): forward, cpu_lanes, blas_threads
             **inference.forward(),
             "platform": f"{sys.platform}-{platform.machine()}",
             "listen": [f"{h}:{config.port}" for h in config.hosts],

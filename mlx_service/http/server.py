@@ -3,7 +3,7 @@ waitress answers itself (a body over the limit is refused from its Content-Lengt
 byte of it is buffered; a malformed request line or header; a TLS handshake on this plain-HTTP
 port).
 
-The connection rules (mlx_service/connections.py, shared with the gateway and the registry):
+The connection rules (mlx_service/http/connections.py, shared with the gateway and the registry):
 probes never wait for a connection (at `MLX_MAX_CONNECTIONS` a new connection closes the one
 idle longest), and a refused request's unread body is read and dropped after the answer (a
 lingering close), so the client reads the answer instead of a connection reset.
@@ -19,8 +19,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 
 from mlx_service.config import Config
-from mlx_service.connections import OVERFLOW_CONNECTIONS, handle_connections, idle
-from mlx_service.validation import error_body
+from mlx_service.errors import error_body
+from mlx_service.http.connections import OVERFLOW_CONNECTIONS, handle_connections, idle
 
 _CODES = {400: "bad_request", 413: "request_too_large", 431: "headers_too_large",
           500: "internal_error", 501: "unsupported_transfer_encoding"}

@@ -1,8 +1,9 @@
 """The model runner the inference thread holds: TEI's `Model` trait, `embed` and `score`.
 
 The embedding model is always there; a reranker or classifier (RERANK_MODEL) beside it when
-one is configured. Both are loaded and run on the one inference thread (mlx_service/worker.py),
-so MLX is only ever touched there, and both share the queue, the batching and the limits.
+one is configured. Both are loaded and run on the one inference thread
+(mlx_service/engine/worker.py), so MLX is only ever touched there, and both share the queue,
+the batching and the limits.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
    single-threaded: the erf in GELU and the exp in softmax took about two thirds of the
    forward pass. numpy's float32 exp is ~10x faster than MLX's here; erf is built from it
    (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7): the exact (erf) GELU, cosine to the
-   reference >= 0.99999. Where they build, mlx_service/native_math.py's C loops (libmvec's
+   reference >= 0.99999. Where they build, mlx_service/kernels/native_math.py's C loops (libmvec's
    SIMD expf/erff) replace both, 3-4x faster again. In place in the buffers MLX has just
    produced (see `writable`), and softmax's division is done after multiplying by V, on
    T/head_dim times fewer numbers. Matmuls stay in MLX, on its BLAS.
@@ -18,7 +18,7 @@ Measured on a 2-core x86 machine with OpenBLAS preloaded (8 texts of ~250 tokens
 
 BERT and XLM-R take CpuBertForward (mlx_service/models/fast_forward.py picks; Qwen3 and
 ModernBERT have their own modules beside it, sharing these kernels); the weight matmuls go
-through mlx_service/gemm.py in the precision MLX_PRECISION settles on. Quantized models, and
+through mlx_service/kernels/gemm.py in the precision MLX_PRECISION settles on. Quantized models, and
 any GPU, run their MLX layers unchanged (mlx_service/models/embedder.py). MLX_CPU_FAST=0
 turns it off.
 """
@@ -32,8 +32,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mlx_service import gemm
-from mlx_service.blas import matmul_blas, preloaded_paths
+from mlx_service.kernels import gemm
+from mlx_service.kernels.blas import matmul_blas, preloaded_paths
 
 # erfc(z) ~= t * poly(t) * exp(-z^2), t = 1 / (1 + P z), z >= 0  (A&S 7.1.26)
 _P = 0.3275911
@@ -117,7 +117,7 @@ def exp_real_rows_(scores: np.ndarray, lengths: np.ndarray,
 
     `hidden(length)`: the (length, length) bool matrix of the real pairs a query may not see
     either (Qwen3's future keys, ModernBERT's beyond its window), None for none. `native`:
-    mlx_service/native_math.py's kernels (C-contiguous scores), else numpy's.
+    mlx_service/kernels/native_math.py's kernels (C-contiguous scores), else numpy's.
 
     No bias pass, and only the real part of each row is touched: on a batch padded to twice
     its rows' length, a quarter of exp_rows_'s work.

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mlx_service.errors import RequestError
+
 ENCODINGS = ("float", "base64")
 STRING_FIELDS = ("model", "encoding_format", "user", "prompt_name")
 # Every field a body may carry; any other is refused with 400 naming it, as OpenAI's API does
@@ -18,29 +20,6 @@ STRING_FIELDS = ("model", "encoding_format", "user", "prompt_name")
 # prompt_name is TEI's extension: the model's named prompt (e.g. "query") put before the text.
 OPENAI_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name")
 SEED_FIELDS = ("input", "texts", *OPENAI_FIELDS[1:])
-
-
-def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict:
-    """OpenAI's error shape: the one body every error answer of the service carries, whether
-    the app (a RequestError, a bug) or waitress (a body over the limit, a bad request line)
-    found the error."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, retry_after: int = 1):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-        self.retry_after = retry_after  # seconds, said on 429 and 503
-
-    @property
-    def type(self) -> str:
-        return "invalid_request_error"
-
-    def body(self) -> dict:
-        return error_body(self.message, self.type, self.param, self.code)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ only read by the dynamic loader at exec time, hence the re-exec of the same comm
 (os.execve keeps the PID, so PID files and process supervisors keep working).
 
 `decide` is the one pure function that picks; the rest gathers its inputs or acts on it. The
-probe's own process is mlx_service/blas_probe.py, the per-machine cache mlx_service/blas_cache.py.
+probe's own process is mlx_service/kernels/blas_probe.py, the per-machine cache
+mlx_service/kernels/blas_cache.py.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from mlx_service.blas_cache import (cache_path, cached_probes, library_file_identity,
+from mlx_service.kernels.blas_cache import (cache_path, cached_probes, library_file_identity,
                                     machine_identity, mlx_version, read_cache, write_cache)
-from mlx_service.precision import BF16_MARGIN, bf16_pays
+from mlx_service.kernels.precision import BF16_MARGIN, bf16_pays
 
 # Debian/Ubuntu `libopenblas0-pthread` (the threaded build). MLX_OPENBLAS_PATH overrides.
 OPENBLAS_CANDIDATES = (
@@ -221,8 +222,8 @@ def preload_for(decision: Decision, environ: Mapping[str, str]) -> str | None:
 def thread_env(library: str, environ: Mapping[str, str]) -> dict[str, str]:
     """Environment the chosen library runs best with here (the user's settings win).
 
-    Lanes (cpu_fast.Lanes) run one forward pass per core, each on one BLAS thread
-    (cpu_fast.BlasThreads sets it per pass), so the library's own threads must not spin on
+    Lanes (fast_bert.Lanes) run one forward pass per core, each on one BLAS thread
+    (fast_bert.BlasThreads sets it per pass), so the library's own threads must not spin on
     the core a lane needs: Intel OpenMP's workers wait 200 ms spinning by default.
     """
     if library == "mkl":
@@ -242,9 +243,9 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
     if not env.get("LD_PRELOAD"):
         env.pop("LD_PRELOAD", None)
     env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding mlx_service/
     try:
-        done = subprocess.run([python, "-m", "mlx_service.blas_probe"], env=env,
+        done = subprocess.run([python, "-m", "mlx_service.kernels.blas_probe"], env=env,
                               cwd=package_root, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"probe did not finish: {exc}"}
@@ -279,7 +280,7 @@ def choose(mode: str, environ: Mapping[str, str] = os.environ, platform: str = s
     hits = cached_probes(cache, machine, candidates)
     prefer_mkl = None
     if mode == "auto" and platform.startswith("linux") and not preloaded:
-        from mlx_service.precision import cpu_bf16_units, wants_onemkl
+        from mlx_service.kernels.precision import cpu_bf16_units, wants_onemkl
         # bf16 units: oneMKL's bf16 GEMM may beat any float32 one (precision.py); decide
         # takes it only after its probe loaded it, computed right and measured bf16 faster.
         prefer_mkl = wants_onemkl(precision, cpu_bf16_units(),

@@ -1,6 +1,6 @@
-"""The BLAS probe's own process: `python -m mlx_service.blas_probe` prints one JSON line with
-the GEMM figures of the BLAS it runs on (mlx_service/blas.py starts one per library, each with
-that library preloaded)."""
+"""The BLAS probe's own process: `python -m mlx_service.kernels.blas_probe` prints one JSON
+line with the GEMM figures of the BLAS it runs on (mlx_service/kernels/blas.py starts one per
+library, each with that library preloaded)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import math
 import time
 from typing import Callable, Sequence
 
-from mlx_service.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use
+from mlx_service.kernels.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use
 
 
 def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
@@ -48,12 +48,12 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
 
 def probe_bf16(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
                ) -> dict[str, float]:
-    """GFLOPS of the fast path's bf16 Linear (mlx_service/gemm.py: packed weight, native
+    """GFLOPS of the fast path's bf16 Linear (mlx_service/kernels/gemm.py: packed weight, native
     rounding, bias, the copy back into MLX) on each shape, where this BLAS has a bf16 GEMM
     (oneMKL); {} elsewhere. What MLX_BLAS=auto weighs oneMKL's bf16 against float32 with."""
     import mlx.core as mx
 
-    from mlx_service import gemm, native_math
+    from mlx_service.kernels import gemm, native_math
 
     native, _ = native_math.load(True)
     library = gemm.bf16_gemm_function(native)

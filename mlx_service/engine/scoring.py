@@ -1,7 +1,7 @@
 """Scoring requests: a query against documents (rerank), or texts and pairs (predict).
 
-Between the HTTP shapes (mlx_service/rerank_api.py) and the inference façade
-(mlx_service/inference.py): tokenize the pairs with the reranker's own rules, reserve their
+Between the HTTP shapes (mlx_service/http/rerank_api.py) and the inference façade
+(mlx_service/engine/inference.py): tokenize the pairs with the reranker's own rules, reserve their
 tokens, run them as ONE job of the inference thread (TEI queues each pair alone, its issue
 #713), and turn logits into scores. Without a reranker, documents are ranked by the embedding
 model's cosine similarity to the query, and the answer says so (`ranked_by`).
@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from mlx_service.admission import Ticket
+from mlx_service.engine.admission import Ticket
+from mlx_service.engine.inference import Inference, Tokenized
 from mlx_service.enums import StrEnum
-from mlx_service.inference import Inference, Tokenized
-from mlx_service.telemetry import step
-from mlx_service.validation import RequestError
+from mlx_service.errors import RequestError
+from mlx_service.telemetry.tracing import step
 
 # sentence-transformers' encode_document takes the first of these prompts the model has.
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")

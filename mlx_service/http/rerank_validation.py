@@ -1,6 +1,6 @@
 """Rerank and predict request bodies -> what to score, or a RequestError naming the field.
 
-The same rules as embedding bodies (mlx_service/validation.py): 400 for a body that is not
+The same rules as embedding bodies (mlx_service/http/validation.py): 400 for a body that is not
 what the route takes (a missing or mistyped field, an empty list, an unknown field with its
 near match), 413 for more documents than MLX_MAX_BATCH_ITEMS. An empty-string document is
 a document: it is scored (sentence-transformers and TEI score it too), not refused.
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_service.enums import StrEnum
-from mlx_service.validation import (RequestError, check_known_fields, check_unicode,
-                                    type_name)
+from mlx_service.errors import RequestError
+from mlx_service.http.validation import check_known_fields, check_unicode, type_name
 
 
 class RerankShape(StrEnum):

@@ -1,4 +1,4 @@
-"""The per-machine cache of BLAS probe results (mlx_service/blas.py): one small JSON file in
+"""The per-machine cache of BLAS probe results (mlx_service/kernels/blas.py): one small JSON file in
 the venv, keyed by the CPU, the library file and MLX's version, so a probe runs once."""
 from __future__ import annotations
 

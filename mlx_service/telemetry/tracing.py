@@ -1,11 +1,12 @@
 """The host service's telemetry beyond /metrics' request series: process RSS and CPU
-(mlx_service/process_metrics.py), OTLP traces and logs (mlx_service/otlp.py: only the
-standard OTEL_* variables), and the count of what export dropped.
+(mlx_service/telemetry/process_metrics.py), OTLP traces and logs
+(mlx_service/telemetry/otlp.py: only the standard OTEL_* variables), and the count of what
+export dropped.
 
 Spans: one SERVER span per request (the caller's `traceparent` continued), and under an
 embedding request: `tokenize`, `queue wait` (from submit to the first pass that held its rows)
 and one `forward pass` per pass that held them (rows, padded tokens, real tokens). The
-inference thread only writes timestamps on the job (mlx_service/worker.py); the spans are
+inference thread only writes timestamps on the job (mlx_service/engine/worker.py); the spans are
 made here, on the request's thread, after the answer came: the worker never waits on
 telemetry. Log records go out with the trace and span ids of the request they belong to.
 """
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from mlx_service import otlp
-from mlx_service.metrics import SeriesAsBefore
-from mlx_service.process_metrics import register_process_metrics
+from mlx_service.telemetry import otlp
+from mlx_service.telemetry.metrics import SeriesAsBefore
+from mlx_service.telemetry.process_metrics import register_process_metrics
 
 SERVICE_NAME = "mlx-embeddings"
 _OTLP = otlp.Otlp()  # what install() set up; empty until then, and when nothing is exported

@@ -1,4 +1,4 @@
-/* Softmax's exp and GELU's erf for the CPU fast path (mlx_service/native_math.py builds and
+/* Softmax's exp and GELU's erf for the CPU fast path (mlx_service/kernels/native_math.py builds and
  * loads this). numpy's float32 exp and erf-by-polynomial run at scalar speed on the CPUs we
  * measured; here the loops are vectorised by the compiler with glibc's libmvec (its SIMD
  * expf and erff), the library the system already has. No -ffast-math: -inf (a hidden key)

@@ -11,7 +11,7 @@
 
 Every answer says how it ranked (`ranked_by` in the body where the shape is an object, and
 the X-Ranked-By header on all): the reranker, or the embedding model's cosine similarity
-when no reranker is configured. The routes only parse and answer; mlx_service/scoring.py
+when no reranker is configured. The routes only parse and answer; mlx_service/engine/scoring.py
 scores, through the inference façade's admission, queue and batching.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Callable
 
 from flask import Flask, g, jsonify, request
 
-from mlx_service.inference import Inference
-from mlx_service.rerank_validation import (RerankRequest, RerankShape, parse_predict_request,
+from mlx_service.engine.inference import Inference
+from mlx_service.engine.scoring import Ranking, Scoring
+from mlx_service.http.rerank_validation import (RerankRequest, RerankShape, parse_predict_request,
                                            parse_rerank_request)
-from mlx_service.scoring import Ranking, Scoring
 
 RANKED_BY_HEADER = "X-Ranked-By"
 

@@ -1,8 +1,8 @@
 """Planning forward passes: which rows go together, and how one pass is cut over lanes.
 
 Pure functions of row lengths (no threads, no MLX), so both the batching thread
-(mlx_service/worker.py) and the model runner (mlx_service/models/embedder.py) use them, and tests
-check them without a model.
+(mlx_service/engine/worker.py) and the model runner (mlx_service/models/embedder.py) use them,
+and tests check them without a model.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ never be handed to the wrong caller.
 
 The loaded object is the model runner (TEI's `Model` trait): `embed(rows, skips)` for
 embedding jobs and, when a reranker or classifier is served, `score(rows)` for scoring jobs
-(mlx_service/model_runner.py). Jobs of both kinds share the queue, the cycle and its
+(mlx_service/engine/model_runner.py). Jobs of both kinds share the queue, the cycle and its
 limits; a pass holds rows of one kind only.
 """
 from __future__ import annotations
@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mlx_service.batch_plan import plan_batches
-from mlx_service.cycle_policy import CycleLimits, coalesce_tokens, requests_to_expect, take_cycle
+from mlx_service.engine.cycle_policy import (CycleLimits, coalesce_tokens, requests_to_expect,
+                                             take_cycle)
 from mlx_service.enums import StrEnum
+from mlx_service.models.batch_plan import plan_batches
 
 log = logging.getLogger("mlx_service.worker")
 
@@ -64,7 +65,7 @@ class JobOutcome(StrEnum):
 @dataclass(frozen=True)
 class PassTiming:
     """A forward pass as a job that had rows in it saw it (wall clock, ns): its spans are
-    made from these by mlx_service/telemetry.py, on the request's own thread."""
+    made from these by mlx_service/telemetry/tracing.py, on the request's own thread."""
     start_ns: int
     end_ns: int
     rows: int

@@ -1,9 +1,9 @@
 """The inference façade: everything between a parsed request and the batching thread.
 
 After text-embeddings-inference's router, where the HTTP layer only calls `Infer`: the HTTP
-layer (mlx_service/app.py) parses and answers; this layer tokenizes, admits (request slots
-and tokens: mlx_service/admission.py), submits to the batching thread
-(mlx_service/worker.py), waits, normalises, and says how the service is (status). The model
+layer (mlx_service/http/app.py) parses and answers; this layer tokenizes, admits (request slots
+and tokens: mlx_service/engine/admission.py), submits to the batching thread
+(mlx_service/engine/worker.py), waits, normalises, and says how the service is (status). The model
 runner (mlx_service/models/embedder.py) is reached only through the worker.
 
 What goes wrong is raised as a RequestError: what the client is told, with its status.
@@ -15,16 +15,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mlx_service.admission import Admission, Ticket
 from mlx_service.config import Config
+from mlx_service.engine.admission import Admission, Ticket
+from mlx_service.engine.worker import (Job, JobKind, JobOutcome, QueueFull, ShuttingDown, Worker,
+                                WorkerState)
 from mlx_service.enums import StrEnum
+from mlx_service.errors import RequestError
 from mlx_service.models.embedder import truncate_normalize
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.prompts import PromptError
-from mlx_service.telemetry import job_spans, step
-from mlx_service.validation import RequestError
-from mlx_service.worker import (Job, JobKind, JobOutcome, QueueFull, ShuttingDown, Worker,
-                                WorkerState)
+from mlx_service.telemetry.tracing import job_spans, step
 
 # How often a waiting request checks whether its client is still there.
 WAIT_POLL_S = 0.1
@@ -101,7 +101,7 @@ class Inference:
         return {"forward": getattr(embedder, "forward", None),
                 "cpu_lanes": getattr(embedder, "lanes", None),
                 "blas_threads": getattr(embedder, "blas_threads", None),
-                # fp32 | bf16 | bf16-emulated, and why (mlx_service/precision.py)
+                # fp32 | bf16 | bf16-emulated, and why (mlx_service/kernels/precision.py)
                 "precision": getattr(embedder, "precision", None),
                 "precision_reason": getattr(embedder, "precision_reason", None)}
 

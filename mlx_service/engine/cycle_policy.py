@@ -1,5 +1,5 @@
 """Which queued requests the inference worker takes into one cycle: a pure policy, so it can
-be tested without a thread (mlx_service/worker.py runs it on its queue).
+be tested without a thread (mlx_service/engine/worker.py runs it on its queue).
 
 A cycle takes the request that woke the worker, then whatever else is queued, until it
 holds enough rows or tokens. Under concurrent load it may wait up to a deadline for as many

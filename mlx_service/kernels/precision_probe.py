@@ -1,7 +1,7 @@
 """MLX_PRECISION=auto's measurement: the model's own first layer, its real fast-path Linears
-(mlx_service/gemm.py, as the lanes run them: one BLAS thread), timed in fp32 and in bf16,
+(mlx_service/kernels/gemm.py, as the lanes run them: one BLAS thread), timed in fp32 and in bf16,
 interleaved, at a few-token request's rows and a chunk's. Cached per machine, BLAS file,
-MLX version and layer shapes in a small JSON file in the venv (as mlx_service/blas_cache.py
+MLX version and layer shapes in a small JSON file in the venv (as mlx_service/kernels/blas_cache.py
 caches the BLAS probe), so it runs at the first start only: about half a second on MiniLM.
 precision.decide weighs the figures."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from mlx_service.blas_cache import (library_file_identity, machine_identity, mlx_version,
+from mlx_service.kernels.blas_cache import (library_file_identity, machine_identity, mlx_version,
                                     read_cache, write_json)
-from mlx_service.precision import Timing
+from mlx_service.kernels.precision import Timing
 
 CACHE_NAME = "mlx-precision-probe.json"
 CACHE_SCHEMA = 1
@@ -34,7 +34,7 @@ def cache_key(machine: str, library: str, mlx: str, shapes) -> str:
 
 def first_layer_linears(kernels, precision: str) -> list:
     """The weight matmuls of the first layer in `precision` (converted now if need be)."""
-    from mlx_service import gemm
+    from mlx_service.kernels import gemm
     kernels.use(precision)
     return [k for k in kernels.layer_kernels[0] if isinstance(k, gemm.Linear)]
 
@@ -74,7 +74,7 @@ def layer_shapes(kernels) -> list[tuple[int, int]]:
 def measured_timing(kernels, threads=None, environ: Mapping[str, str] = os.environ,
                     prefix: str = sys.prefix, library: str = "") -> Timing:
     """The cached Timing for this machine, library and model shapes, else measured now (on
-    one BLAS thread: `threads`, cpu_fast.BlasThreads) and cached."""
+    one BLAS thread: `threads`, fast_bert.BlasThreads) and cached."""
     if kernels.precision != "fp32":
         kernels.use("fp32")
     key = cache_key(machine_identity(), library_file_identity(library), mlx_version(prefix),
