@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         return _fail(str(exc))
     try:
-        maybe_reexec(config.blas, argv, precision=config.precision)  # returns only when no re-exec is needed
+        # returns only when no re-exec is needed
+        maybe_reexec(config.blas, argv, precision=config.precision)
     except BlasError as exc:
         return _fail(str(exc))
 
