@@ -155,6 +155,26 @@ def gelu_real_rows_(inner: np.ndarray, lengths: np.ndarray | None, native=None) 
         gelu(inner[b, :max(int(length), 1)])
 
 
+def attend(mx, q, k, v, exp_weights: Callable[[np.ndarray], np.ndarray], groups: int = 1):
+    """The attention step every fast path shares: softmax(q k^T) v with the division done
+    after the product (on T/head_dim times fewer numbers).
+
+    q: (B, H, T, D); k, v: (B, H / groups, T, D). Grouped-query attention stacks the `groups`
+    query heads that share a key/value head along the rows, so K and V are never repeated.
+    `exp_weights(scores)`: the model's own softmax numerator, in place over the (B, H, T, T)
+    float32 scores (its biases, masks and window, then exp), returning the row sums
+    (B, H, T, 1).
+    """
+    b, heads, t, d = q.shape
+    scores = q.reshape(b, heads // groups, groups * t, d) @ k.transpose(0, 1, 3, 2)
+    mx.eval(scores)
+    weights = writable(scores)
+    sums = exp_weights(weights.reshape(b, heads, t, t))
+    if not np.shares_memory(weights, np.asarray(scores)):
+        scores = mx.array(weights)
+    return (scores @ v).reshape(b, heads, t, d) * mx.array(np.reciprocal(sums))
+
+
 def writable(array) -> np.ndarray:
     """numpy's view of an evaluated MLX array's own buffer, to be overwritten in place.
 
@@ -227,18 +247,11 @@ class CpuBertForward(gemm.LayerKernels):
         return (layer, heads, head_dim, qkv, *dense)
 
     def _attend(self, q, k, v, lengths, bias):
-        """softmax(q k^T + bias) v per head, the division done after the product (on
-        T/head_dim times fewer numbers). Right-padded rows (what Embedder sends) take
-        exp_real_rows_, other masks exp_rows_ over everything."""
-        mx = self._mx
-        scores = q @ k.transpose(0, 1, 3, 2)
-        mx.eval(scores)
-        weights = writable(scores)
-        sums = (exp_rows_(weights, bias) if lengths is None
-                else exp_real_rows_(weights, lengths, native=self.native))
-        if not np.shares_memory(weights, np.asarray(scores)):
-            scores = mx.array(weights)
-        return (scores @ v) * mx.array(np.reciprocal(sums))
+        """Right-padded rows (what Embedder sends) take exp_real_rows_, other masks
+        exp_rows_ over everything."""
+        return attend(self._mx, q, k, v,
+                      lambda weights: exp_rows_(weights, bias) if lengths is None
+                      else exp_real_rows_(weights, lengths, native=self.native))
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None):
         """token_types: BERT's segment ids (a cross-encoder's pairs), None for all zeros."""

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from mlx_service.kernels import gemm
-from mlx_service.models.fast_bert import exp_real_rows_, writable
+from mlx_service.models.fast_bert import attend, exp_real_rows_, writable
 from mlx_service.models.fast_qwen3 import future_of
 
 GELU_CHUNK = 65536
@@ -114,16 +114,9 @@ class CpuGemma3Forward(gemm.LayerKernels):
         return layer, qkv, out, gate_up, down, norms, q_norm, k_norm
 
     def _attend(self, q, k, v, lengths, groups: int, hidden):
-        mx = self._mx
-        b, heads, t, d = q.shape
-        kv = heads // groups
-        scores = q.reshape(b, kv, groups * t, d) @ k.transpose(0, 1, 3, 2)
-        mx.eval(scores)
-        weights = writable(scores)
-        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, hidden, self.native)
-        if not np.shares_memory(weights, np.asarray(scores)):
-            scores = mx.array(weights)
-        return (scores @ v).reshape(b, heads, t, d) * mx.array(np.reciprocal(sums))
+        return attend(self._mx, q, k, v,
+                      lambda weights: exp_real_rows_(weights, lengths, hidden, self.native),
+                      groups)
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray):
         mx = self._mx

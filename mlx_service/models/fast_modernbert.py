@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from mlx_service.kernels import gemm
-from mlx_service.models.fast_bert import exp_real_rows_, gelu_real_rows_
+from mlx_service.models.fast_bert import attend, exp_real_rows_, gelu_real_rows_
 
 
 def supports(model) -> bool:
@@ -76,16 +76,9 @@ class CpuModernBertForward(gemm.LayerKernels):
             qkv = qkv_k(normed.reshape(batch * width, hidden))
             qkv = qkv.reshape(batch, width, 3, heads, d).transpose(2, 0, 3, 1, 4)
             q, k, v = att.rope(qkv[0]), att.rope(qkv[1]), qkv[2]
-            scores = q @ k.transpose(0, 1, 3, 2)
-            mx.eval(scores)
-            weights = np.asarray(scores)
-            if not (weights.flags.c_contiguous and weights.flags.writeable):
-                weights = np.array(weights, dtype=np.float32, order="C")
             hide = self._outside_window if att.sliding else (lambda _length: None)
-            sums = exp_real_rows_(weights, lengths, hide, self.native)
-            if not np.shares_memory(weights, np.asarray(scores)):
-                scores = mx.array(weights)
-            ctx = (scores @ v) * mx.array(np.reciprocal(sums))
+            ctx = attend(mx, q, k, v,
+                         lambda weights: exp_real_rows_(weights, lengths, hide, self.native))
             ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, hidden)
             x = x + out_k(ctx).reshape(batch, width, hidden)
             inner_gate = wi_k(layer.mlp_norm(x).reshape(batch * width, hidden))

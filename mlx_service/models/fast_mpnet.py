@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from mlx_service.kernels import gemm
-from mlx_service.models.fast_bert import (MASK_BIAS, exp_real_rows_, exp_rows_, gelu_real_rows_,
-                                  right_padded_lengths, writable)
+from mlx_service.models.fast_bert import (MASK_BIAS, attend, exp_real_rows_, exp_rows_,
+                                          gelu_real_rows_, right_padded_lengths, writable)
 
 
 def supports(model) -> bool:
@@ -54,16 +54,11 @@ class CpuMPNetForward(gemm.LayerKernels):
         return (layer, att.heads, att.head_dim, qkv, *dense)
 
     def _attend(self, q, k, v, position_bias, lengths, key_bias):
-        mx = self._mx
-        scores = q @ k.transpose(0, 1, 3, 2)
-        mx.eval(scores)
-        weights = writable(scores)
-        weights += position_bias  # (1, heads, T, T) over every row
-        sums = (exp_rows_(weights, key_bias) if lengths is None
-                else exp_real_rows_(weights, lengths, native=self.native))
-        if not np.shares_memory(weights, np.asarray(scores)):
-            scores = mx.array(weights)
-        return (scores @ v) * mx.array(np.reciprocal(sums))
+        def exp_weights(weights):
+            weights += position_bias  # (1, heads, T, T) over every row
+            return (exp_rows_(weights, key_bias) if lengths is None
+                    else exp_real_rows_(weights, lengths, native=self.native))
+        return attend(self._mx, q, k, v, exp_weights)
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray):
         mx = self._mx

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from mlx_service.kernels import gemm
-from mlx_service.models.fast_bert import exp_real_rows_, writable
+from mlx_service.models.fast_bert import attend, exp_real_rows_, writable
 
 SILU_CHUNK = 65536  # float32 elements per numpy pass, as cpu_fast's GELU
 
@@ -120,18 +120,9 @@ class CpuQwen3Forward(gemm.LayerKernels):
     def _attend(self, q, k, v, lengths, groups: int):
         """softmax(q k^T, causal and padding) v, grouped-query: the G query heads sharing a
         key/value head are stacked along the rows, so K and V are never repeated."""
-        mx = self._mx
-        b, heads, t, d = q.shape
-        kv = heads // groups
-        qg = q.reshape(b, kv, groups * t, d)
-        scores = qg @ k.transpose(0, 1, 3, 2)  # (B, KV, G*T, T)
-        mx.eval(scores)
-        weights = writable(scores)
-        sums = exp_real_rows_(weights.reshape(b, heads, t, t), lengths, self.hidden, self.native)
-        if not np.shares_memory(weights, np.asarray(scores)):
-            scores = mx.array(weights)
-        ctx = (scores @ v).reshape(b, heads, t, d)
-        return ctx * mx.array(np.reciprocal(sums))
+        return attend(self._mx, q, k, v,
+                      lambda weights: exp_real_rows_(weights, lengths, self.hidden, self.native),
+                      groups)
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray):
         mx = self._mx
