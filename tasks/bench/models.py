@@ -11,7 +11,8 @@ from tasks.bench.errors import BenchError
 
 RANDOM_MODEL_SCRIPT = Path("tasks") / "bench" / "scripts" / "random_model.py"
 # The published shapes random_model.py knows (its SHAPES), for the flag's check and help.
-RANDOM_MODELS = ("qwen3-embedding-0.6b", "multilingual-e5-small", "modernbert-base")
+RANDOM_MODELS = ("qwen3-embedding-0.6b", "multilingual-e5-small", "modernbert-base",
+                 "all-mpnet-base-v2", "embeddinggemma-300m")
 
 
 def model_folder(path: str | Path) -> Path:

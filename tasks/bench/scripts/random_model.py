@@ -34,7 +34,22 @@ SHAPES = {
         "num_hidden_layers": 3, "global_attn_every_n_layers": 3, "local_attention": 128,
         "max_position_embeddings": 8192,
         "layer_types": ["full_attention", "sliding_attention", "sliding_attention"]}),
+    # all-mpnet-base-v2's widths (MPNet: relative position buckets per head).
+    "all-mpnet-base-v2": ("mpnet-mean", {
+        "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+        "num_hidden_layers": 2, "max_position_embeddings": 514}),
+    # google/embeddinggemma-300m's widths: one sliding and one full-attention layer; its two
+    # Dense modules (768 -> 3072 -> 768) scaled from the fixture's (64 -> 256 -> 64).
+    "embeddinggemma-300m": ("gemma3-dense", {
+        "hidden_size": 768, "num_attention_heads": 3, "num_key_value_heads": 1,
+        "head_dim": 256, "query_pre_attn_scalar": 256, "intermediate_size": 1152,
+        "num_hidden_layers": 2, "sliding_window": 512, "max_position_embeddings": 2048,
+        "layer_types": ["sliding_attention", "full_attention"]}),
 }
+
+
+# sentence_bert_config.json's max_seq_length as published, where the fixture's is shorter.
+PUBLISHED_MAX_SEQ_LENGTH = {"all-mpnet-base-v2": 384, "embeddinggemma-300m": 2048}
 
 
 def shapes_of(arch: str, c: dict) -> dict[str, tuple[int, ...]]:
@@ -80,6 +95,37 @@ def shapes_of(arch: str, c: dict) -> dict[str, tuple[int, ...]]:
             out.update({p + "attn.Wqkv.weight": (3 * h, h), p + "attn.Wo.weight": (h, h),
                         p + "mlp_norm.weight": (h,), p + "mlp.Wi.weight": (2 * i, h),
                         p + "mlp.Wo.weight": (h, i)})
+    elif arch == "mpnet":
+        out.update({"embeddings.word_embeddings.weight": (v, h),
+                    "embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
+                    "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
+                    "encoder.relative_attention_bias.weight":
+                        (c.get("relative_attention_num_buckets", 32), c["num_attention_heads"])})
+        for k in range(n):
+            p = f"encoder.layer.{k}."
+            for name in ("attention.attn.q", "attention.attn.k", "attention.attn.v",
+                         "attention.attn.o"):
+                out.update({p + name + ".weight": (h, h), p + name + ".bias": (h,)})
+            out.update({p + "intermediate.dense.weight": (i, h),
+                        p + "intermediate.dense.bias": (i,),
+                        p + "output.dense.weight": (h, i), p + "output.dense.bias": (h,)})
+            for norm in ("attention.LayerNorm", "output.LayerNorm"):
+                out.update({p + norm + ".weight": (h,), p + norm + ".bias": (h,)})
+    elif arch == "gemma3_text":
+        d, heads, kv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
+        out.update({"embed_tokens.weight": (v, h), "norm.weight": (h,)})
+        for k in range(n):
+            p = f"layers.{k}."
+            out.update({p + "self_attn.q_proj.weight": (heads * d, h),
+                        p + "self_attn.k_proj.weight": (kv * d, h),
+                        p + "self_attn.v_proj.weight": (kv * d, h),
+                        p + "self_attn.o_proj.weight": (h, heads * d),
+                        p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
+                        p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                        p + "mlp.down_proj.weight": (h, i)})
+            for norm in ("input_layernorm", "post_attention_layernorm",
+                         "pre_feedforward_layernorm", "post_feedforward_layernorm"):
+                out[p + norm + ".weight"] = (h,)
     else:
         raise ValueError(f"no shapes for {arch}")
     return out
@@ -96,7 +142,8 @@ def build(name: str, out: Path, seed: int = 0) -> Path:
     config = {**json.loads((src / "config.json").read_text()), **overrides}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     arch = {"qwen3": "qwen3", "xlm-roberta": "xlm-roberta", "xlm_roberta": "xlm-roberta",
-            "modernbert": "modernbert"}[config["model_type"]]
+            "modernbert": "modernbert", "mpnet": "mpnet",
+            "gemma3_text": "gemma3_text"}[config["model_type"]]
     mx.random.seed(seed)
     tensors = {}
     for key, shape in shapes_of(arch, config).items():
@@ -105,7 +152,32 @@ def build(name: str, out: Path, seed: int = 0) -> Path:
         else:
             tensors[key] = mx.random.normal(shape) * 0.02
     mx.save_safetensors(str(out / "model.safetensors"), tensors, metadata={"format": "pt"})
+    scale_dense_modules(src, out, config["hidden_size"])
+    if name in PUBLISHED_MAX_SEQ_LENGTH:
+        st_path = out / "sentence_bert_config.json"
+        st = json.loads(st_path.read_text()) if st_path.is_file() else {}
+        st["max_seq_length"] = PUBLISHED_MAX_SEQ_LENGTH[name]
+        st_path.write_text(json.dumps(st, indent=2) + "\n")
     return out
+
+
+def scale_dense_modules(src: Path, out: Path, hidden: int) -> None:
+    """sentence-transformers' Dense modules (N_Dense/) widened as the layers were: each size
+    times the published hidden size over the fixture's, random weights (no bias kept as none)."""
+    import mlx.core as mx
+
+    factor = hidden // json.loads((src / "config.json").read_text())["hidden_size"]
+    for folder in sorted(out.glob("*_Dense")):
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["in_features"] *= factor
+        cfg["out_features"] *= factor
+        (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        tensors = {"linear.weight": mx.random.normal((cfg["out_features"],
+                                                      cfg["in_features"])) * 0.02}
+        if cfg.get("bias", True):
+            tensors["linear.bias"] = mx.zeros((cfg["out_features"],))
+        mx.save_safetensors(str(folder / "model.safetensors"), tensors,
+                            metadata={"format": "pt"})
 
 
 def main(argv: list[str]) -> int:

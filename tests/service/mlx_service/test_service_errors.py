@@ -3,6 +3,7 @@ service keeps serving afterwards."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -111,7 +112,16 @@ def test_wrong_route_or_method_is_json(service, method, path, want):
 
 
 def test_requests_are_logged_one_line_each(service):
+    def logged() -> list[str]:
+        return [line for line in service.log().splitlines() if "POST /embed 400" in line]
+
+    before = len(logged())
     status, _, _ = http("POST", service.url + "/embed?marker=1", b'{"input": []}', JSON)
     assert status == 400
-    lines = [line for line in service.log().splitlines() if "POST /embed 400" in line]
-    assert lines and "error=empty_input" in lines[-1]
+    # The access line is written as the request ends, which may be just after the client
+    # has its answer: wait for it rather than read the line of the request before.
+    deadline = time.monotonic() + 5
+    while len(logged()) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = logged()
+    assert len(lines) == before + 1 and "error=empty_input" in lines[-1], lines[before:]
