@@ -256,30 +256,42 @@ class CpuBertForward(gemm.LayerKernels):
     def __call__(self, ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None):
         """token_types: BERT's segment ids (a cross-encoder's pairs), None for all zeros."""
         mx = self._mx
-        batch, width = ids.shape
         x = (self.model.embeddings(mx.array(ids)) if token_types is None
              else self.model.embeddings(mx.array(ids), mx.array(token_types)))
         bias = None
         if not mask.all():
             bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
         lengths = right_padded_lengths(mask)
-        for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self.layer_kernels:
-            hidden = heads * head_dim
-            qkv = qkv_k(x.reshape(batch * width, hidden))
-            qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim)
-                                .transpose(2, 0, 3, 1, 4))
-            ctx = self._attend(qkv[0], qkv[1], qkv[2], lengths, bias)
-            ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, hidden)
-            attended = layer.attention.output.LayerNorm(
-                out_k(ctx).reshape(batch, width, hidden) + x)
-            inner = inner_k(attended.reshape(batch * width, hidden))
-            mx.eval(inner)
-            activated = writable(inner)
-            gelu_real_rows_(activated.reshape(batch, width, -1), lengths, self.native)
-            if not np.shares_memory(activated, np.asarray(inner)):
-                inner = mx.array(activated)
-            x = layer.output.LayerNorm(down_k(inner).reshape(batch, width, hidden) + attended)
+        for layer, *kernels in self.layer_kernels:
+            x = encoder_layer(mx, x, kernels,
+                              (layer.attention.output.LayerNorm, layer.output.LayerNorm),
+                              lambda q, k, v: self._attend(q, k, v, lengths, bias),
+                              lengths, self.native)
         return x
+
+
+def encoder_layer(mx, x, kernels, norms, attend_heads, lengths, native):
+    """One post-norm BERT-shaped layer (BERT's, MPNet's): fused Q/K/V, `attend_heads(q, k, v)`
+    per head, the output projection and its LayerNorm, the exact-GELU feed-forward and its.
+
+    kernels: (heads, head_dim, qkv, out, inner, down); norms: (after attention, after the
+    feed-forward)."""
+    heads, head_dim, qkv_k, out_k, inner_k, down_k = kernels
+    attention_norm, output_norm = norms
+    batch, width = x.shape[0], x.shape[1]
+    hidden = heads * head_dim
+    qkv = qkv_k(x.reshape(batch * width, hidden))
+    qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim).transpose(2, 0, 3, 1, 4))
+    ctx = attend_heads(qkv[0], qkv[1], qkv[2])
+    ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, hidden)
+    attended = attention_norm(out_k(ctx).reshape(batch, width, hidden) + x)
+    inner = inner_k(attended.reshape(batch * width, hidden))
+    mx.eval(inner)
+    activated = writable(inner)
+    gelu_real_rows_(activated.reshape(batch, width, -1), lengths, native)
+    if not np.shares_memory(activated, np.asarray(inner)):
+        inner = mx.array(activated)
+    return output_norm(down_k(inner).reshape(batch, width, hidden) + attended)
 
 
 # --- both cores -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from mlx_service.kernels import gemm
-from mlx_service.models.fast_bert import (MASK_BIAS, attend, exp_real_rows_, exp_rows_,
-                                          gelu_real_rows_, right_padded_lengths, writable)
+from mlx_service.models.fast_bert import (MASK_BIAS, attend, encoder_layer, exp_real_rows_,
+                                          exp_rows_, right_padded_lengths)
 
 
 def supports(model) -> bool:
@@ -62,26 +62,16 @@ class CpuMPNetForward(gemm.LayerKernels):
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray):
         mx = self._mx
-        batch, width = ids.shape
+        width = ids.shape[1]
         x = self.model.embeddings(mx.array(ids), mx.array(mask))
         position_bias = np.asarray(self.model.encoder.position_bias(width).astype(mx.float32))
         lengths = right_padded_lengths(mask)
         key_bias = None
         if lengths is None:
             key_bias = ((1.0 - mask.astype(np.float32)) * np.float32(MASK_BIAS))[:, None, None, :]
-        for layer, heads, head_dim, qkv_k, out_k, inner_k, down_k in self.layer_kernels:
-            hidden = heads * head_dim
-            qkv = qkv_k(x.reshape(batch * width, hidden))
-            qkv = mx.contiguous(qkv.reshape(batch, width, 3, heads, head_dim)
-                                .transpose(2, 0, 3, 1, 4))
-            ctx = self._attend(qkv[0], qkv[1], qkv[2], position_bias, lengths, key_bias)
-            ctx = ctx.transpose(0, 2, 1, 3).reshape(batch * width, hidden)
-            attended = layer.attention.LayerNorm(out_k(ctx).reshape(batch, width, hidden) + x)
-            inner = inner_k(attended.reshape(batch * width, hidden))
-            mx.eval(inner)
-            activated = writable(inner)
-            gelu_real_rows_(activated.reshape(batch, width, -1), lengths, self.native)
-            if not np.shares_memory(activated, np.asarray(inner)):
-                inner = mx.array(activated)
-            x = layer.output.LayerNorm(down_k(inner).reshape(batch, width, hidden) + attended)
+        for layer, *kernels in self.layer_kernels:
+            x = encoder_layer(mx, x, kernels, (layer.attention.LayerNorm, layer.output.LayerNorm),
+                              lambda q, k, v: self._attend(q, k, v, position_bias, lengths,
+                                                           key_bias),
+                              lengths, self.native)
         return x

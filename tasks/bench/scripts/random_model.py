@@ -52,39 +52,74 @@ SHAPES = {
 PUBLISHED_MAX_SEQ_LENGTH = {"all-mpnet-base-v2": 384, "embeddinggemma-300m": 2048}
 
 
+def _decoder_layers(c: dict, norms: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """Qwen3-shaped decoder layers (grouped-query attention with q/k norms, a gated MLP) with
+    `norms` of the hidden size each."""
+    h, i, d = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+    heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
+    out: dict[str, tuple[int, ...]] = {}
+    for k in range(c["num_hidden_layers"]):
+        p = f"layers.{k}."
+        out.update({p + "self_attn.q_proj.weight": (heads * d, h),
+                    p + "self_attn.k_proj.weight": (kv * d, h),
+                    p + "self_attn.v_proj.weight": (kv * d, h),
+                    p + "self_attn.o_proj.weight": (h, heads * d),
+                    p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
+                    p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                    p + "mlp.down_proj.weight": (h, i)})
+        out.update({p + norm + ".weight": (h,) for norm in norms})
+    return out
+
+
+def _encoder_layers(c: dict, attention: tuple[str, ...],
+                    norms: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """BERT-shaped encoder layers: the four `attention` projections, the feed-forward pair and
+    the two LayerNorms `norms`, every one with its bias."""
+    h, i = c["hidden_size"], c["intermediate_size"]
+    out: dict[str, tuple[int, ...]] = {}
+    for k in range(c["num_hidden_layers"]):
+        p = f"encoder.layer.{k}."
+        for name in attention:
+            out.update({p + name + ".weight": (h, h), p + name + ".bias": (h,)})
+        out.update({p + "intermediate.dense.weight": (i, h), p + "intermediate.dense.bias": (i,),
+                    p + "output.dense.weight": (h, i), p + "output.dense.bias": (h,)})
+        for norm in norms:
+            out.update({p + norm + ".weight": (h,), p + norm + ".bias": (h,)})
+    return out
+
+
+def _encoder_embeddings(c: dict) -> dict[str, tuple[int, ...]]:
+    h = c["hidden_size"]
+    return {"embeddings.word_embeddings.weight": (c["vocab_size"], h),
+            "embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
+            "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)}
+
+
 def shapes_of(arch: str, c: dict) -> dict[str, tuple[int, ...]]:
     """Every tensor the architecture's checkpoint holds (Hugging Face names), with its shape."""
     h, i, v, n = c["hidden_size"], c["intermediate_size"], c["vocab_size"], c["num_hidden_layers"]
     out: dict[str, tuple[int, ...]] = {}
     if arch == "qwen3":
-        d, heads, kv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
         out.update({"embed_tokens.weight": (v, h), "norm.weight": (h,)})
-        for k in range(n):
-            p = f"layers.{k}."
-            out.update({p + "self_attn.q_proj.weight": (heads * d, h),
-                        p + "self_attn.k_proj.weight": (kv * d, h),
-                        p + "self_attn.v_proj.weight": (kv * d, h),
-                        p + "self_attn.o_proj.weight": (h, heads * d),
-                        p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
-                        p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
-                        p + "mlp.down_proj.weight": (h, i),
-                        p + "input_layernorm.weight": (h,),
-                        p + "post_attention_layernorm.weight": (h,)})
+        out.update(_decoder_layers(c, ("input_layernorm", "post_attention_layernorm")))
+    elif arch == "gemma3_text":
+        out.update({"embed_tokens.weight": (v, h), "norm.weight": (h,)})
+        out.update(_decoder_layers(c, ("input_layernorm", "post_attention_layernorm",
+                                       "pre_feedforward_layernorm",
+                                       "post_feedforward_layernorm")))
     elif arch == "xlm-roberta":
-        out.update({"embeddings.word_embeddings.weight": (v, h),
-                    "embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
-                    "embeddings.token_type_embeddings.weight": (c.get("type_vocab_size", 1), h),
-                    "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,)})
-        for k in range(n):
-            p = f"encoder.layer.{k}."
-            for name in ("attention.self.query", "attention.self.key", "attention.self.value",
-                         "attention.output.dense"):
-                out.update({p + name + ".weight": (h, h), p + name + ".bias": (h,)})
-            out.update({p + "intermediate.dense.weight": (i, h),
-                        p + "intermediate.dense.bias": (i,),
-                        p + "output.dense.weight": (h, i), p + "output.dense.bias": (h,)})
-            for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
-                out.update({p + norm + ".weight": (h,), p + norm + ".bias": (h,)})
+        out.update(_encoder_embeddings(c))
+        out["embeddings.token_type_embeddings.weight"] = (c.get("type_vocab_size", 1), h)
+        out.update(_encoder_layers(c, ("attention.self.query", "attention.self.key",
+                                       "attention.self.value", "attention.output.dense"),
+                                   ("attention.output.LayerNorm", "output.LayerNorm")))
+    elif arch == "mpnet":
+        out.update(_encoder_embeddings(c))
+        out["encoder.relative_attention_bias.weight"] = (
+            c.get("relative_attention_num_buckets", 32), c["num_attention_heads"])
+        out.update(_encoder_layers(c, ("attention.attn.q", "attention.attn.k",
+                                       "attention.attn.v", "attention.attn.o"),
+                                   ("attention.LayerNorm", "output.LayerNorm")))
     elif arch == "modernbert":
         out.update({"embeddings.tok_embeddings.weight": (v, h),
                     "embeddings.norm.weight": (h,), "final_norm.weight": (h,)})
@@ -95,63 +130,43 @@ def shapes_of(arch: str, c: dict) -> dict[str, tuple[int, ...]]:
             out.update({p + "attn.Wqkv.weight": (3 * h, h), p + "attn.Wo.weight": (h, h),
                         p + "mlp_norm.weight": (h,), p + "mlp.Wi.weight": (2 * i, h),
                         p + "mlp.Wo.weight": (h, i)})
-    elif arch == "mpnet":
-        out.update({"embeddings.word_embeddings.weight": (v, h),
-                    "embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
-                    "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
-                    "encoder.relative_attention_bias.weight":
-                        (c.get("relative_attention_num_buckets", 32), c["num_attention_heads"])})
-        for k in range(n):
-            p = f"encoder.layer.{k}."
-            for name in ("attention.attn.q", "attention.attn.k", "attention.attn.v",
-                         "attention.attn.o"):
-                out.update({p + name + ".weight": (h, h), p + name + ".bias": (h,)})
-            out.update({p + "intermediate.dense.weight": (i, h),
-                        p + "intermediate.dense.bias": (i,),
-                        p + "output.dense.weight": (h, i), p + "output.dense.bias": (h,)})
-            for norm in ("attention.LayerNorm", "output.LayerNorm"):
-                out.update({p + norm + ".weight": (h,), p + norm + ".bias": (h,)})
-    elif arch == "gemma3_text":
-        d, heads, kv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
-        out.update({"embed_tokens.weight": (v, h), "norm.weight": (h,)})
-        for k in range(n):
-            p = f"layers.{k}."
-            out.update({p + "self_attn.q_proj.weight": (heads * d, h),
-                        p + "self_attn.k_proj.weight": (kv * d, h),
-                        p + "self_attn.v_proj.weight": (kv * d, h),
-                        p + "self_attn.o_proj.weight": (h, heads * d),
-                        p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,),
-                        p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
-                        p + "mlp.down_proj.weight": (h, i)})
-            for norm in ("input_layernorm", "post_attention_layernorm",
-                         "pre_feedforward_layernorm", "post_feedforward_layernorm"):
-                out[p + norm + ".weight"] = (h,)
     else:
         raise ValueError(f"no shapes for {arch}")
     return out
 
 
-def build(name: str, out: Path, seed: int = 0) -> Path:
-    import mlx.core as mx
-
-    fixture, overrides = SHAPES[name]
-    src = FIXTURES / fixture
+def copy_fixture(src: Path, out: Path, overrides: dict) -> dict:
+    """The fixture's files without its weights, config.json widened by `overrides`; returns
+    that config."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.safetensors"))
     config = {**json.loads((src / "config.json").read_text()), **overrides}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    arch = {"qwen3": "qwen3", "xlm-roberta": "xlm-roberta", "xlm_roberta": "xlm-roberta",
-            "modernbert": "modernbert", "mpnet": "mpnet",
-            "gemma3_text": "gemma3_text"}[config["model_type"]]
+    return config
+
+
+def write_random_weights(path: Path, shapes: dict[str, tuple[int, ...]], seed: int = 0) -> None:
+    """A safetensors checkpoint of `shapes`: norms at one, biases at zero (activations stay in
+    range), matrices normal * 0.02."""
+    import mlx.core as mx
+
     mx.random.seed(seed)
     tensors = {}
-    for key, shape in shapes_of(arch, config).items():
-        if len(shape) == 1:  # norms at one, biases at zero: activations stay in range
+    for key, shape in shapes.items():
+        if len(shape) == 1:
             tensors[key] = mx.zeros(shape) if key.endswith("bias") else mx.ones(shape)
         else:
             tensors[key] = mx.random.normal(shape) * 0.02
-    mx.save_safetensors(str(out / "model.safetensors"), tensors, metadata={"format": "pt"})
+    mx.save_safetensors(str(path), tensors, metadata={"format": "pt"})
+
+
+def build(name: str, out: Path, seed: int = 0) -> Path:
+    fixture, overrides = SHAPES[name]
+    src = FIXTURES / fixture
+    config = copy_fixture(src, out, overrides)
+    arch = {"xlm_roberta": "xlm-roberta"}.get(config["model_type"], config["model_type"])
+    write_random_weights(out / "model.safetensors", shapes_of(arch, config), seed)
     scale_dense_modules(src, out, config["hidden_size"])
     if name in PUBLISHED_MAX_SEQ_LENGTH:
         st_path = out / "sentence_bert_config.json"

