@@ -65,26 +65,27 @@ def register_rerank_routes(app: Flask, inference: Inference, scoring: Scoring,
         order = ranking.order()
         return order[:req.top_n] if req.top_n is not None else order
 
+    def listed(req: RerankRequest, ranking: Ranking, score_key: str, document) -> list[dict]:
+        """The top results, best first, in a shape's keys; `document(text)`: the fields that
+        carry a document back when the request asks for them."""
+        results = []
+        for i in top(req, ranking):
+            item = {"index": i, score_key: ranking.scores[i]}
+            if req.return_documents:
+                item.update(document(req.documents[i]))
+            results.append(item)
+        return results
+
     @app.post("/rerank")
     def rerank_tei():
         req, ranking = ranked(RerankShape.TEI)
-        results = []
-        for i in top(req, ranking):
-            item = {"index": i, "score": ranking.scores[i]}
-            if req.return_documents:
-                item["text"] = req.documents[i]
-            results.append(item)
-        return answer(results, ranking)
+        return answer(listed(req, ranking, "score", lambda text: {"text": text}), ranking)
 
     @app.post("/v1/rerank")
     def rerank_v1():
         req, ranking = ranked(RerankShape.COHERE_V1)
-        results = []
-        for i in top(req, ranking):
-            item = {"index": i, "relevance_score": ranking.scores[i]}
-            if req.return_documents:
-                item["document"] = {"text": req.documents[i]}
-            results.append(item)
+        results = listed(req, ranking, "relevance_score",
+                         lambda text: {"document": {"text": text}})
         return answer({"id": str(uuid.uuid4()), "model": model_name(ranking),
                        "results": results,
                        "usage": {"total_tokens": ranking.tokens},
