@@ -242,7 +242,10 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
         env["LD_PRELOAD"] = preload
     if not env.get("LD_PRELOAD"):
         env.pop("LD_PRELOAD", None)
-    env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # One thread each, as a lane runs. oneMKL's bf16 GEMM follows OpenMP's count, not its
+    # own (measured: with MKL_NUM_THREADS=1 it still ran on both cores), hence OMP_NUM_THREADS.
+    env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               OMP_NUM_THREADS="1")
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding mlx_service/
     try:
         done = subprocess.run([python, "-m", "mlx_service.kernels.blas_probe"], env=env,

@@ -44,6 +44,9 @@ class Bf16Gemm:
         self._gemm = getattr(lib, MKL_BF16_SYMBOL)
         self._gemm.restype, self._gemm.argtypes = None, gemm_args
         self.native = native
+        # Called in the calling thread before each product: sets the OpenMP thread count
+        # oneMKL's bf16 GEMM runs on (fast_bert.BlasThreads.apply_here). None: its default.
+        self.before_compute = None
         try:
             self._size = getattr(lib, MKL_BF16_SYMBOL + "_pack_get_size")
             self._pack = getattr(lib, MKL_BF16_SYMBOL + "_pack")
@@ -89,6 +92,8 @@ class Bf16Gemm:
         if bias is not None:
             out[...] = bias
             beta = 1.0
+        if self.before_compute is not None:
+            self.before_compute()
         if weight.dtype == np.uint8:
             self._compute(_ROW_MAJOR, _NO_TRANS, _PACKED, m, n, k, 1.0, a.ctypes.data, k,
                           weight.ctypes.data, k, beta, out.ctypes.data, n)

@@ -113,6 +113,8 @@ class Embedder:
         choice = precision.decide(mode, self._fast is not None, units, library is not None)
         if self._fast is not None:
             self._fast.bf16_gemm = library
+            if library is not None and self._blas is not None:
+                library.before_compute = self._blas.apply_here  # its OpenMP count per lane
         if choice.measure:  # auto where bf16 could pay: time the model's own layer
             from mlx_service.kernels.precision_probe import measured_timing
             timing = measured_timing(self._fast, self._blas, library=self._blas.library or "")

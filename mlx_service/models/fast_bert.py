@@ -306,6 +306,11 @@ class BlasThreads:
     build has only a process-wide count, which threadpoolctl's set_num_threads sets. For
     oneMKL threadpoolctl sets a per-thread one (MKL_Set_Num_Threads_Local), so the
     process-wide MKL_Set_Num_Threads is called through the controller's own handle instead.
+
+    oneMKL's bf16 GEMM heeds neither: it runs on OpenMP's count, which is per calling thread
+    (measured on a Zen 5: with MKL_Set_Num_Threads(1) each call still took both cores, so two
+    lanes ran four threads on two cores). `apply_here` sets it in the calling thread; the bf16
+    GEMM calls it before each product (gemm.Bf16Gemm.before_compute).
     """
 
     PROCESS_WIDE = {"mkl": "MKL_Set_Num_Threads"}
@@ -314,6 +319,8 @@ class BlasThreads:
         """controller: a threadpoolctl ThreadpoolController, built here when None (once per
         Embedder: it walks every loaded library, about 2 ms)."""
         self._lib, self._set, self.default = None, None, None
+        self._openmp: list = []    # each OpenMP runtime's omp_set_num_threads
+        self.share: int | None = None  # a lane's count while a batch is split
         if controller is None:
             try:
                 from threadpoolctl import ThreadpoolController
@@ -327,6 +334,11 @@ class BlasThreads:
         name = self.PROCESS_WIDE.get(chosen["internal_api"])
         self._set = getattr(self._lib.dynlib, name) if name else self._lib.set_num_threads
         self.default = int(self._lib.num_threads)
+        if chosen["internal_api"] == "mkl":
+            # Reading its count made oneMKL load its OpenMP runtime: a fresh look finds it.
+            self._openmp = [lib.dynlib.omp_set_num_threads
+                            for lib in type(controller)().select(user_api="openmp")
+                            .lib_controllers]
 
     @property
     def library(self) -> str | None:
@@ -334,10 +346,19 @@ class BlasThreads:
         return self._lib.filepath if self._lib is not None else None
 
     def set(self, n: int) -> None:
+        self.share = int(n)
         if self._set is not None:
             self._set(int(n))
 
+    def apply_here(self) -> None:
+        """OpenMP's count, in the calling thread: the lane's share while a batch is split,
+        else the library's default."""
+        n = self.share or self.default
+        for set_threads in self._openmp:
+            set_threads(n)
+
     def restore(self) -> None:
+        self.share = None
         if self._set is not None and self.default:
             self._set(self.default)
             # threadpoolctl lets one live thread at a time set OpenBLAS's count: hand it

@@ -76,3 +76,94 @@ def test_without_a_preloaded_blas_nothing_is_set(service_py):
     assert got["library"] is None and got["default"] is None and got["in_use"] == "reference"
     assert set(got["steps"]["set 3"]) == {"numpy.libs"}
     assert got["steps"]["set 3"] == got["steps"]["start"]
+
+
+# oneMKL's bf16 GEMM runs on OpenMP's thread count (per calling thread), not oneMKL's own: a
+# lane's share must reach it there. CPU seconds over wall seconds tell how many cores it took.
+BF16_SCRIPT = r"""
+import json, threading, time
+import numpy as np
+from mlx_service.kernels import gemm, native_math
+from mlx_service.models.fast_bert import BlasThreads
+
+threads = BlasThreads()
+fn = gemm.bf16_gemm_function(native_math.load(True)[0])
+fn.before_compute = threads.apply_here
+w = fn.prepare(np.random.default_rng(0).standard_normal((1536, 384)).astype(np.float32))
+x = np.random.default_rng(1).standard_normal((2048, 384)).astype(np.float32)
+
+def cores_used():
+    fn(x, w, 1536, None)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(4):
+        fn(x, w, 1536, None)
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+out = {"runtimes": len(threads._openmp), "default": threads.default}
+threads.set(1)
+lane = threading.Thread(target=lambda: out.update(lane=cores_used()))  # as a helper lane runs
+lane.start(); lane.join()
+out["caller"] = cores_used()
+threads.restore()
+out["restored"] = cores_used()
+print(json.dumps(out))
+"""
+
+
+def test_a_lanes_share_reaches_onemkls_bf16_gemm(service_py):
+    from mlx_service.kernels.blas import find_mkl
+    mkl = find_mkl(os.environ, str(service_py.parent.parent))
+    if mkl is None:
+        pytest.skip("oneMKL is not in the service venv (`inv mlx install --blas mkl` adds it)")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run([str(service_py), "-c", BF16_SCRIPT], cwd=REPO_ROOT,
+                          env=dict(env, LD_PRELOAD=mkl, KMP_BLOCKTIME="0"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert got["runtimes"] >= 1  # oneMKL's OpenMP runtime was found
+    assert got["lane"] < 1.3 and got["caller"] < 1.3, got  # one core each while split
+    if got["default"] >= 2 and len(os.sched_getaffinity(0)) >= 2:
+        assert got["restored"] > 1.3, got  # all of them again between batches
+
+
+# The same rule without oneMKL (CI's service venv has none): a stand-in for threadpoolctl's
+# controller, reporting oneMKL preloaded and an OpenMP runtime beside it, records which count
+# each thread's omp_set_num_threads was given.
+FAKE_MKL_SCRIPT = r"""
+import json, threading
+from mlx_service.models.fast_bert import BlasThreads
+
+calls = []
+class Dynlib:
+    MKL_Set_Num_Threads = staticmethod(lambda n: calls.append(("mkl", n)))
+    omp_set_num_threads = staticmethod(
+        lambda n: calls.append(("omp", threading.current_thread().name, n)))
+class Lib:
+    filepath, num_threads, dynlib = "/venv/lib/libmkl_rt.so.2", 2, Dynlib()
+class Selected:
+    def __init__(self, libs): self.lib_controllers = libs
+class Controller:
+    def info(self):
+        return [{"internal_api": "mkl", "filepath": Lib.filepath, "user_api": "blas"}]
+    def select(self, filepath=None, user_api=None):
+        return Selected([Lib()])
+
+threads = BlasThreads(Controller(), {"LD_PRELOAD": Lib.filepath})
+threads.apply_here()
+threads.set(1)
+lane = threading.Thread(target=threads.apply_here, name="lane-1")
+lane.start(); lane.join()
+threads.restore()
+threads.apply_here()
+print(json.dumps(calls))
+"""
+
+
+def test_each_lane_gives_openmp_its_share_and_the_default_comes_back(service_py):
+    done = subprocess.run([str(service_py), "-c", FAKE_MKL_SCRIPT], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = [tuple(call) for call in json.loads(done.stdout.splitlines()[-1])]
+    assert got == [("omp", "MainThread", 2), ("mkl", 1), ("omp", "lane-1", 1), ("mkl", 2),
+                   ("omp", "MainThread", 2)]

@@ -122,3 +122,22 @@ def test_a_round_where_every_probe_failed_is_not_cached(tmp_path):
     write_cache(path, {}, "cpu", candidates, {"openblas": {"error": "bad ELF"},
                                               "reference": {"gflops": 5.0}})
     assert set(cached_probes(read_cache(path), "cpu", candidates)) == {"openblas", "reference"}
+
+
+def test_each_probe_runs_one_thread_of_every_kind(tmp_path):
+    """A lane runs one thread; so does the probe that speaks for it. oneMKL's bf16 GEMM heeds
+    only OpenMP's count (OMP_NUM_THREADS): without it a 'one-thread' bf16 figure was measured
+    on every core and won against float32 on one. A stand-in interpreter prints what the
+    probe's process was given, as the probe prints its figures."""
+    from mlx_service.kernels.blas import probe_library
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/usr/bin/env python3\nimport json, os\n"
+        "print(json.dumps({'library': 'mkl', 'gflops': 1.0, 'env': {k: os.environ.get(k) "
+        "for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', "
+        "'KMP_BLOCKTIME', 'LD_PRELOAD')}}))\n")
+    fake_python.chmod(0o755)
+    got = probe_library(Candidate("mkl", MKL), {"OMP_NUM_THREADS": "8", "PATH": "/usr/bin:/bin"},
+                        python=str(fake_python))
+    assert got["env"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                          "OPENBLAS_NUM_THREADS": "1", "KMP_BLOCKTIME": "0", "LD_PRELOAD": MKL}
