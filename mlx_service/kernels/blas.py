@@ -342,7 +342,27 @@ def current_choice(environ: Mapping[str, str] = os.environ) -> dict:
                   "gflops": {}}
     if choice.get("library") != in_use and sys.platform != "darwin":
         choice["reason"] += f" (but {in_use} is what is loaded)"
-    return {**choice, "library": in_use}
+    return {**choice, "library": in_use, "kernels": blas_kernels(environ)}
+
+
+def blas_kernels(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Which of its kernels the matmul BLAS runs, where it says (OpenBLAS's core type, half
+    the speed or twice it on the same CPU), and whether the environment forced them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    found = matmul_blas(threadpool_info(), preloaded_paths(environ))
+    return describe_kernels(found, environ) if found else None
+
+
+def describe_kernels(info: Mapping, environ: Mapping[str, str]) -> str | None:
+    """threadpoolctl's `architecture` of a BLAS, with the OPENBLAS_CORETYPE that forced it."""
+    core = info.get("architecture")
+    if not core:
+        return None
+    forced = environ.get("OPENBLAS_CORETYPE") if info.get("internal_api") == "openblas" else None
+    return f"{core} (OPENBLAS_CORETYPE={forced})" if forced else str(core)
 
 
 def preloaded_paths(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:

@@ -88,8 +88,15 @@ def library_file_identity(path: str) -> str:
     return f"{real} {st.st_size} {st.st_mtime_ns}"
 
 
-def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU model and its feature flags, and how many cores this process may use."""
+# Settings that change what a library measures without changing the CPU or the file: which
+# kernels OpenBLAS runs (some machines force an older core type for an older OpenBLAS).
+MEASURED_SETTINGS = ("OPENBLAS_CORETYPE",)
+
+
+def machine_identity(cpuinfo: str = "/proc/cpuinfo",
+                     environ: Mapping[str, str] = os.environ) -> str:
+    """The CPU model and its feature flags, how many cores this process may use, and the
+    settings in MEASURED_SETTINGS that are set."""
     model = flags = ""
     try:
         for line in Path(cpuinfo).read_text().splitlines():
@@ -105,7 +112,8 @@ def machine_identity(cpuinfo: str = "/proc/cpuinfo") -> str:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return f"{model} flags:{flags} cores:{cores}"
+    settings = "".join(f" {k}:{environ[k]}" for k in MEASURED_SETTINGS if environ.get(k))
+    return f"{model} flags:{flags} cores:{cores}{settings}"
 
 
 def mlx_version(prefix: str = sys.prefix) -> str:

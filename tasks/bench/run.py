@@ -352,6 +352,7 @@ def describe_service(services: Services, info: Mapping, inproc: EngineProcess) -
         "mlx": (info.get("versions") or {}).get("mlx"),
         "limits": info.get("limits"), "versions": info.get("versions"),
         "inprocess_blas": inproc.info.get("blas"),
+        "blas_kernels": (info.get("blas_choice") or {}).get("kernels"),
         "model": info.get("model"), "forward": info.get("forward"),
         "precision": info.get("precision"), "precision_reason": info.get("precision_reason"),
         "layers": inproc.info.get("layers"),

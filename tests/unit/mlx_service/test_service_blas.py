@@ -141,3 +141,25 @@ def test_each_probe_runs_one_thread_of_every_kind(tmp_path):
                         python=str(fake_python))
     assert got["env"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                           "OPENBLAS_NUM_THREADS": "1", "KMP_BLOCKTIME": "0", "LD_PRELOAD": MKL}
+
+
+def test_a_forced_openblas_core_type_is_measured_apart(tmp_path):
+    """OPENBLAS_CORETYPE picks OpenBLAS's kernels (Haswell's AVX2 ran at half SkylakeX's
+    AVX-512 speed on a Zen 5): a probe cached under one setting must not speak for another."""
+    from mlx_service.kernels.blas_cache import machine_identity
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f\n")
+    plain = machine_identity(str(cpuinfo), {})
+    forced = machine_identity(str(cpuinfo), {"OPENBLAS_CORETYPE": "Haswell"})
+    assert plain.startswith("AMD EPYC flags:") and forced == plain + " OPENBLAS_CORETYPE:Haswell"
+    assert machine_identity(str(cpuinfo), {"OPENBLAS_CORETYPE": ""}) == plain
+
+
+def test_the_kernels_the_blas_runs_are_named_with_what_forced_them():
+    from mlx_service.kernels.blas import describe_kernels
+    openblas = {"internal_api": "openblas", "architecture": "Haswell"}
+    assert describe_kernels(openblas, {}) == "Haswell"
+    assert (describe_kernels(openblas, {"OPENBLAS_CORETYPE": "Haswell"})
+            == "Haswell (OPENBLAS_CORETYPE=Haswell)")
+    assert describe_kernels({"internal_api": "mkl", "architecture": None},
+                            {"OPENBLAS_CORETYPE": "Haswell"}) is None
