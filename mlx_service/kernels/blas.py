@@ -189,7 +189,7 @@ def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
     reason = (f"auto: fastest on the model's matmul shapes ({source}): {best} "
               f"{_figure(results[best]):.0f} GFLOPS" + (f" vs {others}" if others else ""))
     if bf16 is not None:  # bf16 did not pay: oneMKL is not kept for it
-        reason += f"; not kept for bf16: {versus}, under {BF16_MARGIN}x"
+        reason += f"{NOT_KEPT}{versus}, under {BF16_MARGIN}x"
     return Decision(best, candidates[best].path, reason, gflops=figures)
 
 
@@ -328,6 +328,15 @@ def maybe_reexec(mode: str, args: Sequence[str], command: Sequence[str] | None =
     argv = list(command) if command else [sys.executable, "-m", "mlx_service", *args]
     sys.stderr.flush()
     os.execve(argv[0], argv, env)
+
+
+NOT_KEPT = "; not kept for bf16: "
+
+
+def not_kept_for_bf16(reason: str) -> str | None:
+    """From a decision's reason, why oneMKL was not kept for its bf16 GEMM (None: it was not
+    weighed, or it was kept)."""
+    return reason.split(NOT_KEPT, 1)[1] if NOT_KEPT in reason else None
 
 
 def current_choice(environ: Mapping[str, str] = os.environ) -> dict:

@@ -78,10 +78,11 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
 
 
 def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
-           timing: Timing | None = None) -> Choice:
+           timing: Timing | None = None, not_kept: str | None = None) -> Choice:
     """mode: MLX_PRECISION; fast_path: a fast forward runs this model (the MLX layers have no
     bf16 path); units: cpu_bf16_units(); library: oneMKL's bf16 GEMM is loaded; timing: the
-    probe's figures (auto with units and library asks for them: Choice.measure)."""
+    probe's figures (auto with units and library asks for them: Choice.measure); not_kept:
+    why MLX_BLAS=auto left an installed oneMKL unloaded (its bf16 GEMM measured too slow)."""
     units = tuple(units)
     if not fast_path:
         return Choice("fp32", f"{mode}: fp32, this model's forward pass has no bf16 path "
@@ -98,6 +99,9 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
                       "its speed)")
     if not units:
         return Choice("fp32", "auto: fp32, this CPU has no bf16 units (AMX-BF16, AVX512_BF16)")
+    if not library and not_kept:
+        return Choice("fp32", f"auto: fp32, the CPU has {'/'.join(units)} but the BLAS probe "
+                      f"did not keep oneMKL for bf16: {not_kept}")
     if not library:
         return Choice("fp32", f"auto: fp32, the CPU has {'/'.join(units)} but no bf16 GEMM "
                       "is loaded: `inv mlx install --blas mkl` adds oneMKL's")

@@ -110,7 +110,11 @@ class Embedder:
         from mlx_service.kernels import gemm, precision
         library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
         units = precision.cpu_bf16_units()
-        choice = precision.decide(mode, self._fast is not None, units, library is not None)
+        from mlx_service.kernels.blas import current_choice, not_kept_for_bf16
+        not_kept = None if library is not None else not_kept_for_bf16(
+            str(current_choice().get("reason", "")))
+        choice = precision.decide(mode, self._fast is not None, units, library is not None,
+                                  not_kept=not_kept)
         if self._fast is not None:
             self._fast.bf16_gemm = library
             if library is not None and self._blas is not None:

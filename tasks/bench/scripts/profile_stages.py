@@ -8,10 +8,12 @@ mlx_service/models/fast_*.py). The weight matmuls (mlx_service/kernels/gemm.py's
 element-wise kernels (native or numpy: `kernels` in the first line) are timed by wrapping
 them, with evaluation forced before and after each (MLX is lazy: a sampling profiler
 charges a matmul to whichever line evaluates it, which is how an earlier profile blamed
-exp and erf for time the matmuls took); the rest of the pass (attention's two
-matmuls, norms, RoPE, copies) is what remains. One lane, one BLAS thread, as each lane runs
-when a batch is split over the cores. Prints ms per pass and per layer, each kind's share,
-and the weight matmuls' GFLOPS.
+exp and erf for time the matmuls took). The attention step (its two matmuls) and BERT's
+LayerNorms are timed the same way; a stage's time excludes the stages timed inside it (the
+attention's exp). The rest of the pass (RoPE, residual adds, transposes and copies,
+embeddings, pooling) is what remains. One lane, one BLAS thread, as each lane runs when a
+batch is split over the cores. Prints ms per pass and per layer, each kind's share, and the
+weight matmuls' GFLOPS.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from mlx_service.kernels import blas  # noqa: E402
 LINEAR = "weight matmuls (gemm.Linear)"
 EXP = "softmax exp"
 ACT = "GELU / SiLU gate"
+ATTENTION = "attention matmuls (q k^T, weights v)"
+NORM = "LayerNorm (MLX)"
 # (module, function name, stage): the element-wise kernels, wherever a forward pass looks them up
 KERNELS = (("mlx_service.models.fast_bert", "exp_rows_", EXP),
            ("mlx_service.models.fast_bert", "exp_real_rows_", EXP),
@@ -36,7 +40,10 @@ KERNELS = (("mlx_service.models.fast_bert", "exp_rows_", EXP),
            ("mlx_service.models.fast_qwen3", "exp_real_rows_", EXP),
            ("mlx_service.models.fast_qwen3", "swiglu_rows_", ACT),
            ("mlx_service.models.fast_modernbert", "exp_real_rows_", EXP),
-           ("mlx_service.models.fast_modernbert", "gelu_real_rows_", ACT))
+           ("mlx_service.models.fast_modernbert", "gelu_real_rows_", ACT),
+           ("mlx_service.models.fast_bert", "attend", ATTENTION),
+           ("mlx_service.models.fast_gemma3", "attend", ATTENTION),
+           ("mlx_service.models.fast_modernbert", "attend", ATTENTION))
 
 
 def instrument(mx, totals: dict, flops: list) -> None:
@@ -44,16 +51,21 @@ def instrument(mx, totals: dict, flops: list) -> None:
 
     from mlx_service.kernels import gemm
 
+    inner = [0.0]  # seconds spent in stages timed inside the running one
+
     def timed(stage, fn, count_flops=False):
         def wrapper(*args, **kwargs):
             pending = [a for a in args if isinstance(a, mx.array)]
             if pending:  # work queued before this call is not this stage's
                 mx.eval(pending)
+            outer, inner[0] = inner[0], 0.0
             started = time.perf_counter()
             out = fn(*args, **kwargs)
             if isinstance(out, mx.array):
                 mx.eval(out)
-            totals[stage] = totals.get(stage, 0.0) + time.perf_counter() - started
+            spent = time.perf_counter() - started
+            totals[stage] = totals.get(stage, 0.0) + spent - inner[0]
+            inner[0] = outer + spent
             if count_flops:
                 x = args[1]
                 flops[0] += 2 * x.shape[0] * x.shape[1] * out.shape[1]
@@ -61,6 +73,8 @@ def instrument(mx, totals: dict, flops: list) -> None:
         return wrapper
 
     gemm.Linear.__call__ = timed(LINEAR, gemm.Linear.__call__, count_flops=True)
+    import mlx.nn as nn
+    nn.LayerNorm.__call__ = timed(NORM, nn.LayerNorm.__call__)
     for module_name, name, stage in KERNELS:
         module = importlib.import_module(module_name)
         setattr(module, name, timed(stage, getattr(module, name)))
@@ -116,7 +130,7 @@ def main(argv: list[str]) -> int:
           f"{per_pass * 1e3 / layers:.1f} ms per layer ({layers} layers)")
     rest = per_pass - sum(totals.values()) / args.repeats
     for name, seconds in sorted([*((k, v / args.repeats) for k, v in totals.items()),
-                                 ("the rest: attention matmuls, norms, RoPE, copies", rest)],
+                                 ("the rest: RoPE, residuals, copies, embeddings", rest)],
                                 key=lambda kv: -kv[1]):
         print(f"  {name:50s} {seconds * 1e3:7.1f} ms  {100 * seconds / per_pass:5.1f} %")
     linear_s = totals.get(LINEAR, 0.0)

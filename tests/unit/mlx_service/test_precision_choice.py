@@ -32,6 +32,25 @@ def test_auto_with_units_but_no_library_names_the_install():
     assert "avx512_bf16" in choice.reason and "inv mlx install --blas mkl" in choice.reason
 
 
+def test_an_installed_onemkl_the_blas_probe_left_out_is_reported_with_its_figures():
+    """oneMKL installed, but MLX_BLAS=auto did not load it (its bf16 GEMM measured slower than
+    float32): the reason says so, with the figures, instead of asking for the install."""
+    from mlx_service.kernels.blas import Candidate, decide, not_kept_for_bf16
+    candidates = {"openblas": Candidate("openblas", "/lib/libopenblas.so.0"),
+                  "mkl": Candidate("mkl", "/venv/lib/libmkl_rt.so.2"),
+                  "reference": Candidate("reference", None)}
+    probes = {"openblas": {"gflops": 116.0}, "mkl": {"gflops": 96.0, "bf16_gflops": 99.0},
+              "reference": {"gflops": 5.0}}
+    blas = decide("auto", "linux", candidates, probes, {}, prefer_mkl="auto: mkl for bf16")
+    assert blas.library == "openblas"
+    not_kept = not_kept_for_bf16(blas.reason)
+    assert not_kept == "oneMKL's bf16 GEMM 99 GFLOPS vs openblas's float32 116, under 1.15x"
+    choice = precision.decide("auto", True, ("avx512_bf16",), library=False, not_kept=not_kept)
+    assert choice.precision == "fp32" and "inv mlx install" not in choice.reason
+    assert choice.reason.endswith(f"did not keep oneMKL for bf16: {not_kept}")
+    assert not_kept_for_bf16("auto: fastest on the model's matmul shapes: openblas 116") is None
+
+
 def test_auto_with_units_and_onemkl_asks_for_a_measurement_first():
     choice = precision.decide("auto", True, ("amx_bf16", "avx512_bf16"), library=True)
     assert choice.measure and choice.precision == "fp32"
