@@ -23,7 +23,7 @@ import logging
 import threading
 
 from mlx_service.models.architectures import ARCHITECTURES
-from mlx_service.models.batch_plan import split_rows
+from mlx_service.models.batch_plan import split_rows, sub_passes
 from mlx_service.models.folder import ModelSpec
 from mlx_service.models.pooling import pool
 
@@ -192,7 +192,24 @@ class Embedder:
         """run(indices) -> (len(indices), k) float32 for rows of these lengths, cut into one
         part per lane (batch_plan.split_rows) and run at the same time, OpenBLAS's threads
         shared out between the lanes; one part when there are no lanes. In the rows' order.
+        On the CPU fast path a big pass runs as sub-passes of at most CPU_LANE_TOKENS padded
+        tokens per lane (batch_plan.sub_passes: faster, measured there).
         (The reranker's scorer runs its batches through this too.)"""
+        if self.forward == "cpu-fast":
+            passes = sub_passes(lengths, self.lanes)
+            if len(passes) > 1:
+                import numpy as np
+                out = None
+                for rows in passes:
+                    vectors = self._split_over_lanes(
+                        [lengths[i] for i in rows], lambda part: run([rows[i] for i in part]))
+                    if out is None:
+                        out = np.empty((len(lengths), vectors.shape[1]), dtype=np.float32)
+                    out[rows] = vectors
+                return out
+        return self._split_over_lanes(lengths, run)
+
+    def _split_over_lanes(self, lengths: list[int], run):
         if self._lanes is None or len(lengths) < 2:
             return run(list(range(len(lengths))))
         import numpy as np

@@ -141,6 +141,10 @@ for _ in range(12):
     a, b = plain.embed(batch), fast2.embed(batch)
     worst = min(worst, float((a * b).sum(1).min()))
 out["fast_vs_plain"] = worst
+# A pass bigger than CPU_LANE_TOKENS per lane runs as sub-passes: each row lands in place.
+from mlx_service.models.batch_plan import sub_passes
+out["sub_passes"] = len(sub_passes([len(r) for r in pool], fast2.lanes))
+out["sub_passes_vs_plain"] = float((plain.embed(pool) * fast2.embed(pool)).sum(1).min())
 print(json.dumps(out))
 """
 
@@ -152,6 +156,7 @@ def test_fast_forward_equals_the_library_and_the_reference(service_py):
     for name in ("plain", "fast1", "fast2"):  # batched (padded) and one by one
         assert out[name] >= 0.99999, (name, out)
     assert out["fast_vs_plain"] >= 0.99999  # rows split over lanes land where they belong
+    assert out["sub_passes"] > 1 and out["sub_passes_vs_plain"] >= 0.99999
 
 
 def test_info_names_the_fast_path(service):

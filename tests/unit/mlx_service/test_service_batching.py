@@ -7,7 +7,7 @@ import time
 import pytest
 
 from mlx_service.engine.worker import QueueFull, Worker
-from mlx_service.models.batch_plan import plan_batches
+from mlx_service.models.batch_plan import plan_batches, sub_passes
 
 
 def test_plan_sorts_longest_first_and_covers_every_row_once():
@@ -114,3 +114,18 @@ def test_load_failure_is_reported_not_raised():
     assert w.ready.wait(5)
     w.join(5)
     assert w.state == "error" and "model.safetensors" in w.error and not w.is_alive()
+
+
+def test_a_pass_within_the_lanes_budget_runs_whole():
+    assert sub_passes([100, 30, 250], lanes=2, lane_tokens=1024) == [[0, 1, 2]]
+    assert sub_passes([], lanes=2) == [[]]
+
+
+def test_a_big_pass_runs_as_sub_passes_within_the_budget_per_lane():
+    lengths = [256, 40, 200, 180, 250, 12, 90, 130] * 4
+    for lanes in (1, 2, 4):
+        passes = sub_passes(lengths, lanes=lanes, lane_tokens=512)
+        assert sorted(i for p in passes for i in p) == list(range(len(lengths)))
+        assert len(passes) > 1
+        for p in passes:
+            assert len(p) * max(lengths[i] for i in p) <= 512 * lanes
