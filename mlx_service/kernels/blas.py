@@ -371,7 +371,7 @@ def describe_kernels(info: Mapping, environ: Mapping[str, str]) -> str | None:
     if not core:
         return None
     forced = environ.get("OPENBLAS_CORETYPE") if info.get("internal_api") == "openblas" else None
-    return f"{core} (OPENBLAS_CORETYPE={forced})" if forced else str(core)
+    return f"{core} kernels, OPENBLAS_CORETYPE={forced}" if forced else f"{core} kernels"
 
 
 def preloaded_paths(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ def format_report(doc: dict) -> str:
     peer_text = (f"sentence-transformers {peer.get('sentence_transformers')} on torch "
                  f"{peer.get('torch')} ({peer.get('torch_threads')} threads)"
                  if peer.get("measured") else f"not measured ({peer.get('reason')})")
-    kernels = f" ({s['blas_kernels']} kernels)" if s.get("blas_kernels") else ""
+    kernels = f" ({s['blas_kernels']})" if s.get("blas_kernels") else ""
     lines.append(f"service: mlx {s.get('mlx', '?')} on {s.get('device', '?')}, blas "
                  f"{s.get('blas', '?')}{kernels}; in-process blas {s.get('inprocess_blas', '?')}; "
                  f"peer: {peer_text}")

@@ -158,8 +158,8 @@ def test_a_forced_openblas_core_type_is_measured_apart(tmp_path):
 def test_the_kernels_the_blas_runs_are_named_with_what_forced_them():
     from mlx_service.kernels.blas import describe_kernels
     openblas = {"internal_api": "openblas", "architecture": "Haswell"}
-    assert describe_kernels(openblas, {}) == "Haswell"
+    assert describe_kernels(openblas, {}) == "Haswell kernels"
     assert (describe_kernels(openblas, {"OPENBLAS_CORETYPE": "Haswell"})
-            == "Haswell (OPENBLAS_CORETYPE=Haswell)")
+            == "Haswell kernels, OPENBLAS_CORETYPE=Haswell")
     assert describe_kernels({"internal_api": "mkl", "architecture": None},
                             {"OPENBLAS_CORETYPE": "Haswell"}) is None
