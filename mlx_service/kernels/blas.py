@@ -186,7 +186,9 @@ def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
                             gflops=figures)
     others = ", ".join(f"{n} {_figure(results[n]):.0f}" for n in ranked[1:])
     source = "measured now" if best in probes else "cached probe"
-    reason = (f"auto: fastest on the model's matmul shapes ({source}): {best} "
+    kernels = results[best].get("kernels")
+    named = f"{best} ({kernels})" if kernels else best
+    reason = (f"auto: fastest on the model's matmul shapes ({source}): {named} "
               f"{_figure(results[best]):.0f} GFLOPS" + (f" vs {others}" if others else ""))
     if bf16 is not None:  # bf16 did not pay: oneMKL is not kept for it
         reason += f"{NOT_KEPT}{versus}, under {BF16_MARGIN}x"

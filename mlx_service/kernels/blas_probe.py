@@ -8,7 +8,7 @@ import math
 import time
 from typing import Callable, Sequence
 
-from mlx_service.kernels.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use
+from mlx_service.kernels.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use, blas_kernels
 
 
 def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
@@ -39,6 +39,9 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
         figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
     result = {"gflops": round(_mean(figures), 1),
               "shapes": {s: round(v, 1) for s, v in figures.items()}, "library": blas_in_use()}
+    kernels = blas_kernels()
+    if kernels:  # OpenBLAS's core type: a forced older one halves its speed on some CPUs
+        result["kernels"] = kernels
     bf16 = probe_bf16(shapes)
     if bf16:
         result.update(bf16_gflops=round(_mean(bf16), 1),

@@ -147,3 +147,15 @@ def test_bf16_units_pass_over_a_onemkl_that_fails_its_probe():
     decision = decide("auto", "linux", ALL, results, {}, prefer_mkl=PREFER_MKL)
     assert decision.library == "openblas"
     assert decision.gflops["mkl"].startswith("failed: not an ELF")
+
+
+def test_the_reason_names_the_kernels_the_winner_was_measured_with():
+    """A forced OpenBLAS core type (this machine's OPENBLAS_CORETYPE=Haswell on a Zen 5 with
+    AVX-512) halves its speed: the reason says which kernels the figure is for."""
+    probes = figures(openblas=114, mkl=96, reference=5)
+    probes["openblas"]["kernels"] = "Haswell kernels, OPENBLAS_CORETYPE=Haswell"
+    decision = decide("auto", "linux", ALL, probes, {})
+    assert decision.library == "openblas"
+    assert "openblas (Haswell kernels, OPENBLAS_CORETYPE=Haswell) 114 GFLOPS" in decision.reason
+    plain = decide("auto", "linux", ALL, figures(openblas=114, mkl=96, reference=5), {})
+    assert "): openblas 114 GFLOPS" in plain.reason
