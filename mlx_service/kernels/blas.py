@@ -341,29 +341,43 @@ def not_kept_for_bf16(reason: str) -> str | None:
     return reason.split(NOT_KEPT, 1)[1] if NOT_KEPT in reason else None
 
 
-def current_choice(environ: Mapping[str, str] = os.environ) -> dict:
-    """What this process runs on and why, for /info: {library, path, reason, gflops}."""
-    in_use = blas_in_use()
+def recorded_choice(environ: Mapping[str, str] = os.environ) -> dict:
+    """The decision this process was started with (CHOICE_ENV); {} when none was made."""
     try:
         choice = json.loads(environ.get(CHOICE_ENV) or "{}")
     except ValueError:
-        choice = {}
-    if not isinstance(choice, dict) or not choice:
-        choice = {"library": in_use, "path": None, "reason": "no choice made in this process",
-                  "gflops": {}}
+        return {}
+    return choice if isinstance(choice, dict) else {}
+
+
+def current_choice(environ: Mapping[str, str] = os.environ) -> dict:
+    """What this process runs on and why, for /info: {library, path, reason, gflops,
+    kernels}. The loaded libraries are walked once for both the library and its kernels."""
+    infos = loaded_libraries()
+    in_use = blas_in_use(environ=environ, infos=infos)
+    choice = recorded_choice(environ) or {
+        "library": in_use, "path": None, "reason": "no choice made in this process",
+        "gflops": {}}
     if choice.get("library") != in_use and sys.platform != "darwin":
         choice["reason"] += f" (but {in_use} is what is loaded)"
-    return {**choice, "library": in_use, "kernels": blas_kernels(environ)}
+    return {**choice, "library": in_use, "kernels": blas_kernels(environ, infos)}
 
 
-def blas_kernels(environ: Mapping[str, str] = os.environ) -> str | None:
-    """Which of its kernels the matmul BLAS runs, where it says (OpenBLAS's core type, half
-    the speed or twice it on the same CPU), and whether the environment forced them."""
+def loaded_libraries() -> list | None:
+    """threadpoolctl's info on every loaded library (about 0.6 ms); None without it."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    found = matmul_blas(threadpool_info(), preloaded_paths(environ))
+    return threadpool_info()
+
+
+def blas_kernels(environ: Mapping[str, str] = os.environ, infos: list | None = None
+                 ) -> str | None:
+    """Which of its kernels the matmul BLAS runs, where it says (OpenBLAS's core type, half
+    the speed or twice it on the same CPU), and whether the environment forced them."""
+    infos = loaded_libraries() if infos is None else infos
+    found = matmul_blas(infos, preloaded_paths(environ)) if infos else None
     return describe_kernels(found, environ) if found else None
 
 
@@ -397,14 +411,14 @@ def _wheel_private(filepath: str) -> bool:
     return os.path.basename(os.path.dirname(filepath)).endswith(".libs")
 
 
-def blas_in_use(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> str:
+def blas_in_use(platform: str = sys.platform, environ: Mapping[str, str] = os.environ,
+                infos: list | None = None) -> str:
     """What this process's matmuls really run on, from the libraries threadpoolctl finds
-    loaded (about 0.6 ms: it walks them all)."""
+    loaded (about 0.6 ms: it walks them all; `infos`: a walk already made)."""
     if platform == "darwin":
         return "accelerate"
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
+    infos = loaded_libraries() if infos is None else infos
+    if infos is None:
         return "unknown"
-    found = matmul_blas(threadpool_info(), preloaded_paths(environ))
+    found = matmul_blas(infos, preloaded_paths(environ))
     return str(found["internal_api"]) if found else "reference"

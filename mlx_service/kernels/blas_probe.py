@@ -8,7 +8,8 @@ import math
 import time
 from typing import Callable, Sequence
 
-from mlx_service.kernels.blas import PROBE_BUDGET_S, PROBE_SHAPES, blas_in_use, blas_kernels
+from mlx_service.kernels.blas import (PROBE_BUDGET_S, PROBE_SHAPES, loaded_libraries,
+                                      blas_in_use, blas_kernels)
 
 
 def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
@@ -38,8 +39,10 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
             best = min(_timed(lambda: mx.eval(a @ b)) for _ in range(3))
         figures[f"{m}x{k}x{n}"] = 2.0 * rows * k * n / best / 1e9
     result = {"gflops": round(_mean(figures), 1),
-              "shapes": {s: round(v, 1) for s, v in figures.items()}, "library": blas_in_use()}
-    kernels = blas_kernels()
+              "shapes": {s: round(v, 1) for s, v in figures.items()}}
+    infos = loaded_libraries()
+    result["library"] = blas_in_use(infos=infos)
+    kernels = blas_kernels(infos=infos)
     if kernels:  # OpenBLAS's core type: a forced older one halves its speed on some CPUs
         result["kernels"] = kernels
     bf16 = probe_bf16(shapes)

@@ -110,9 +110,9 @@ class Embedder:
         from mlx_service.kernels import gemm, precision
         library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
         units = precision.cpu_bf16_units()
-        from mlx_service.kernels.blas import current_choice, not_kept_for_bf16
+        from mlx_service.kernels.blas import not_kept_for_bf16, recorded_choice
         not_kept = None if library is not None else not_kept_for_bf16(
-            str(current_choice().get("reason", "")))
+            str(recorded_choice().get("reason", "")))
         choice = precision.decide(mode, self._fast is not None, units, library is not None,
                                   not_kept=not_kept)
         if self._fast is not None:
