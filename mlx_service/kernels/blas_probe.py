@@ -49,20 +49,27 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
     if bf16:
         result.update(bf16_gflops=round(_mean(bf16), 1),
                       bf16_shapes={s: round(v, 1) for s, v in bf16.items()})
+    native = probe_bf16(shapes, native=True)
+    if native:
+        result["native_bf16_gflops"] = round(_mean(native), 1)
     return result
 
 
-def probe_bf16(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
+def probe_bf16(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES, native: bool = False,
                ) -> dict[str, float]:
     """GFLOPS of the fast path's bf16 Linear (mlx_service/kernels/gemm.py: packed weight, native
     rounding, bias, the copy back into MLX) on each shape, where this BLAS has a bf16 GEMM
-    (oneMKL); {} elsewhere. What MLX_BLAS=auto weighs oneMKL's bf16 against float32 with."""
+    (oneMKL), or with native=True on the native one (native_bf16.py, where the CPU has
+    AVX512_BF16); {} where there is none. What MLX_BLAS=auto weighs oneMKL's bf16 against
+    float32 and the native bf16 with."""
     import mlx.core as mx
 
-    from mlx_service.kernels import gemm, native_math
+    from mlx_service.kernels import gemm, native_bf16, native_math
 
-    native, _ = native_math.load(True)
-    library = gemm.bf16_gemm_function(native)
+    if native:
+        library = native_bf16.load(True)[0]
+    else:
+        library = gemm.bf16_gemm_function(native_math.load(True)[0])
     if library is None:
         return {}
     figures = {}

@@ -3,9 +3,11 @@
 A `Linear` holds one layer's weight, converted once at load, and computes on MLX arrays:
 
 - `fp32`: MLX's addmm, i.e. cblas_sgemm of the preloaded BLAS (mlx_service/kernels/blas.py);
-- `bf16` on oneMKL's `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16 units): weight rounded
-  to bf16 (uint16, the top half of a float32) and packed once, activations rounded to bf16
-  per matmul (to nearest even, one native pass), products accumulated in float32 (Bf16Gemm);
+- `bf16` on a bf16 GEMM: weight rounded to bf16 (uint16, the top half of a float32) and
+  packed once, activations rounded to bf16 per matmul (to nearest even, one native pass),
+  products accumulated in float32. Two GEMMs can drive the units: oneMKL's
+  `cblas_gemm_bf16bf16f32` (AMX-BF16 / AVX512_BF16; Bf16Gemm here) and our own on
+  AVX512_BF16 (native_bf16.py); `bf16_gemms` lists those this process has;
 - `bf16-emulated`: the same numbers without the library: operands rounded to bf16 and
   multiplied by the float32 GEMM. A product of two bf16 values is exact in float32, so this
   gives what the bf16 GEMM gives (up to summation order), at float32's speed less the
@@ -31,12 +33,16 @@ def to_bf16_bits(x: np.ndarray) -> np.ndarray:
             >> np.uint32(16)).astype(np.uint16)
 
 
+ONEMKL = "oneMKL"  # the name precision's reasons give Bf16Gemm
+
+
 class Bf16Gemm:
     """oneMKL's bf16 GEMM as the fast path calls it: each weight rounded and packed once
     (`cblas_gemm_bf16bf16f32_pack`, where the library has it: no per-call reformatting of
     the weight, which a few-token request would pay in full), activations rounded in one
     native pass (native_math's round_bf16; numpy's five passes where it is not built)
     straight from MLX's buffer, the bias preloaded into the output (beta = 1)."""
+    name = ONEMKL
 
     def __init__(self, lib, native=None):
         c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
@@ -112,6 +118,19 @@ def bf16_gemm_function(native=None, lib=None) -> Bf16Gemm | None:
         return None
 
 
+def bf16_gemms(native=None, native_gemm=None) -> dict:
+    """The bf16 GEMMs this process can run, by name: oneMKL's (where the preloaded BLAS
+    exports it) first, then the native one (native_bf16.load's, where the CPU has
+    AVX512_BF16). MLX_PRECISION's probe times them on the model's layer."""
+    found = {}
+    onemkl = bf16_gemm_function(native)
+    if onemkl is not None:
+        found[ONEMKL] = onemkl
+    if native_gemm is not None:
+        found[native_gemm.name] = native_gemm
+    return found
+
+
 class Linear:
     """`self(x) -> x @ W.T + b` for 2-D float32 MLX x; W (out, in) as nn.Linear keeps it."""
 
@@ -133,7 +152,7 @@ class Linear:
             mx.eval(self.w_t)
         elif precision == "bf16":
             if gemm is None:
-                raise ValueError("bf16 needs oneMKL's cblas_gemm_bf16bf16f32")
+                raise ValueError("bf16 needs a bf16 GEMM (oneMKL's or the native one)")
             self._gemm = gemm
             self.w_bf16 = gemm.prepare(np.asarray(weight, dtype=np.float32))  # (out, in)
         elif precision == "reference":
@@ -187,7 +206,7 @@ class LayerKernels:
         import mlx.core as mx
         self._mx = mx
         self._layers = list(layers)
-        self.bf16_gemm = bf16_gemm  # oneMKL's bf16 GEMM (Bf16Gemm, from bf16_gemm_function)
+        self.bf16_gemm = bf16_gemm  # the bf16 GEMM in use (one of bf16_gemms' values)
         self.native = None
         self._kernels: dict[str, list] = {}
         self.precision = precision

@@ -81,22 +81,25 @@ def _file_identity(cc: str) -> str:
     return f"{real} {st.st_size} {st.st_mtime_ns}"
 
 
-def build(out_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
-    """The shared library, built once per source, flags and compiler; its path."""
-    target_flags = compile_flags(platform.system(), platform.machine(), cpu_flags())
+def build(out_dir: Path, environ: Mapping[str, str] = os.environ, source: Path = SOURCE,
+          target_flags: list[str] | None = None, libs: tuple[str, ...] = LIBS) -> Path:
+    """The shared library, built once per source, flags and compiler; its path.
+    target_flags: None for compile_flags' (this file's kernels), else the caller's."""
     if target_flags is None:
-        raise BuildError(f"not built on {platform.system()} (libmvec is glibc's)")
+        target_flags = compile_flags(platform.system(), platform.machine(), cpu_flags())
+        if target_flags is None:
+            raise BuildError(f"not built on {platform.system()} (libmvec is glibc's)")
     cc = _compiler(environ)
     flags = [*BASE_FLAGS, *target_flags]
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), _file_identity(cc), *flags, *LIBS])
+    key = hashlib.sha256("\n".join([source.read_text(), _file_identity(cc), *flags, *libs])
                          .encode()).hexdigest()[:16]
-    target = out_dir / f"fastmath-{key}.so"
+    target = out_dir / f"{source.stem}-{key}.so"
     if target.exists():
         return target
     tmp = out_dir / f"{target.name}.{os.getpid()}.tmp"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([cc, *flags, "-o", str(tmp), str(SOURCE), *LIBS],
+        done = subprocess.run([cc, *flags, "-o", str(tmp), str(source), *libs],
                               capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -1,7 +1,8 @@
 """Which precision the fast path's matmuls run in (MLX_PRECISION=auto|fp32|bf16), and why.
 
-bf16 can pay only where the CPU has bf16 units (AMX-BF16, AVX512_BF16) and a library drives
-them (oneMKL's cblas_gemm_bf16bf16f32; OpenBLAS as Debian and numpy ship it exports none).
+bf16 can pay only where the CPU has bf16 units (AMX-BF16, AVX512_BF16) and a GEMM drives
+them: oneMKL's cblas_gemm_bf16bf16f32, or our own on AVX512_BF16 (native_bf16.py; OpenBLAS as
+Debian and numpy ship it exports none). Where both are loaded the probe times both.
 Whether it does is measured, as MLX_BLAS=auto measures the libraries: `auto` times the model's
 own first layer, its real fast-path Linears in fp32 and in bf16
 (mlx_service/kernels/precision_probe.py, cached per machine), and takes bf16 only where it was
@@ -54,14 +55,17 @@ class Timing:
     fp32_ms: float
     bf16_ms: float
     source: str = "measured now"   # or "cached probe"
+    bf16_gemm: str = ""            # the fastest bf16 GEMM's name ("" where only one was timed)
+    others: tuple[tuple[str, float], ...] = ()  # the other bf16 GEMMs' ms, for the reason
 
     @property
     def speedup(self) -> float:
         return self.fp32_ms / self.bf16_ms if self.bf16_ms > 0 else 0.0
 
     def describe(self) -> str:
+        others = "".join(f", {name}'s bf16 {ms:.2f} ms" for name, ms in self.others)
         return (f"the model's layer measured {self.bf16_ms:.2f} ms bf16 vs {self.fp32_ms:.2f} "
-                f"ms fp32 ({self.speedup:.2f}x, {BF16_MARGIN}x needed; {self.source})")
+                f"ms fp32 ({self.speedup:.2f}x, {BF16_MARGIN}x needed; {self.source}{others})")
 
 
 def bf16_pays(fp32: float, bf16: float, faster_is_larger: bool = False) -> bool:
@@ -77,13 +81,22 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
     return tuple(f for f in BF16_FLAGS if f in flags)
 
 
-def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
+def gemm_phrase(library: bool | str) -> str:
+    """How a reason names the bf16 GEMM: True (unnamed) is oneMKL's, as before there were two."""
+    name = "oneMKL" if library is True else str(library)
+    return "oneMKL's bf16 GEMM" if name == "oneMKL" else f"the {name} bf16 GEMM"
+
+
+def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool | str,
            timing: Timing | None = None, not_kept: str | None = None) -> Choice:
     """mode: MLX_PRECISION; fast_path: a fast forward runs this model (the MLX layers have no
-    bf16 path); units: cpu_bf16_units(); library: oneMKL's bf16 GEMM is loaded; timing: the
-    probe's figures (auto with units and library asks for them: Choice.measure); not_kept:
-    why MLX_BLAS=auto left an installed oneMKL unloaded (its bf16 GEMM measured too slow)."""
+    bf16 path); units: cpu_bf16_units(); library: a bf16 GEMM is loaded (its name: "oneMKL",
+    "native"; the timing's winner where there was one); timing: the probe's figures (auto
+    with units and library asks for them: Choice.measure); not_kept: why MLX_BLAS=auto left
+    an installed oneMKL unloaded (its bf16 GEMM measured too slow)."""
     units = tuple(units)
+    if timing is not None and timing.bf16_gemm:
+        library = timing.bf16_gemm
     if not fast_path:
         return Choice("fp32", f"{mode}: fp32, this model's forward pass has no bf16 path "
                       "(MLX layers, or not a CPU)", check=False)
@@ -91,7 +104,8 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
         return Choice("fp32", "fp32: MLX_PRECISION=fp32")
     if mode == "bf16":
         if units and library:
-            return Choice("bf16", f"bf16: MLX_PRECISION=bf16, {'/'.join(units)} with oneMKL")
+            return Choice("bf16", f"bf16: MLX_PRECISION=bf16, {'/'.join(units)} with "
+                          f"{gemm_phrase(library)}")
         missing = ("no bf16 units (AMX-BF16, AVX512_BF16)" if not units else
                    "no bf16 GEMM loaded (`inv mlx install --blas mkl`)")
         return Choice("bf16-emulated", f"bf16 emulated: MLX_PRECISION=bf16 but {missing}: "
@@ -108,10 +122,10 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool,
     if timing is None:
         return Choice("fp32", "auto: not measured yet", measure=True)
     if bf16_pays(timing.fp32_ms, timing.bf16_ms):
-        return Choice("bf16", f"auto: bf16, {'/'.join(units)} with oneMKL's bf16 GEMM: "
+        return Choice("bf16", f"auto: bf16, {'/'.join(units)} with {gemm_phrase(library)}: "
                       f"{timing.describe()}")
     return Choice("fp32", f"auto: fp32, bf16 did not pay on this CPU ({'/'.join(units)}, "
-                  f"oneMKL): {timing.describe()}")
+                  f"{gemm_phrase(library)}): {timing.describe()}")
 
 
 def wants_onemkl(precision_mode: str, units: Iterable[str], mkl_found: bool) -> str | None:

@@ -108,21 +108,22 @@ class Embedder:
         """MLX_PRECISION -> the fast path's matmul precision, after the start-up self-check
         (a fixed probe set against numpy's BLAS, mlx_service/kernels/precision.py)."""
         from mlx_service.kernels import gemm, precision
-        library = gemm.bf16_gemm_function(getattr(self._fast, "native", None))
+        gemms = self._bf16_gemms() if self._fast is not None else {}
         units = precision.cpu_bf16_units()
         from mlx_service.kernels.blas import not_kept_for_bf16, recorded_choice
-        not_kept = None if library is not None else not_kept_for_bf16(
-            str(recorded_choice().get("reason", "")))
-        choice = precision.decide(mode, self._fast is not None, units, library is not None,
+        not_kept = None if gemms else not_kept_for_bf16(str(recorded_choice().get("reason", "")))
+        choice = precision.decide(mode, self._fast is not None, units, next(iter(gemms), ""),
                                   not_kept=not_kept)
-        if self._fast is not None:
-            self._fast.bf16_gemm = library
-            if library is not None and self._blas is not None:
-                library.before_compute = self._blas.apply_here  # its OpenMP count per lane
-        if choice.measure:  # auto where bf16 could pay: time the model's own layer
+        if gemms:
+            self._fast.bf16_gemm = next(iter(gemms.values()))
+        # auto where bf16 could pay, or bf16 with two GEMMs to pick from: time the model's
+        # own layer on each
+        if choice.measure or (choice.precision == "bf16" and len(gemms) > 1):
             from mlx_service.kernels.precision_probe import measured_timing
-            timing = measured_timing(self._fast, self._blas, library=self._blas.library or "")
-            choice = precision.decide(mode, True, units, True, timing)
+            timing = measured_timing(self._fast, self._blas, library=self._blas.library or "",
+                                     gemms=gemms)
+            self._fast.bf16_gemm = gemms[timing.bf16_gemm]
+            choice = precision.decide(mode, True, units, timing.bf16_gemm, timing)
         if self._fast is not None and choice.check:
             probes = self.tokenize(list(precision.PROBE_TEXTS))
 
@@ -136,6 +137,18 @@ class Embedder:
         self.precision, self.precision_reason = choice.precision, choice.reason
         (log.warning if "FAILED" in choice.reason or "failed" in choice.reason
          else log.info)("precision %s: %s", choice.precision, choice.reason)
+
+    def _bf16_gemms(self) -> dict:
+        """The bf16 GEMMs the fast path can use (gemm.bf16_gemms): oneMKL's where it is
+        the preloaded BLAS, the native one where the CPU has AVX512_BF16."""
+        from mlx_service.kernels import gemm, native_bf16
+        native = getattr(self._fast, "native", None)
+        own = native_bf16.load(native is not None)[0] if native is not None else None
+        gemms = gemm.bf16_gemms(native, own)
+        onemkl = gemms.get(gemm.ONEMKL)
+        if onemkl is not None and self._blas is not None:
+            onemkl.before_compute = self._blas.apply_here  # its OpenMP count per lane
+        return gemms
 
     @property
     def blas_threads(self) -> int | None:

@@ -1,9 +1,9 @@
 """fp32 and bf16 side by side in one `inv bench` run, on a CPU with bf16 units (issue 27).
 
 The service `auto` runs is one of the two paths; which one depends on what its probes
-measured. So on a CPU with bf16 units, with oneMKL in the service venv, two more services
-are started, one per path: `MLX_PRECISION=fp32` (MLX_BLAS=auto: the fastest float32 library)
-and `MLX_PRECISION=bf16` on oneMKL. Their HTTP passes join the same interleaved repeats as
+measured. So on a CPU with bf16 units and a bf16 GEMM (the service's own on AVX512_BF16, or
+oneMKL in the service venv), two more services are started, one per path:
+`MLX_PRECISION=fp32` (MLX_BLAS=auto: the fastest float32 library) and `MLX_PRECISION=bf16`. Their HTTP passes join the same interleaved repeats as
 the others (every workload and shape, beside the peer), and each gets the 16 one-text
 clients. Elsewhere nothing more is started and the document says why.
 """
@@ -18,21 +18,29 @@ from tasks.bench.engines import BenchService
 from tasks.bench.stats import fmt, ratio
 from tasks.core.say import Say
 
-# (name, the service settings of that path)
-SIDES = (("fp32", {"MLX_PRECISION": "fp32"}),
-         ("bf16", {"MLX_PRECISION": "bf16", "MLX_BLAS": "mkl"}))
+# (name, the service settings of that path); bf16 on oneMKL where it is the only bf16 GEMM
+FP32_SIDE = ("fp32", {"MLX_PRECISION": "fp32"})
+BF16_SIDE = ("bf16", {"MLX_PRECISION": "bf16"})
+ONEMKL_BF16_SIDE = ("bf16", {"MLX_PRECISION": "bf16", "MLX_BLAS": "mkl"})
 ENGINE_PREFIX = "http-"
 
 
-def wanted_sides(units: Iterable[str], mkl: str | None) -> tuple[tuple, str]:
-    """(the sides to run, why): both where the CPU has bf16 units and oneMKL is installed."""
+def wanted_sides(units: Iterable[str], mkl: str | None, native: bool = False
+                 ) -> tuple[tuple, str]:
+    """(the sides to run, why): both where the CPU has bf16 units and a bf16 GEMM: the
+    service's own (native: the CPU has AVX512_BF16, native_bf16.compile_flags) or oneMKL.
+    With the native one, the bf16 side runs MLX_BLAS=auto and picks its GEMM by measurement
+    as a user's service does; with oneMKL alone, on oneMKL."""
     units = tuple(units)
     if not units:
         return (), "this CPU has no bf16 units (AMX-BF16, AVX512_BF16): fp32 is its only path"
+    if native:
+        extra = ", oneMKL installed" if mkl else ""
+        return (FP32_SIDE, BF16_SIDE), f"this CPU has {'/'.join(units)}, the native bf16 GEMM{extra}"
     if not mkl:
         return (), (f"this CPU has {'/'.join(units)} but the service venv has no oneMKL "
                     "(`inv mlx install --blas mkl`)")
-    return SIDES, f"this CPU has {'/'.join(units)}, oneMKL installed"
+    return (FP32_SIDE, ONEMKL_BF16_SIDE), f"this CPU has {'/'.join(units)}, oneMKL installed"
 
 
 def start_sides(sides, python: Path, root: Path, logs: Path, env: Mapping[str, str],

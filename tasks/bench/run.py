@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from mlx_service.kernels.blas import find_mkl
+from mlx_service.kernels.native_bf16 import buildable_here as native_bf16_buildable
 from mlx_service.kernels.precision import cpu_bf16_units
 
 from tasks.bench import corpus as inputs
@@ -386,7 +387,8 @@ def run_bench(settings, options: BenchOptions = BenchOptions(), say: Say = quiet
         runs = engine_runs(services.client, engines)
         # fp32 and bf16 side by side where the CPU has bf16 units (tasks/bench/precision_sides.py)
         sides, sides_why = sides_mod.wanted_sides(cpu_bf16_units(),
-                                                  find_mkl({}, str(python.parent.parent)))
+                                                  find_mkl({}, str(python.parent.parent)),
+                                                  native_bf16_buildable())
         side_services = sides_mod.start_sides(sides, python, root, logs, options.model_env,
                                               headers, running, say)
         throughput = measure_throughput(runs, given.workloads, repeats, say)

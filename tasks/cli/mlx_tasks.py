@@ -51,7 +51,7 @@ def install(c, venv=None, force=False, blas=None, create=False):
     say(f"venv installed ({path})" if ran else f"venv up to date ({path})")
     extras = saved_extras(Path(path))
     measured = None
-    if "mkl" in extras and cpu_bf16_units():  # what bf16 gives here, not what it might
+    if cpu_bf16_units():  # what bf16 gives here, not what it might
         from mlx_service.kernels import blas as libraries  # `blas` is this task's --blas flag
         measured = libraries.choose("auto", os.environ, say=say,
                                     python=str(service_python(settings, Path(path))),

@@ -82,25 +82,42 @@ def bf16_hint(extras: tuple[str, ...], cpuinfo: str | None = None,
               measured: Mapping | None = None) -> str | None:
     """What the bf16 matmul path can do on a CPU with bf16 units, from what was measured
     there: `measured` is MLX_BLAS=auto's decision in the venv (blas.choose: its probe times
-    oneMKL's bf16 Linear against the float32 libraries). None on a CPU without units."""
-    units = "/".join(cpu_bf16_units(cpuinfo))
+    the float32 libraries, oneMKL's bf16 Linear where installed and the service's own bf16
+    GEMM where the CPU has AVX512_BF16). None on a CPU without units."""
+    unit_flags = cpu_bf16_units(cpuinfo)
+    units = "/".join(unit_flags)
     if not units:
         return None
-    if "mkl" not in extras:
-        return (f"this CPU has {units}, which oneMKL's bf16 GEMM can use: `inv mlx install "
-                "--blas mkl` adds it (a 221 MB download, about 1 GB on disk) and MLX_BLAS / "
-                "MLX_PRECISION=auto then measure whether it pays here; until then fp32")
     figures = (measured or {}).get("gflops") or {}
-    bf16 = figures.get("mkl_bf16")
+    library = (measured or {}).get("library")
+    native, bf16 = figures.get("native_bf16"), figures.get("mkl_bf16")
+    native = native if isinstance(native, (int, float)) else None
+    amx = ("; with AMX, oneMKL's bf16 GEMM (`inv mlx install --blas mkl`, about 1 GB) may "
+           "be faster still, and is timed too once installed" if "amx_bf16" in unit_flags
+           and "mkl" not in extras else "")
+    own = (f"this CPU has {units}; measured here: the service's own bf16 GEMM {native:.0f} "
+           f"GFLOPS vs {library}'s float32 {figures.get(library)}: MLX_PRECISION=auto times "
+           "the model's own layer both ways at the first start and takes the faster "
+           f"(/info precision_reason){amx}") if native else None
+    if "mkl" not in extras:
+        return own or (f"this CPU has {units}, which oneMKL's bf16 GEMM can use: `inv mlx "
+                       "install --blas mkl` adds it (a 221 MB download, about 1 GB on disk) "
+                       "and MLX_BLAS / MLX_PRECISION=auto then measure whether it pays here; "
+                       "until then fp32")
     if not isinstance(bf16, (int, float)):
         return (f"this CPU has {units}, but oneMKL's bf16 GEMM was not measured "
                 f"({(measured or {}).get('reason', 'no BLAS probe')}): the service computes "
                 "in fp32 until it is")
-    library = (measured or {}).get("library")
     if library == "mkl":
         return (f"this CPU has {units}; measured: {measured['reason'].split('right: ')[-1]}: "
                 "MLX_BLAS=auto takes oneMKL, and MLX_PRECISION=auto times the model's own "
                 "layer in fp32 and bf16 at the first start (/info precision_reason)")
+    if native and native > (figures.get(library) or 0):
+        return (f"this CPU has {units}, but measured here oneMKL's bf16 GEMM ({bf16:.0f} "
+                f"GFLOPS) did not beat the service's own ({native:.0f} GFLOPS) by "
+                f"{BF16_MARGIN}x: MLX_BLAS=auto keeps {library}, and MLX_PRECISION=auto "
+                "times the own bf16 GEMM against fp32 (`inv mlx install --blas default` "
+                "removes oneMKL)")
     return (f"this CPU has {units}, but measured here oneMKL's bf16 GEMM ({bf16:.0f} GFLOPS) "
             f"did not beat {library}'s float32 ({figures.get(library)} GFLOPS) by "
             f"{BF16_MARGIN}x: the service runs fp32 on {library} (`inv mlx install --blas "

@@ -61,6 +61,26 @@ if mkl is not None:
     # The Linear as the fast path calls it, on an MLX array's own buffer.
     lin = gemm.Linear(mx.array(w), mx.array(b), "bf16", fn)
     out["linear_rel_err"] = float(np.abs(np.array(lin(mx.array(a))) - exact(a)).max()) / scale(a)
+from mlx_service.kernels import native_bf16
+own, why = native_bf16.load(True)
+out["native_gemm"] = own is not None
+out["native_gemm_why"] = why
+if own is not None:  # odd shapes: partial tiles, odd k, one row, strided rows, no bias
+    errs = []
+    for m, n, k in ((1, 1, 1), (7, 17, 3), (9, 49, 385), (300, 200, 96), (97, 1000, 333)):
+        wo = rng.standard_normal((n, k)).astype(np.float32)
+        bo = rng.standard_normal(n).astype(np.float32)
+        xo = rng.standard_normal((m, k)).astype(np.float32)
+        want = rounded(xo).astype(np.float64) @ rounded(wo).astype(np.float64).T
+        packed = own.prepare(wo)
+        wide = np.ascontiguousarray(np.concatenate([xo, xo], axis=1))[:, k:]  # a view
+        for got, ref in ((own(xo, packed, n, bo), want + bo), (own(wide, packed, n, None), want)):
+            errs.append(float(np.abs(got - ref).max() / np.abs(ref).max()))
+    out["native_gemm_rel_err"] = max(errs)
+    lin = gemm.Linear(mx.array(w), mx.array(b), "bf16", own)
+    a = rng.standard_normal((300, 96)).astype(np.float32)
+    out["native_linear_rel_err"] = float(np.abs(np.array(lin(mx.array(a))) - exact(a)).max()) \
+        / scale(a)
 a = rng.standard_normal((9, 96)).astype(np.float32)
 emulated = gemm.Linear(mx.array(w), mx.array(b), "bf16-emulated")
 out["emulated_rel_err"] = float(np.abs(np.array(emulated(mx.array(a))) - exact(a)).max()) / scale(a)
@@ -85,12 +105,28 @@ def test_packed_bf16_gemm_gives_the_exact_product_of_the_rounded_operands(servic
         assert not got["unloaded_claims_bf16"]
 
 
+def test_native_bf16_gemm_gives_the_exact_product_of_the_rounded_operands(service_py):
+    """The native bf16 GEMM (native_bf16.py) on odd shapes: partial tiles of rows and columns,
+    odd k (zero-padded pairs), one row, strided rows, with and without bias. Built where the
+    CPU has AVX512_BF16; elsewhere the test checks it is not claimed, and says why."""
+    from mlx_service.kernels.native_bf16 import compile_flags
+    import platform
+
+    from mlx_service.kernels.cpu_info import cpu_flags
+    got = run_in_service_venv(service_py, PACKED_GEMM)
+    buildable = compile_flags(platform.system(), platform.machine(), cpu_flags()) is not None
+    assert got["native_gemm"] == buildable, got["native_gemm_why"]
+    if not buildable:
+        pytest.skip(f"no AVX512_BF16 here: {got['native_gemm_why']}")
+    assert got["native_gemm_rel_err"] < 1e-5 and got["native_linear_rel_err"] < 1e-5
+
+
 def test_auto_precision_through_the_service_is_measured_and_keeps_parity(
         service_factory, reference, service_py, tmp_path):
-    """MLX_PRECISION=auto through the real service, with a fresh precision cache. On oneMKL
-    (forced here where the venv has it) and a CPU with bf16 units, /info's reason gives the
-    measured fp32 and bf16 figures and names what they chose; elsewhere it says why nothing
-    was measured. The vectors keep parity with sentence-transformers either way."""
+    """MLX_PRECISION=auto through the real service, with a fresh precision cache. On a CPU
+    with bf16 units and a bf16 GEMM (the native one where it has AVX512_BF16; oneMKL, forced
+    here where the venv has it), /info's reason gives the measured fp32 and bf16 figures and
+    names what they chose; elsewhere it says why nothing was measured. The vectors keep parity with sentence-transformers either way."""
     import re
 
     from mlx_service.kernels import blas, precision
@@ -104,13 +140,19 @@ def test_auto_precision_through_the_service_is_measured_and_keeps_parity(
     if info["device"] != "cpu":
         pytest.skip("the fast path is for the CPU device")
     reason = info["precision_reason"]
-    if mkl and precision.cpu_bf16_units():
+    import platform
+
+    from mlx_service.kernels import native_bf16
+    from mlx_service.kernels.cpu_info import cpu_flags
+    own = native_bf16.compile_flags(platform.system(), platform.machine(), cpu_flags())
+    if (mkl or own) and precision.cpu_bf16_units():
         figures = re.search(r"measured ([\d.]+) ms bf16 vs ([\d.]+) ms fp32 \(([\d.]+)x, "
-                            r"1.15x needed; measured now\)", reason)
+                            r"1.15x needed; measured now(, oneMKL's bf16 [\d.]+ ms)?\)", reason)
         assert figures, reason
-        bf16_ms, fp32_ms, _ = map(float, figures.groups())
+        bf16_ms, fp32_ms, _ = map(float, figures.groups()[:3])
         want = "bf16" if fp32_ms / bf16_ms >= precision.BF16_MARGIN else "fp32"
         assert info["precision"] == want, reason
+        assert ("the native bf16 GEMM" in reason) or ("oneMKL's bf16 GEMM" in reason), reason
         assert (tmp_path / "probe.json").exists()  # cached for the next start
     else:
         assert info["precision"] == "fp32"

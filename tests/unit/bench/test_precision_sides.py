@@ -23,6 +23,14 @@ def test_only_a_cpu_with_bf16_units_and_onemkl_runs_both_paths():
     assert "amx_bf16/avx512_bf16" in why
 
 
+def test_the_native_bf16_gemm_runs_both_paths_without_onemkl():
+    both, why = sides.wanted_sides(cpu_bf16_units(ZEN4), None, native=True)
+    assert dict(both) == {"fp32": {"MLX_PRECISION": "fp32"}, "bf16": {"MLX_PRECISION": "bf16"}}
+    assert why == "this CPU has avx512_bf16, the native bf16 GEMM"
+    none, _ = sides.wanted_sides(cpu_bf16_units(ZEN3), MKL, native=False)
+    assert none == ()
+
+
 def test_the_table_names_the_cpu_and_gives_each_path_against_the_other_and_the_peer():
     started = {"fp32": (None, None, {"precision": "fp32", "blas": "openblas",
                                      "precision_reason": "fp32: MLX_PRECISION=fp32"}),

@@ -119,6 +119,24 @@ def test_onemkl_is_not_kept_for_a_bf16_that_measured_slower():
                                     "openblas's float32 95, under 1.15x")
 
 
+def test_onemkl_is_not_kept_where_the_native_bf16_gemm_beats_its_bf16():
+    """oneMKL's bf16 beats float32 by the margin but not the service's own bf16 GEMM (a Zen 4
+    or Zen 5): the float32 library stays, and the reason gives the native figure; the native
+    figure is reported whether or not oneMKL is installed."""
+    results = {"openblas": {"gflops": 95, "native_bf16_gflops": 460},
+               "mkl": {"gflops": 92, "bf16_gflops": 180, "native_bf16_gflops": 455},
+               "reference": {"gflops": 5}}
+    decision = decide("auto", "linux", ALL, results, {}, prefer_mkl=PREFER_MKL)
+    assert decision.library == "openblas" and decision.gflops["native_bf16"] == 460
+    assert decision.reason.endswith("not kept for bf16: oneMKL's bf16 GEMM 180 GFLOPS vs the "
+                                    "native bf16 GEMM's 460, under 1.15x")
+    amx = {**results, "mkl": {"gflops": 92, "bf16_gflops": 1600}}
+    assert decide("auto", "linux", ALL, amx, {}, prefer_mkl=PREFER_MKL).library == "mkl"
+    no_mkl = {k: v for k, v in results.items() if k != "mkl"}
+    alone = decide("auto", "linux", {k: v for k, v in ALL.items() if k != "mkl"}, no_mkl, {})
+    assert alone.library == "openblas" and alone.gflops["native_bf16"] == 460
+
+
 ZEN3 = "flags\t\t: fpu sse2 avx fma avx2 bmi2 sha_ni vaes\n"
 ZEN4 = "flags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
 SPR = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"

@@ -123,9 +123,41 @@ def test_inv_mlx_install_says_what_was_measured_on_a_cpu_with_units():
     assert "not measured" in bf16_hint(("mkl",), SPR_FLAGS, None)
 
 
+def test_inv_mlx_install_gives_the_native_bf16_gemms_measured_figure():
+    """Without oneMKL, on a CPU with AVX512_BF16: the service's own bf16 GEMM was measured
+    (MLX_BLAS=auto's probe), so the hint gives its figure, not an install to run; on AMX it
+    adds that oneMKL may be faster still."""
+    from tasks.host.service_venv import bf16_hint
+    measured = {"library": "openblas", "reason": "auto: fastest ...",
+                "gflops": {"openblas": 114.0, "reference": 5.0, "native_bf16": 462.0}}
+    hint = bf16_hint((), ZEN4_FLAGS, measured)
+    assert "measured here: the service's own bf16 GEMM 462 GFLOPS vs openblas's float32 " \
+           "114.0" in hint and "inv mlx install --blas mkl" not in hint
+    assert "inv mlx install --blas mkl" in bf16_hint((), SPR_FLAGS, measured)  # AMX
+    lost = {**measured, "gflops": {**measured["gflops"], "mkl": 91.0, "mkl_bf16": 180.0}}
+    hint = bf16_hint(("mkl",), ZEN4_FLAGS, lost)
+    assert "oneMKL's bf16 GEMM (180 GFLOPS) did not beat the service's own (462 GFLOPS)" in hint
+
+
 def test_blas_auto_takes_onemkl_on_a_bf16_cpu_unless_fp32_is_asked():
     assert precision.wants_onemkl("auto", ("avx512_bf16",), True).startswith(
         "auto: mkl for its bf16 GEMM (this CPU has avx512_bf16")
     assert precision.wants_onemkl("fp32", ("avx512_bf16",), True) is None
     assert precision.wants_onemkl("auto", (), True) is None        # Zen 3: the probe decides
     assert precision.wants_onemkl("bf16", ("amx_bf16",), False) is None  # nothing to take
+
+
+def test_the_reason_names_the_bf16_gemm_that_won_and_the_others_figures():
+    from mlx_service.kernels.precision_probe import timing_from
+    timing = timing_from({"fp32": 16.63, "native": 4.97, "oneMKL": 9.1})
+    assert (timing.bf16_gemm, timing.bf16_ms, timing.others) == ("native", 4.97,
+                                                                  (("oneMKL", 9.1),))
+    choice = precision.decide("auto", True, ("avx512_bf16",), "oneMKL", timing)
+    assert choice.precision == "bf16"
+    assert choice.reason == ("auto: bf16, avx512_bf16 with the native bf16 GEMM: the model's "
+                             "layer measured 4.97 ms bf16 vs 16.63 ms fp32 (3.35x, 1.15x "
+                             "needed; measured now, oneMKL's bf16 9.10 ms)")
+    amx = timing_from({"fp32": 6.0, "native": 3.0, "oneMKL": 1.2}, "cached probe")
+    assert amx.bf16_gemm == "oneMKL" and amx.source == "cached probe"
+    forced = precision.decide("bf16", True, ("avx512_bf16",), "native")
+    assert forced.reason == "bf16: MLX_PRECISION=bf16, avx512_bf16 with the native bf16 GEMM"
