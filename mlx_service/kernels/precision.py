@@ -27,6 +27,10 @@ from mlx_service.kernels.cpu_info import cpu_flags
 MODES = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for the bf16 units
 CHECK_MIN_COS = 0.9999
+# What `auto` asks of bf16 on the self-check: headroom over the 0.9999 parity every served
+# vector must keep, since the probes are four short texts (a tiny or unusual model whose
+# bf16 rounding lands near the bound serves fp32 instead).
+AUTO_BF16_MIN_COS = 0.99995
 # bf16 must measure this much faster than fp32 to be taken: a near tie goes to fp32, which
 # rounds nothing (and the probe's noise on a shared machine is about this size).
 BF16_MARGIN = 1.15
@@ -88,12 +92,14 @@ def gemm_phrase(library: bool | str) -> str:
 
 
 def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool | str,
-           timing: Timing | None = None, not_kept: str | None = None) -> Choice:
+           timing: Timing | None = None, not_kept: str | None = None,
+           scores: bool = False) -> Choice:
     """mode: MLX_PRECISION; fast_path: a fast forward runs this model (the MLX layers have no
     bf16 path); units: cpu_bf16_units(); library: a bf16 GEMM is loaded (its name: "oneMKL",
     "native"; the timing's winner where there was one); timing: the probe's figures (auto
     with units and library asks for them: Choice.measure); not_kept: why MLX_BLAS=auto left
-    an installed oneMKL unloaded (its bf16 GEMM measured too slow)."""
+    an installed oneMKL unloaded (its bf16 GEMM measured too slow); scores: the model is a
+    scorer (reranker, classifier), whose outputs are numbers compared as such."""
     units = tuple(units)
     if timing is not None and timing.bf16_gemm:
         library = timing.bf16_gemm
@@ -113,6 +119,9 @@ def decide(mode: str, fast_path: bool, units: Iterable[str], library: bool | str
                       "its speed)")
     if not units:
         return Choice("fp32", "auto: fp32, this CPU has no bf16 units (AMX-BF16, AVX512_BF16)")
+    if scores:  # measured on the tiny rerankers: bf16 moved raw scores by 0.004-0.02
+        return Choice("fp32", "auto: fp32, a scorer's scores must equal the reference's and "
+                      "bf16 rounding moves them (about 1e-2): MLX_PRECISION=bf16 takes it")
     if not library and not_kept:
         return Choice("fp32", f"auto: fp32, the CPU has {'/'.join(units)} but the BLAS probe "
                       f"did not keep oneMKL for bf16: {not_kept}")
@@ -155,6 +164,7 @@ def self_check(choice: Choice, embed: Callable[[str], object]) -> tuple[Choice, 
     """Runs the probes with `embed(precision)` on the chosen path and on `reference`; a
     failure falls back to fp32 (checked in turn) and says so. Returns (final, min cos)."""
     want = embed("reference")
+    auto_bf16 = choice.precision == "bf16" and choice.reason.startswith("auto: ")
     try:
         cos = min_cosine(embed(choice.precision), want)
     except Exception as exc:  # a bf16 GEMM that refuses (bad library): fp32 serves instead
@@ -163,6 +173,14 @@ def self_check(choice: Choice, embed: Callable[[str], object]) -> tuple[Choice, 
         fp32_cos = min_cosine(embed("fp32"), want)
         return Choice("fp32", f"fp32: {choice.precision} failed the self-check "
                       f"({type(exc).__name__}: {exc}); fp32 min cos {fp32_cos:.6f}"), fp32_cos
+    if auto_bf16 and cos < AUTO_BF16_MIN_COS:  # too little parity, or no headroom
+        fp32_cos = min_cosine(embed("fp32"), want)
+        verdict = ("" if fp32_cos >= CHECK_MIN_COS else
+                   " FAILED too: the BLAS computes wrong (try MLX_BLAS=reference)")
+        return Choice("fp32", f"auto: fp32, bf16 measured faster but kept only min cos "
+                      f"{cos:.6f} on the self-check, under the {AUTO_BF16_MIN_COS} auto asks "
+                      f"({choice.reason.removeprefix('auto: bf16, ')}); self-check min cos "
+                      f"{fp32_cos:.6f}{verdict}"), fp32_cos
     if cos >= CHECK_MIN_COS:
         return Choice(choice.precision, f"{choice.reason}; self-check min cos {cos:.6f}"), cos
     if choice.precision == "fp32":

@@ -50,13 +50,15 @@ def describe_device(mx) -> str:
 
 class Embedder:
     def __init__(self, spec: ModelSpec, cpu_fast: bool = True, lanes: int = 0,
-                 precision: str = "auto", native_kernels: bool = True):
+                 precision: str = "auto", native_kernels: bool = True, scores: bool = False):
         """cpu_fast: take the fast forward pass where it applies (BERT, XLM-R, ModernBERT,
         Qwen3 on the CPU: models/fast_forward.py); lanes: threads a batch is split over there
         (0: one per core);
         precision: MLX_PRECISION (mlx_service/kernels/precision.py), checked at start;
         native_kernels: the fast path's exp/GELU/SiLU in C where they build
-        (mlx_service/kernels/native_math.py), else numpy's."""
+        (mlx_service/kernels/native_math.py), else numpy's; scores: the encoder of a
+        scorer (models/scorer.py), whose scores `auto` keeps in fp32."""
+        self._scores = scores
         import mlx.core as mx
 
         from mlx_service.models.loading import load_dense, load_module
@@ -113,7 +115,7 @@ class Embedder:
         from mlx_service.kernels.blas import not_kept_for_bf16, recorded_choice
         not_kept = None if gemms else not_kept_for_bf16(str(recorded_choice().get("reason", "")))
         choice = precision.decide(mode, self._fast is not None, units, next(iter(gemms), ""),
-                                  not_kept=not_kept)
+                                  not_kept=not_kept, scores=self._scores)
         if gemms:
             self._fast.bf16_gemm = next(iter(gemms.values()))
         # auto where bf16 could pay, or bf16 with two GEMMs to pick from: time the model's
@@ -123,7 +125,8 @@ class Embedder:
             timing = measured_timing(self._fast, self._blas, library=self._blas.library or "",
                                      gemms=gemms)
             self._fast.bf16_gemm = gemms[timing.bf16_gemm]
-            choice = precision.decide(mode, True, units, timing.bf16_gemm, timing)
+            choice = precision.decide(mode, True, units, timing.bf16_gemm, timing,
+                                      scores=self._scores)
         if self._fast is not None and choice.check:
             probes = self.tokenize(list(precision.PROBE_TEXTS))
 

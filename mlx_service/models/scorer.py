@@ -56,7 +56,8 @@ class Scorer:
 
         self.spec = spec
         self.encoder = Embedder(spec.model_spec(), cpu_fast=cpu_fast, lanes=lanes,
-                                precision=precision, native_kernels=native_kernels)
+                                precision=precision, native_kernels=native_kernels,
+                                scores=True)
         self.head = load_head(spec)
         loaded = load_tokenizer(spec.path)
         self.pad_id = loaded.pad_id

@@ -65,8 +65,10 @@ def test_auto_probes_once_then_reads_its_cache(service_py, env, tmp_path):
         assert got["said"] and "measuring" in got["said"][0]
         assert all(isinstance(v, float) and v > 0 for v in found.values()), found
         bf16 = found.pop("mkl_bf16", None)  # oneMKL's bf16 Linear, on a CPU with bf16 units
+        native = found.pop("native_bf16", 0.0)  # the native bf16 GEMM, on AVX512_BF16
         best = max(found, key=found.get)
-        if bf16 is not None and bf16_pays(found[best], bf16, faster_is_larger=True):
+        if bf16 is not None and bf16_pays(max(found[best], native), bf16,
+                                          faster_is_larger=True):
             best = "mkl"  # kept for its bf16 GEMM (blas.decide; unit-tested per CPU kind)
         assert got["decision"]["library"] == best
         assert "measured now" in got["decision"]["reason"]

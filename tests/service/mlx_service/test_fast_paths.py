@@ -128,7 +128,18 @@ reference = np.array(gemm.Linear(mx.array(w), mx.array(w[:, 0].copy()), "referen
 good = rng.standard_normal((4, 16))
 bad = good[::-1].copy()
 table = {"reference": good, "fp32": good, "bf16": bad}
-bf16_falls_back = precision.self_check(precision.Choice("bf16", "auto: bf16"), table.__getitem__)
+bf16_falls_back = precision.self_check(precision.Choice("bf16", "bf16: MLX_PRECISION=bf16"),
+                                       table.__getitem__)
+# auto's headroom: rows at an exact cosine to the reference (an orthogonal part of size t)
+def at_cosine(c):
+    ortho = rng.standard_normal(good.shape)
+    ortho -= (ortho * good).sum(1, keepdims=True) / (good * good).sum(1, keepdims=True) * good
+    ortho *= np.linalg.norm(good, axis=1, keepdims=True) / np.linalg.norm(ortho, axis=1, keepdims=True)
+    return good + np.sqrt(1 / c ** 2 - 1) * ortho
+auto = precision.Choice("bf16", "auto: bf16, avx512_bf16 with the native bf16 GEMM: measured")
+headroom = {c: precision.self_check(auto, {"reference": good, "fp32": good,
+                                           "bf16": at_cosine(c)}.__getitem__)[0]
+            for c in (0.99998, 0.99992)}
 table = {"reference": good, "fp32": bad}
 blas_wrong = precision.self_check(precision.Choice("fp32", "auto: fp32"), table.__getitem__)
 
@@ -144,6 +155,7 @@ print(json.dumps({
     "fallback": [bf16_falls_back[0].precision, bf16_falls_back[0].reason],
     "wrong_blas": [blas_wrong[0].precision, blas_wrong[0].reason],
     "refused": [refused[0].precision, refused[0].reason],
+    "headroom": {str(c): [v.precision, v.reason] for c, v in headroom.items()},
 }))
 """
 
@@ -158,6 +170,12 @@ def test_bf16_rounding_emulation_and_the_self_checks_verdicts(service_py):
     assert "SELF-CHECK FAILED" in got["wrong_blas"][1] and "computes wrong" in got["wrong_blas"][1]
     assert got["refused"][0] == "fp32"  # a bf16 GEMM that raises: fp32 serves, and says why
     assert "OSError: no bf16 kernel" in got["refused"][1]
+    # auto keeps bf16 only with headroom over the 0.9999 parity bound (0.99995 on the probes)
+    kept, near = got["headroom"]["0.99998"], got["headroom"]["0.99992"]
+    assert kept[0] == "bf16" and "self-check min cos 0.99998" in kept[1]
+    assert near[0] == "fp32" and near[1].startswith(
+        "auto: fp32, bf16 measured faster but kept only min cos 0.99992") and \
+        "under the 0.99995 auto asks" in near[1] and "self-check min cos 1.000000" in near[1]
 
 
 def test_a_service_forced_to_bf16_says_so_and_keeps_parity(service_factory, reference):

@@ -44,12 +44,14 @@ def test_32_concurrent_clients_get_their_own_answers(service):
     for t in threads:
         t.join(120)
     assert len(answers) == len(TEXTS)
+    tolerance = 1e-5 if service.get("/info")[1]["precision"] != "bf16" else 2e-3
     for i, (mine, (status, body)) in answers.items():
         assert status == 200, body
         for text, datum in zip(mine, body["data"]):
             got, want = datum["embedding"], single[text]
-            # Padding next to longer rows may change the last bits, nothing more.
-            assert max(abs(a - b) for a, b in zip(got, want)) < 1e-5, (i, text)
+            # Padding next to longer rows may change the last bits, nothing more (in bf16,
+            # such a bit can tip an activation's rounding: a bf16 step, not a wrong row).
+            assert max(abs(a - b) for a, b in zip(got, want)) < tolerance, (i, text)
 
     batches_after, rows_after = batches_so_far(service)
     assert rows_after - rows_before == 3 * len(TEXTS)

@@ -125,7 +125,8 @@ items = json.load(open(FIXTURE))["items"]
 ref = np.array([i["embedding"] for i in items], np.float32)
 ref /= np.linalg.norm(ref, axis=1, keepdims=True)
 spec = read_spec(None)
-plain, fast1, fast2 = Embedder(spec, cpu_fast=False), Embedder(spec, lanes=1), Embedder(spec, lanes=2)
+plain, fast1, fast2 = (Embedder(spec, cpu_fast=False), Embedder(spec, lanes=1, precision="fp32"),
+                       Embedder(spec, lanes=2, precision="fp32"))  # bf16: its own tests
 rows = plain.tokenize([i["text"] for i in items])
 out = {"forward": [plain.forward, fast1.forward, fast2.forward], "lanes": fast2.lanes}
 for name, e in (("plain", plain), ("fast1", fast1), ("fast2", fast2)):

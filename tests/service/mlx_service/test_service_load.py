@@ -221,7 +221,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(service):
 
 def test_a_request_whose_client_hung_up_is_not_run(service_factory):
     svc = service_factory()
-    thread, result = busy_worker(svc)
+    # 160 full rows: seconds of work in fp32 and in bf16 alike (32 took 0.3 s on bf16 units)
+    thread, result = busy_worker(svc, rows=160)
     body = json.dumps({"input": [LONG] * 8}).encode()
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
         sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -234,18 +235,18 @@ def test_a_request_whose_client_hung_up_is_not_run(service_factory):
         time.sleep(0.1)
     assert svc.get("/info")[1]["dropped_requests"] >= 1
     assert "error=client_closed" in svc.log()
-    # Its rows never reached a pass: only the busy request's 32 rows and the warm-up ran.
+    # Its rows never reached a pass: only the busy request's 160 rows and the warm-up ran.
     metrics = http("GET", svc.url + "/metrics")[2].decode()
     batches = [line for line in metrics.splitlines()
                if line.startswith("mlx_embed_batch_size_rows_sum")]
-    assert batches and float(batches[0].split()[-1]) <= 33, batches
+    assert batches and float(batches[0].split()[-1]) <= 161, batches
 
 
 def test_a_request_past_its_deadline_is_answered_503_and_not_run(service_factory):
     # Admission by the measured rate would refuse it at once (429: test_service_http_rules.py);
     # off here, so that the deadline itself is what is tested.
     svc = service_factory(env={"MLX_REQUEST_TIMEOUT": "1", "MLX_ADMISSION_TIME_PERCENT": "0"})
-    thread, result = busy_worker(svc, rows=64)  # two passes: more than a second here
+    thread, result = busy_worker(svc, rows=192)  # six passes: over a second, even in bf16
     status, headers, body = post_raw(svc, "/embed", {"input": [LONG] * 2})
     thread.join(120)
     assert status == 503 and headers.get("retry-after") == "1", body
