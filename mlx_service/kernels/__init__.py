@@ -6,5 +6,6 @@
 - `gemm`: the fast path's matmuls in fp32 or bf16;
 - `precision`: MLX_PRECISION and its self-check (`precision_probe`: auto's measurement);
 - `native_math`: exp, GELU, SiLU and bf16 rounding in C (`native/fastmath.c`);
+- `native_bf16`: the bf16 GEMM on AVX512_BF16 units in C (`native/bf16gemm.c`);
 - `cpu_info`: what the CPU offers (/proc/cpuinfo).
 """

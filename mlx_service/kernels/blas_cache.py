@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping, Protocol
 
 CACHE_NAME = "mlx-blas-choice.json"
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: probes give the native bf16 GEMM's figure too
 
 
 class Candidate(Protocol):

@@ -8,8 +8,9 @@ own first layer, its real fast-path Linears in fp32 and in bf16
 (mlx_service/kernels/precision_probe.py, cached per machine), and takes bf16 only where it was
 BF16_MARGIN faster and the start-up self-check passes; elsewhere fp32. The reason, with both
 figures, is in the log and /info.
-(On a shared 2-core AMD EPYC with AVX512_BF16 the packed bf16 GEMM measured 1.2-2x oneMKL's
-float32 one at 512 rows, and a slow path around it has lost to fp32 end to end: issue 27.)
+(On a 2-core AMD EPYC Zen 5 oneMKL's bf16 GEMM ran 80-100 GFLOPS a core, slower than
+OpenBLAS's float32, and the native one 430-510: docs/speed-bf16.md.) `auto` keeps bf16 only
+where the self-check leaves headroom (AUTO_BF16_MIN_COS), and never for a scorer's scores.
 
 The self-check embeds a fixed probe set on the serving path and on a reference path (numpy's
 own bundled BLAS, float32) and needs min cos >= CHECK_MIN_COS: it catches a bf16 path that
