@@ -222,6 +222,16 @@ class LayerKernels:
                                         for layer in self._layers]
         self.precision = precision
 
+    def one_layer(self, precision: str, bf16_gemm=None, index: int = 0) -> list:
+        """Layer `index`'s kernels in `precision`, made for the caller and not kept (bf16 on
+        `bf16_gemm`, default the one in use): what the precision probe times."""
+        was = self.bf16_gemm
+        self.bf16_gemm = bf16_gemm if bf16_gemm is not None else was
+        try:
+            return self._layer_kernels(self._layers[index], precision)
+        finally:
+            self.bf16_gemm = was
+
     def forget(self, precision: str) -> None:
         if precision != self.precision:
             self._kernels.pop(precision, None)

@@ -42,12 +42,7 @@ def first_layer_linears(kernels, precision: str, bf16_gemm=None) -> list:
         kernels.use(precision)
         layer = kernels.layer_kernels[0]
     else:
-        was = kernels.bf16_gemm
-        kernels.bf16_gemm = bf16_gemm if bf16_gemm is not None else was
-        try:
-            layer = kernels._layer_kernels(kernels._layers[0], precision)
-        finally:
-            kernels.bf16_gemm = was
+        layer = kernels.one_layer(precision, bf16_gemm)
     return [k for k in layer if isinstance(k, gemm.Linear)]
 
 
@@ -114,7 +109,7 @@ def measured_timing(kernels, threads=None, environ: Mapping[str, str] = os.envir
     entries = dict(cache.get("entries", {})) if cache.get("schema") == CACHE_SCHEMA else {}
     hit = entries.get(key)
     if isinstance(hit, dict) and isinstance(hit.get("ms"), dict) and len(hit["ms"]) > 1 \
-            and all(isinstance(v, (int, float)) and v > 0 for v in hit["ms"].values()):
+            and "fp32" in hit["ms"] and all(isinstance(v, (int, float)) and v > 0 for v in hit["ms"].values()):
         return timing_from({k: float(v) for k, v in hit["ms"].items()}, "cached probe")
     if threads is not None:
         threads.set(1)

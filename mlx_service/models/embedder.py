@@ -146,7 +146,8 @@ class Embedder:
         the preloaded BLAS, the native one where the CPU has AVX512_BF16."""
         from mlx_service.kernels import gemm, native_bf16
         native = getattr(self._fast, "native", None)
-        own = native_bf16.load(native is not None)[0] if native is not None else None
+        # MLX_NATIVE_KERNELS=0 (no native kernels) leaves this one out too
+        own = native_bf16.load()[0] if native is not None else None
         gemms = gemm.bf16_gemms(native, own)
         onemkl = gemms.get(gemm.ONEMKL)
         if onemkl is not None and self._blas is not None:
