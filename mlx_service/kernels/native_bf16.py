@@ -84,6 +84,10 @@ class NativeBf16Gemm:
         if x.dtype != np.float32 or x.ndim != 2 or x.strides[1] != 4:
             x = np.ascontiguousarray(x, dtype=np.float32)
         m, k = x.shape
+        if weight.dtype != np.uint16 or weight.size * 2 != self.lib.bf16_pack_size(n, k) \
+                or (bias is not None and bias.size != n):
+            raise ValueError(f"the packed weight is not ({n}, {k}) as prepare made it "
+                             "(or the bias is not n long)")
         out = np.empty((m, n), np.float32)
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         if self.lib.bf16_linear(x.ctypes.data, m, k, x.strides[0] // 4, weight.ctypes.data,

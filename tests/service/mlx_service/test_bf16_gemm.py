@@ -77,6 +77,11 @@ if own is not None:  # odd shapes: partial tiles, odd k, one row, strided rows, 
         for got, ref in ((own(xo, packed, n, bo), want + bo), (own(wide, packed, n, None), want)):
             errs.append(float(np.abs(got - ref).max() / np.abs(ref).max()))
     out["native_gemm_rel_err"] = max(errs)
+    try:  # a weight packed for another k is refused, not read past its end
+        own(rng.standard_normal((3, 97)).astype(np.float32), packed, 1000, None)
+        out["native_gemm_refuses_mismatch"] = False
+    except ValueError:
+        out["native_gemm_refuses_mismatch"] = True
     lin = gemm.Linear(mx.array(w), mx.array(b), "bf16", own)
     a = rng.standard_normal((300, 96)).astype(np.float32)
     out["native_linear_rel_err"] = float(np.abs(np.array(lin(mx.array(a))) - exact(a)).max()) \
@@ -119,6 +124,7 @@ def test_native_bf16_gemm_gives_the_exact_product_of_the_rounded_operands(servic
     if not buildable:
         pytest.skip(f"no AVX512_BF16 here: {got['native_gemm_why']}")
     assert got["native_gemm_rel_err"] < 1e-5 and got["native_linear_rel_err"] < 1e-5
+    assert got["native_gemm_refuses_mismatch"]
 
 
 def test_auto_precision_through_the_service_is_measured_and_keeps_parity(
