@@ -161,3 +161,18 @@ def test_the_reason_names_the_bf16_gemm_that_won_and_the_others_figures():
     assert amx.bf16_gemm == "oneMKL" and amx.source == "cached probe"
     forced = precision.decide("bf16", True, ("avx512_bf16",), "native")
     assert forced.reason == "bf16: MLX_PRECISION=bf16, avx512_bf16 with the native bf16 GEMM"
+
+
+def test_a_scorer_stays_fp32_under_auto_and_takes_bf16_only_when_asked():
+    """Reranker and classifier scores are compared as numbers (to 1e-3 with
+    sentence-transformers'); bf16 moved the tiny rerankers' by 0.004-0.02."""
+    auto = precision.decide("auto", True, ("avx512_bf16",), "native", scores=True)
+    assert (auto.precision, auto.measure, auto.check) == ("fp32", False, True)
+    assert auto.reason.startswith("auto: fp32, a scorer's scores must equal the reference's")
+    faster = precision.Timing(16.6, 5.0, bf16_gemm="native")
+    assert precision.decide("auto", True, ("avx512_bf16",), "native", faster,
+                            scores=True).precision == "fp32"
+    asked = precision.decide("bf16", True, ("avx512_bf16",), "native", scores=True)
+    assert asked.precision == "bf16"
+    # an embedding model with the same figures takes bf16
+    assert precision.decide("auto", True, ("avx512_bf16",), "native", faster).precision == "bf16"
