@@ -203,6 +203,7 @@ def decide(mode: str, platform: str, candidates: Mapping[str, Candidate],
 
 
 NATIVE_BF16 = "native_bf16_gflops"  # a probe's figure for the native bf16 GEMM
+NATIVE_BF16_FLAG = "--native-bf16"   # asks the probe's process for that figure
 
 
 def _bf16_figure(result: Mapping | None, key: str = "bf16_gflops") -> float | None:
@@ -259,8 +260,11 @@ def probe_library(candidate: Candidate, environ: Mapping[str, str],
     env.update(thread_env(candidate.name, env), OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                OMP_NUM_THREADS="1")
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding mlx_service/
+    # The native bf16 GEMM's figure is the same under any BLAS: measured once, in the probe
+    # of MLX's own BLAS (a candidate wherever there is a choice to make).
+    extra = [NATIVE_BF16_FLAG] if candidate.name == "reference" else []
     try:
-        done = subprocess.run([python, "-m", "mlx_service.kernels.blas_probe"], env=env,
+        done = subprocess.run([python, "-m", "mlx_service.kernels.blas_probe", *extra], env=env,
                               cwd=package_root, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"probe did not finish: {exc}"}

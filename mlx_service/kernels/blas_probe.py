@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from typing import Callable, Sequence
 
-from mlx_service.kernels.blas import (PROBE_BUDGET_S, PROBE_SHAPES, loaded_libraries,
-                                      blas_in_use, blas_kernels)
+from mlx_service.kernels.blas import (NATIVE_BF16_FLAG, PROBE_BUDGET_S, PROBE_SHAPES,
+                                      blas_in_use, blas_kernels, loaded_libraries)
 
 
 def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
-                budget_s: float = PROBE_BUDGET_S) -> dict:
-    """GFLOPS of this process's BLAS on each shape (one BLAS thread, as a lane runs).
+                budget_s: float = PROBE_BUDGET_S, native_bf16: bool = False) -> dict:
+    """GFLOPS of this process's BLAS on each shape (one BLAS thread, as a lane runs); with
+    native_bf16, the native bf16 GEMM's too (it does not depend on the BLAS: one probe of
+    the several gives it, blas.probe_library says which).
 
     A first multiply on a slice of the rows tells how fast the library is; a fast one is then
     timed on the full shape (best of a few), a slow one (MLX's reference) keeps the estimate,
@@ -49,7 +52,7 @@ def probe_gemms(shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES,
     if bf16:
         result.update(bf16_gflops=round(_mean(bf16), 1),
                       bf16_shapes={s: round(v, 1) for s, v in bf16.items()})
-    native = probe_bf16(shapes, native=True)
+    native = probe_bf16(shapes, native=True) if native_bf16 else {}
     if native:
         result["native_bf16_gflops"] = round(_mean(native), 1)
     return result
@@ -110,4 +113,4 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 if __name__ == "__main__":
-    print(json.dumps(probe_gemms()))
+    print(json.dumps(probe_gemms(native_bf16=NATIVE_BF16_FLAG in sys.argv[1:])))

@@ -60,7 +60,7 @@ class Timing:
     fp32_ms: float
     bf16_ms: float
     source: str = "measured now"   # or "cached probe"
-    bf16_gemm: str = ""            # the fastest bf16 GEMM's name ("" where only one was timed)
+    bf16_gemm: str = ""            # the fastest bf16 GEMM's name ("": not named)
     others: tuple[tuple[str, float], ...] = ()  # the other bf16 GEMMs' ms, for the reason
 
     @property

@@ -110,8 +110,10 @@ class Embedder:
         """MLX_PRECISION -> the fast path's matmul precision, after the start-up self-check
         (a fixed probe set against numpy's BLAS, mlx_service/kernels/precision.py)."""
         from mlx_service.kernels import gemm, precision
-        gemms = self._bf16_gemms() if self._fast is not None else {}
         units = precision.cpu_bf16_units()
+        # Nothing to load (or build) where no bf16 can run: fp32 asked for, or no units
+        wanted = self._fast is not None and units and mode != "fp32"
+        gemms = self._bf16_gemms() if wanted else {}
         from mlx_service.kernels.blas import not_kept_for_bf16, recorded_choice
         not_kept = None if gemms else not_kept_for_bf16(str(recorded_choice().get("reason", "")))
         choice = precision.decide(mode, self._fast is not None, units, next(iter(gemms), ""),
